@@ -1,0 +1,27 @@
+# CUDA is optional. Where nvcc exists, kernels are compiled for sm_80 and sm_90
+# even on a machine with no GPU; at run time the code asks the driver whether a
+# device exists and falls back to host memory when none does.
+include(CheckLanguage)
+option(KVF_ENABLE_CUDA "Build CUDA kernels and device memory tiers when nvcc is found" ON)
+set(KVF_WITH_CUDA OFF)
+if(KVF_ENABLE_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    # CMake 3.25 knows no CUDA20 dialect for nvcc 13; device code needs only C++17.
+    set(CMAKE_CUDA_STANDARD 17)
+    set(KVF_WITH_CUDA ON)
+  endif()
+endif()
+if(KVF_WITH_CUDA)
+  message(STATUS "kvfabric: CUDA ${CMAKE_CUDA_COMPILER_VERSION} found; kernels for sm_${CMAKE_CUDA_ARCHITECTURES}")
+else()
+  message(STATUS "kvfabric: CUDA not found; GPU kernels and device tiers are off (host memory only)")
+endif()

@@ -1,0 +1,74 @@
+// The CUDA runtime, wrapped once (STYLE.md): device discovery and move-only
+// owners for device and page-locked host memory. Everything compiles without
+// CUDA; then every device call reports FAILED_PRECONDITION.
+#ifndef KVF_KERNELS_DEVICE_H_
+#define KVF_KERNELS_DEVICE_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kvf {
+
+// True when this build has CUDA compiled in (a capability of the binary, not
+// of the machine).
+bool CudaCompiledIn();
+
+struct DeviceInventory {
+  int count = 0;       // usable CUDA devices
+  std::string reason;  // why count is 0 ("no CUDA driver", "built without CUDA", ...)
+};
+// Asks the driver once per process and caches the answer. Thread-safe.
+const DeviceInventory& Devices();
+
+// Owns one cudaMalloc allocation. Move-only; freed in the destructor.
+class DeviceBuffer {
+ public:
+  static absl::StatusOr<DeviceBuffer> Allocate(size_t bytes, int device);
+  DeviceBuffer() = default;
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+  int device() const { return device_; }
+
+ private:
+  void Reset();
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  int device_ = -1;
+};
+
+// Page-locks an existing host range (cudaHostRegister) for as long as it
+// lives. Move-only; unregisters in the destructor.
+class HostRegistration {
+ public:
+  static absl::StatusOr<HostRegistration> Register(void* data, size_t bytes);
+  HostRegistration() = default;
+  HostRegistration(HostRegistration&& other) noexcept;
+  HostRegistration& operator=(HostRegistration&& other) noexcept;
+  HostRegistration(const HostRegistration&) = delete;
+  HostRegistration& operator=(const HostRegistration&) = delete;
+  ~HostRegistration();
+
+  bool registered() const { return data_ != nullptr; }
+
+ private:
+  void Reset();
+  void* data_ = nullptr;
+};
+
+// Synchronous copies between host and device memory (cudaMemcpy); errors carry
+// the CUDA text.
+absl::Status CopyHostToDevice(void* dst, const void* src, size_t bytes);
+absl::Status CopyDeviceToHost(void* dst, const void* src, size_t bytes);
+
+}  // namespace kvf
+
+#endif  // KVF_KERNELS_DEVICE_H_

@@ -1,0 +1,171 @@
+// The only file that calls the CUDA runtime for memory and devices.
+#include <utility>
+
+#include "common/logging.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/device.h"
+
+#if KVF_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace kvf {
+namespace {
+
+#if KVF_WITH_CUDA
+absl::Status CudaError(cudaError_t err, absl::string_view call, absl::string_view context) {
+  return absl::InternalError(absl::StrCat(call, " (", context, "): ", cudaGetErrorName(err), ": ",
+                                          cudaGetErrorString(err)));
+}
+#else
+absl::Status NoCuda(absl::string_view call) {
+  return absl::FailedPreconditionError(absl::StrCat(call, ": kvfabric was built without CUDA"));
+}
+#endif
+
+DeviceInventory Probe() {
+  DeviceInventory inv;
+#if KVF_WITH_CUDA
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    inv.reason = absl::StrCat("cudaGetDeviceCount: ", cudaGetErrorString(err));
+    cudaGetLastError();  // clear the sticky error
+  } else if (n == 0) {
+    inv.reason = "the CUDA driver reports no device";
+  }
+  inv.count = err == cudaSuccess ? n : 0;
+#else
+  inv.reason = "kvfabric was built without CUDA";
+#endif
+  if (inv.count == 0) {
+    KVF_LOG(INFO) << "kvfabric: no CUDA device (" << inv.reason << "); using host memory only";
+  }
+  return inv;
+}
+
+}  // namespace
+
+bool CudaCompiledIn() { return KVF_WITH_CUDA != 0; }
+
+const DeviceInventory& Devices() {
+  static const DeviceInventory* inventory = new DeviceInventory(Probe());
+  return *inventory;
+}
+
+absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes, int device) {
+#if KVF_WITH_CUDA
+  if (device < 0 || device >= Devices().count) {
+    return absl::FailedPreconditionError(absl::StrCat("no CUDA device ", device, " (",
+                                                      Devices().count, " present)"));
+  }
+  if (cudaError_t err = cudaSetDevice(device); err != cudaSuccess) {
+    return CudaError(err, "cudaSetDevice", absl::StrCat("device ", device));
+  }
+  DeviceBuffer buffer;
+  if (cudaError_t err = cudaMalloc(&buffer.data_, bytes); err != cudaSuccess) {
+    return CudaError(err, "cudaMalloc", absl::StrCat(bytes, " bytes on device ", device));
+  }
+  buffer.size_ = bytes;
+  buffer.device_ = device;
+  return buffer;
+#else
+  (void)bytes;
+  (void)device;
+  return NoCuda("cudaMalloc");
+#endif
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      device_(std::exchange(other.device_, -1)) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    device_ = std::exchange(other.device_, -1);
+  }
+  return *this;
+}
+
+DeviceBuffer::~DeviceBuffer() { Reset(); }
+
+void DeviceBuffer::Reset() {
+#if KVF_WITH_CUDA
+  if (data_ != nullptr) {
+    cudaSetDevice(device_);
+    cudaFree(data_);
+  }
+#endif
+  data_ = nullptr;
+  size_ = 0;
+}
+
+absl::StatusOr<HostRegistration> HostRegistration::Register(void* data, size_t bytes) {
+#if KVF_WITH_CUDA
+  if (Devices().count == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot page-lock host memory: ", Devices().reason));
+  }
+  if (cudaError_t err = cudaHostRegister(data, bytes, cudaHostRegisterDefault);
+      err != cudaSuccess) {
+    return CudaError(err, "cudaHostRegister", absl::StrCat(bytes, " bytes"));
+  }
+  HostRegistration reg;
+  reg.data_ = data;
+  return reg;
+#else
+  (void)data;
+  (void)bytes;
+  return NoCuda("cudaHostRegister");
+#endif
+}
+
+HostRegistration::HostRegistration(HostRegistration&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)) {}
+
+HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    data_ = std::exchange(other.data_, nullptr);
+  }
+  return *this;
+}
+
+HostRegistration::~HostRegistration() { Reset(); }
+
+void HostRegistration::Reset() {
+#if KVF_WITH_CUDA
+  if (data_ != nullptr) cudaHostUnregister(data_);
+#endif
+  data_ = nullptr;
+}
+
+absl::Status CopyHostToDevice(void* dst, const void* src, size_t bytes) {
+#if KVF_WITH_CUDA
+  if (cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice); err != cudaSuccess) {
+    return CudaError(err, "cudaMemcpy", absl::StrCat("host to device, ", bytes, " bytes"));
+  }
+  return absl::OkStatus();
+#else
+  (void)dst, (void)src, (void)bytes;
+  return NoCuda("cudaMemcpy");
+#endif
+}
+
+absl::Status CopyDeviceToHost(void* dst, const void* src, size_t bytes) {
+#if KVF_WITH_CUDA
+  if (cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost); err != cudaSuccess) {
+    return CudaError(err, "cudaMemcpy", absl::StrCat("device to host, ", bytes, " bytes"));
+  }
+  return absl::OkStatus();
+#else
+  (void)dst, (void)src, (void)bytes;
+  return NoCuda("cudaMemcpy");
+#endif
+}
+
+}  // namespace kvf

@@ -1,0 +1,68 @@
+// BlockIndex: (namespace, key) -> entry, with dense ids for eviction policies.
+#ifndef KVF_NODE_INTERNAL_BLOCK_INDEX_H_
+#define KVF_NODE_INTERNAL_BLOCK_INDEX_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "common/block_key.h"
+#include "common/namespace.h"
+#include "common/version.h"
+#include "kernels/codec.h"
+#include "node/eviction_policy.h"
+
+namespace kvf::internal {
+
+struct Entry {
+  NamespaceId ns = 0;
+  BlockKey key;
+  Version version;
+  CodecId codec = CodecId::kNone;
+  bool mutable_entry = false;
+  uint8_t tier = 0;       // index into the store's tiers
+  uint64_t offset = 0;    // page offset in that tier's arena
+  uint64_t size = 0;      // stored bytes
+  uint32_t pins = 0;      // leases and in-flight copies; > 0 never evicted or freed
+  absl::Time last_access;
+};
+
+// Entries live in a dense vector so an EntryId is a plain index, reused after
+// Erase. Not thread-safe (the store locks).
+class BlockIndex {
+ public:
+  // Sizes the table and the map for `expected_entries` so that inserting up
+  // to that many never allocates.
+  void Reserve(size_t expected_entries);
+
+  std::optional<EntryId> Find(NamespaceId ns, const BlockKey& key) const;
+  // `entry.ns`/`entry.key` must not be present.
+  EntryId Insert(const Entry& entry);
+  void Erase(EntryId id);
+
+  Entry& at(EntryId id) { return entries_[id]; }
+  const Entry& at(EntryId id) const { return entries_[id]; }
+  size_t size() const { return map_.size(); }
+
+ private:
+  struct Key {
+    NamespaceId ns;
+    BlockKey key;
+    friend bool operator==(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      // Block keys are already uniform hashes; mixing in ns is enough.
+      return H::combine(std::move(h), k.key.lo ^ k.ns, k.key.hi);
+    }
+  };
+
+  absl::flat_hash_map<Key, EntryId> map_;
+  std::vector<Entry> entries_;
+  std::vector<EntryId> free_ids_;
+};
+
+}  // namespace kvf::internal
+
+#endif  // KVF_NODE_INTERNAL_BLOCK_INDEX_H_

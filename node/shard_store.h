@@ -1,0 +1,179 @@
+// ShardStore: the node-local block store each shard agent runs.
+#ifndef KVF_NODE_SHARD_STORE_H_
+#define KVF_NODE_SHARD_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/block_key.h"
+#include "common/namespace.h"
+#include "common/version.h"
+#include "kernels/codec.h"
+#include "node/clock.h"
+#include "node/memory_tier.h"
+
+namespace kvf {
+
+struct ShardStoreOptions {
+  // Bytes of host memory; pinned through CUDA when `pin_host` and a device exist.
+  uint64_t host_bytes = uint64_t{1} << 30;
+  bool pin_host = true;
+  // Bytes of GPU memory (device 0), used first when a device exists; ignored
+  // (with a log line) where none does.
+  uint64_t device_bytes = 0;
+  // Allocation unit: memory moves between page classes a slab at a time. 0
+  // picks arena/64 clamped to [4 MiB, 64 MiB]. A block's stored form must fit
+  // in one slab.
+  uint64_t slab_bytes = 0;
+  // Smallest page (blocks smaller than this still take a whole page). The
+  // allocator keeps 4 bytes of metadata per possible page of this size.
+  uint64_t min_page_bytes = 1024;
+  // See EvictionPolicyNames().
+  std::string eviction_policy = "lru";
+  // Read leases not released within this time expire and unpin their block.
+  absl::Duration default_lease = absl::Seconds(10);
+  // Source of time for leases and block ages; the real clock when null. Not
+  // owned; must outlive the store.
+  const Clock* clock = nullptr;
+};
+
+// Where a pinned block lives, for handing out to an RMA reader.
+struct BlockLocation {
+  TierKind tier = TierKind::kHost;
+  std::byte* address = nullptr;  // host or device pointer, per `tier`
+  uint64_t size = 0;
+};
+
+struct BlockInfo {
+  Version version;
+  CodecId codec = CodecId::kNone;
+  uint64_t size = 0;  // stored bytes
+  TierKind tier = TierKind::kHost;
+};
+
+struct PutOptions {
+  CodecId codec = CodecId::kNone;
+  // Mutable entries (sequence tails, overwritten positions) take a new version
+  // on every write. Immutable (content-addressed) ones are written once: a
+  // re-put is an idempotent no-op.
+  bool mutable_entry = false;
+  // Chain position, for chain-aware eviction (EvictionHint).
+  BlockKey parent = BlockKey::Root();
+  uint32_t depth = 0;
+  // An explicit version (replica sync, migration): stored only if newer than
+  // the one held, else FAILED_PRECONDITION. Unset: the store assigns one.
+  std::optional<Version> version;
+};
+
+struct PutResult {
+  Version version;
+  bool already_present = false;  // an idempotent re-put of an immutable block
+  uint64_t evicted_blocks = 0;   // evictions this put caused
+};
+
+struct Lease {
+  uint64_t id = 0;
+  BlockLocation location;
+  BlockInfo info;
+  absl::Time expires;
+};
+
+struct TierStats {
+  TierKind kind = TierKind::kHost;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;      // pages handed out
+  uint64_t stored_bytes = 0;    // bytes of blocks in those pages
+  uint64_t free_bytes = 0;      // in free slabs and free pages
+};
+
+struct ShardStoreStats {
+  std::vector<TierStats> tiers;
+  uint64_t entries = 0;
+  uint64_t pinned_entries = 0;
+  uint64_t active_leases = 0;
+  uint64_t hits = 0;    // blocks found by Get / MatchPrefix
+  uint64_t misses = 0;  // blocks asked for and not found
+  uint64_t puts = 0;    // blocks newly stored or overwritten
+  uint64_t evictions = 0;
+  uint64_t evicted_bytes = 0;
+  uint64_t expired_leases = 0;
+  // Internal fragmentation: page bytes not holding block bytes, over page bytes.
+  double internal_fragmentation = 0;
+  // Free memory stuck in partially used slabs of other classes, over free memory.
+  double external_fragmentation = 0;
+};
+
+// Thread-safe: every method may be called from any thread. Metadata (index,
+// allocator, policy, leases) sits behind one mutex; block bytes are copied
+// outside it, under a pin, so copies of different blocks run in parallel.
+// Never allocates on the Put/Get path once warm, except for the index's hash
+// table growing.
+class ShardStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<ShardStore>> Create(const ShardStoreOptions& options);
+  virtual ~ShardStore() = default;
+
+  // Makes a namespace known and adds the page classes its blocks need (one per
+  // codec). Idempotent. INVALID_ARGUMENT for a bad spec or a block larger than
+  // a slab.
+  virtual absl::StatusOr<NamespaceId> RegisterNamespace(const NamespaceSpec& spec) = 0;
+
+  // Stores one block (`data` is the stored form for `options.codec`: exactly
+  // CpuCodec(codec).EncodedSize(layout) bytes). Evicts to make room.
+  //   NOT_FOUND           unknown namespace
+  //   INVALID_ARGUMENT    size does not match the namespace's layout and codec
+  //   RESOURCE_EXHAUSTED  no room even after evicting everything unpinned
+  //   FAILED_PRECONDITION an explicit version not newer than the stored one,
+  //                       or a mutable write to a pinned entry
+  // On any error the store is unchanged, except for blocks evicted to make room.
+  virtual absl::StatusOr<PutResult> Put(NamespaceId ns, const BlockKey& key,
+                                        absl::Span<const std::byte> data,
+                                        const PutOptions& options = {}) = 0;
+
+  // Copies a block into `dst` (at least its stored size). NOT_FOUND if absent;
+  // FAILED_PRECONDITION if `min_version` is newer than what is stored;
+  // INVALID_ARGUMENT if `dst` is too small.
+  virtual absl::StatusOr<BlockInfo> Get(NamespaceId ns, const BlockKey& key,
+                                        absl::Span<std::byte> dst,
+                                        std::optional<Version> min_version = {}) = 0;
+
+  // Pins a block for an RMA reader until Unpin or the lease's expiry; a pinned
+  // block is never evicted, freed or overwritten. `lease` 0 = the default.
+  virtual absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key,
+                                    absl::Duration lease = absl::ZeroDuration()) = 0;
+  // NOT_FOUND if the lease is unknown, already released or expired.
+  virtual absl::Status Unpin(uint64_t lease_id) = 0;
+  // Releases leases past their expiry; returns how many. Also runs lazily on
+  // Pin and when a Put needs room.
+  virtual uint64_t ExpireLeases() = 0;
+
+  // The longest prefix of `keys` held here; counts hits and one miss, and
+  // touches the hits for the eviction policy.
+  virtual size_t MatchPrefix(NamespaceId ns, absl::Span<const BlockKey> keys) = 0;
+  // For each key, its version if held. No side effects.
+  virtual std::vector<std::optional<BlockInfo>> Lookup(NamespaceId ns,
+                                                       absl::Span<const BlockKey> keys) = 0;
+
+  // NOT_FOUND if absent; FAILED_PRECONDITION if pinned.
+  virtual absl::Status Remove(NamespaceId ns, const BlockKey& key) = 0;
+
+  // Evicts by policy until used bytes <= `target_used_bytes` or only pinned
+  // blocks remain. Returns the number of blocks evicted.
+  virtual uint64_t EvictToTarget(uint64_t target_used_bytes) = 0;
+
+  // The cluster-map epoch new versions are stamped with.
+  virtual void SetEpoch(uint64_t epoch) = 0;
+
+  virtual ShardStoreStats Stats() const = 0;
+};
+
+}  // namespace kvf
+
+#endif  // KVF_NODE_SHARD_STORE_H_
