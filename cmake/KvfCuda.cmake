@@ -15,8 +15,14 @@ if(KVF_ENABLE_CUDA)
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    # CMake 3.25 knows no CUDA20 dialect for nvcc 13; device code needs only C++17.
-    set(CMAKE_CUDA_STANDARD 17)
+    # Device code includes common/ headers, which are C++20. CMake 3.25 does not
+    # know nvcc's C++20 flag (nvcc 12+ has it), so name it.
+    if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(KVF_WITH_CUDA ON)
   endif()
 endif()

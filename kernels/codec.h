@@ -56,9 +56,13 @@ class Codec {
   virtual absl::Status Encode(const KvLayout& layout, absl::Span<const std::byte> block,
                               absl::Span<std::byte> out) const = 0;
 
-  // Decodes a stored form back into `block` (layout.BytesPerBlock() bytes).
-  // DATA_LOSS for a truncated or corrupt blob; INVALID_ARGUMENT when the blob
-  // is of another codec or layout.
+  // Decodes a stored form back into `block` (at least layout.BytesPerBlock()
+  // bytes; only those are written). `encoded` may be longer than the stored
+  // form (a slab page): trailing bytes are ignored. DATA_LOSS for a truncated
+  // or corrupt blob (bad magic/version, section sizes, non-finite scales);
+  // INVALID_ARGUMENT when the blob is of another codec, dtype or layout, or
+  // `block` is too small. Never reads outside `encoded`, whatever its bytes.
+  // The formats are described in docs/codecs.md.
   virtual absl::Status Decode(const KvLayout& layout, absl::Span<const std::byte> encoded,
                               absl::Span<std::byte> block) const = 0;
 };

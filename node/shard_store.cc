@@ -223,7 +223,7 @@ absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& ke
     if (data.size() != expected) {
       return absl::InvalidArgumentError(absl::StrCat(
           "block ", key.ToHex(), " is ", data.size(), " bytes; namespace ", info.spec.model_id,
-          " (", info.spec.layout.DebugString(), ") with codec ", CodecName(options.codec),
+          " (", info.spec.layout.DebugString(), ") with codec ", std::string(CodecName(options.codec)),
           " stores ", expected));
     }
     if (std::optional<EntryId> id = index_.Find(ns, key)) {
@@ -231,7 +231,7 @@ absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& ke
       if (immutable_put && !e.mutable_entry) {
         if (e.codec != options.codec) {
           return absl::FailedPreconditionError(absl::StrCat(
-              "block ", key.ToHex(), " is stored with codec ", CodecName(e.codec)));
+              "block ", key.ToHex(), " is stored with codec ", std::string(CodecName(e.codec))));
         }
         TouchLocked(*id, clock_.Now());
         result.version = e.version;

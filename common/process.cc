@@ -1,0 +1,11 @@
+#include "common/process.h"
+
+#include "absl/synchronization/mutex.h"
+
+namespace kvf {
+
+void ConfigureProcessForServing() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
+
+}  // namespace kvf
