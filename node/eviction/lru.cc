@@ -1,4 +1,5 @@
-// LRU: one intrusive list, most recent at the front.
+// LRU and FIFO: one intrusive list, newest at the front. They differ only in
+// what a hit does: LRU moves the entry to the front, FIFO leaves it in place.
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -9,20 +10,25 @@
 namespace kvf::internal {
 namespace {
 
-struct LruNode : ListLinks {};
+struct ListNode : ListLinks {};
 
 // Not thread-safe (EvictionPolicy's contract: the store locks).
-class LruPolicy final : public EvictionPolicy {
+class RecencyListPolicy final : public EvictionPolicy {
  public:
-  explicit LruPolicy(size_t capacity_hint) { nodes_.resize(capacity_hint); }
+  RecencyListPolicy(size_t capacity_hint, std::string_view name, bool promote_on_touch)
+      : name_(name), promote_on_touch_(promote_on_touch) {
+    nodes_.resize(capacity_hint);
+  }
 
-  std::string_view name() const override { return "lru"; }
+  std::string_view name() const override { return name_; }
 
   void Insert(EntryId id, const EvictionHint&) override {
     EnsureSlot(nodes_, id);
     list_.PushFront(nodes_, id);
   }
-  void Touch(EntryId id) override { list_.MoveToFront(nodes_, id); }
+  void Touch(EntryId id) override {
+    if (promote_on_touch_) list_.MoveToFront(nodes_, id);
+  }
   void Erase(EntryId id) override { list_.Remove(nodes_, id); }
 
   std::optional<EntryId> Evict(absl::FunctionRef<bool(EntryId)> evictable) override {
@@ -39,14 +45,20 @@ class LruPolicy final : public EvictionPolicy {
   size_t size() const override { return list_.size(); }
 
  private:
-  std::vector<LruNode> nodes_;
-  IntrusiveList<LruNode> list_;
+  const std::string_view name_;
+  const bool promote_on_touch_;
+  std::vector<ListNode> nodes_;
+  IntrusiveList<ListNode> list_;
 };
 
 }  // namespace
 
 std::unique_ptr<EvictionPolicy> NewLruPolicy(size_t capacity_hint) {
-  return std::make_unique<LruPolicy>(capacity_hint);
+  return std::make_unique<RecencyListPolicy>(capacity_hint, "lru", /*promote_on_touch=*/true);
+}
+
+std::unique_ptr<EvictionPolicy> NewFifoPolicy(size_t capacity_hint) {
+  return std::make_unique<RecencyListPolicy>(capacity_hint, "fifo", /*promote_on_touch=*/false);
 }
 
 }  // namespace kvf::internal
