@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <variant>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -42,7 +43,7 @@ struct Tier {
   SlabAllocator allocator;
 };
 
-struct Reservation {
+struct PageRef {
   uint8_t tier = 0;
   uint64_t offset = 0;
 };
@@ -50,6 +51,17 @@ struct Reservation {
 struct LeaseRecord {
   EntryId entry;
   absl::Time expires;
+};
+
+// A put between its two phases: a page reserved and not yet in the index.
+struct PendingPut {
+  NamespaceId ns = 0;
+  BlockKey key;
+  PutOptions options;
+  uint64_t size = 0;
+  PageRef page;
+  uint64_t evicted = 0;
+  absl::Time expires = absl::InfiniteFuture();  // for remote writers only
 };
 
 class ShardStoreImpl final : public ShardStore {
@@ -66,6 +78,10 @@ class ShardStoreImpl final : public ShardStore {
   absl::StatusOr<PutResult> Put(NamespaceId ns, const BlockKey& key,
                                 absl::Span<const std::byte> data,
                                 const PutOptions& options) override;
+  absl::StatusOr<PutReservation> Reserve(NamespaceId ns, const BlockKey& key, uint64_t size,
+                                         const PutOptions& options, absl::Duration lease) override;
+  absl::StatusOr<PutResult> Commit(uint64_t reservation_id) override;
+  absl::Status Abort(uint64_t reservation_id) override;
   absl::StatusOr<BlockInfo> Get(NamespaceId ns, const BlockKey& key, absl::Span<std::byte> dst,
                                 std::optional<Version> min_version) override;
   absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key, absl::Duration lease) override;
@@ -86,8 +102,21 @@ class ShardStoreImpl final : public ShardStore {
   absl::StatusOr<int> PageClassLocked(NamespaceInfo& info, size_t tier, CodecId codec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A page for a block of `codec` in `ns`, evicting by policy as needed.
-  absl::StatusOr<Reservation> ReserveLocked(NamespaceInfo& info, CodecId codec,
+  absl::StatusOr<PageRef> ReserveLocked(NamespaceInfo& info, CodecId codec,
                                             uint64_t* evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Phase 1 of a put: validates, answers an immutable re-put at once (the
+  // PutResult), or reserves a page (the PendingPut).
+  absl::StatusOr<std::variant<PendingPut, PutResult>> BeginPutLocked(NamespaceId ns,
+                                                                     const BlockKey& key,
+                                                                     uint64_t size,
+                                                                     const PutOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Phase 2: the page holds the bytes; make them the entry (or give the page
+  // back if the entry changed in a way that forbids it).
+  absl::StatusOr<PutResult> FinishPutLocked(const PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleasePageLocked(const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    tiers_[page.tier].allocator.Free(page.offset);
+  }
   // Frees an entry's page and forgets it. The policy must already have let go.
   void DropLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EvictOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -107,7 +136,8 @@ class ShardStoreImpl final : public ShardStore {
   absl::flat_hash_map<NamespaceId, NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);
   BlockIndex index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, LeaseRecord> leases_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, PendingPut> reservations_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;  // shared by leases and reservations
   absl::Time next_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t pinned_entries_ ABSL_GUARDED_BY(mu_) = 0;
@@ -159,14 +189,14 @@ absl::StatusOr<int> ShardStoreImpl::PageClassLocked(NamespaceInfo& info, size_t 
   return cls;
 }
 
-absl::StatusOr<Reservation> ShardStoreImpl::ReserveLocked(NamespaceInfo& info, CodecId codec,
+absl::StatusOr<PageRef> ShardStoreImpl::ReserveLocked(NamespaceInfo& info, CodecId codec,
                                                           uint64_t* evicted) {
   bool expired_leases = false;
   for (;;) {
     for (size_t t = 0; t < tiers_.size(); ++t) {
       KVF_ASSIGN_OR_RETURN(const int cls, PageClassLocked(info, t, codec));
       if (std::optional<uint64_t> offset = tiers_[t].allocator.Allocate(cls)) {
-        return Reservation{static_cast<uint8_t>(t), *offset};
+        return PageRef{static_cast<uint8_t>(t), *offset};
       }
     }
     if (EvictOneLocked()) {
@@ -202,112 +232,176 @@ void ShardStoreImpl::DropLocked(EntryId id) {
   index_.Erase(id);
 }
 
-absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& key,
-                                              absl::Span<const std::byte> data,
-                                              const PutOptions& options) {
+absl::StatusOr<std::variant<PendingPut, PutResult>> ShardStoreImpl::BeginPutLocked(
+    NamespaceId ns, const BlockKey& key, uint64_t size, const PutOptions& options) {
   if (!ValidCodec(options.codec)) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown codec ", static_cast<int>(options.codec)));
   }
+  auto ns_it = namespaces_.find(ns);
+  if (ns_it == namespaces_.end()) {
+    return absl::NotFoundError(absl::StrCat("namespace ", absl::Hex(ns), " is not registered"));
+  }
+  NamespaceInfo& info = ns_it->second;
+  const uint64_t expected = info.encoded_size[static_cast<int>(options.codec)];
+  if (size != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "block ", key.ToHex(), " is ", size, " bytes; namespace ", info.spec.model_id, " (",
+        info.spec.layout.DebugString(), ") with codec ", std::string(CodecName(options.codec)),
+        " stores ", expected));
+  }
   const bool immutable_put = !options.mutable_entry && !options.version.has_value();
-  PutResult result;
-  Reservation reservation;
-  {
-    absl::MutexLock lock(&mu_);
-    auto ns_it = namespaces_.find(ns);
-    if (ns_it == namespaces_.end()) {
-      return absl::NotFoundError(absl::StrCat("namespace ", absl::Hex(ns), " is not registered"));
-    }
-    NamespaceInfo& info = ns_it->second;
-    const uint64_t expected = info.encoded_size[static_cast<int>(options.codec)];
-    if (data.size() != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block ", key.ToHex(), " is ", data.size(), " bytes; namespace ", info.spec.model_id,
-          " (", info.spec.layout.DebugString(), ") with codec ", std::string(CodecName(options.codec)),
-          " stores ", expected));
-    }
-    if (std::optional<EntryId> id = index_.Find(ns, key)) {
-      Entry& e = index_.at(*id);
-      if (immutable_put && !e.mutable_entry) {
-        if (e.codec != options.codec) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "block ", key.ToHex(), " is stored with codec ", std::string(CodecName(e.codec))));
-        }
-        TouchLocked(*id, clock_.Now());
-        result.version = e.version;
-        result.already_present = true;
-        return result;
+  if (std::optional<EntryId> id = index_.Find(ns, key)) {
+    Entry& e = index_.at(*id);
+    if (immutable_put && !e.mutable_entry) {
+      if (e.codec != options.codec) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "block ", key.ToHex(), " is stored with codec ", std::string(CodecName(e.codec))));
       }
-      if (options.version && *options.version <= e.version) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("block ", key.ToHex(), ": version ", options.version->ToString(),
-                         " is not newer than stored ", e.version.ToString()));
-      }
-      if (e.pins > 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("block ", key.ToHex(), " is pinned by a reader; retry after its lease"));
-      }
+      TouchLocked(*id, clock_.Now());
+      PutResult present;
+      present.version = e.version;
+      present.already_present = true;
+      return present;
     }
-    KVF_ASSIGN_OR_RETURN(reservation, ReserveLocked(info, options.codec, &result.evicted_blocks));
+    if (options.version && *options.version <= e.version) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("block ", key.ToHex(), ": version ", options.version->ToString(),
+                       " is not newer than stored ", e.version.ToString()));
+    }
+    if (e.pins > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("block ", key.ToHex(), " is pinned by a reader; retry after its lease"));
+    }
   }
+  PendingPut put{.ns = ns, .key = key, .options = options, .size = size};
+  KVF_ASSIGN_OR_RETURN(put.page, ReserveLocked(info, options.codec, &put.evicted));
+  return put;
+}
 
-  // The page is ours alone: nobody else can see it until it is in the index.
-  absl::Status copied = tiers_[reservation.tier].memory->Write(reservation.offset, data);
-
-  absl::MutexLock lock(&mu_);
-  auto release = [&] { tiers_[reservation.tier].allocator.Free(reservation.offset); };
-  if (!copied.ok()) {
-    release();
-    return copied;
-  }
+absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put) {
+  const PutOptions& options = put.options;
+  const bool immutable_put = !options.mutable_entry && !options.version.has_value();
   const absl::Time now = clock_.Now();
-  std::optional<EntryId> id = index_.Find(ns, key);
-  if (id) {
+  PutResult result;
+  result.evicted_blocks = put.evicted;
+  if (std::optional<EntryId> id = index_.Find(put.ns, put.key)) {
     Entry& e = index_.at(*id);
     if (immutable_put && !e.mutable_entry) {  // another writer of the same block won
-      release();
+      ReleasePageLocked(put.page);
       TouchLocked(*id, now);
       result.version = e.version;
       result.already_present = true;
       return result;
     }
     if ((options.version && *options.version <= e.version) || e.pins > 0) {
-      release();
+      ReleasePageLocked(put.page);
       return absl::FailedPreconditionError(absl::StrCat(
-          "block ", key.ToHex(), " changed during the put (now version ", e.version.ToString(),
-          e.pins > 0 ? ", pinned" : "", ")"));
+          "block ", put.key.ToHex(), " changed during the put (now version ",
+          e.version.ToString(), e.pins > 0 ? ", pinned" : "", ")"));
     }
-    result.version = options.version ? *options.version
-                                     : Version{std::max(epoch_, e.version.epoch), e.version.counter + 1};
-    tiers_[e.tier].allocator.Free(e.offset);
+    result.version = options.version
+                         ? *options.version
+                         : Version{std::max(epoch_, e.version.epoch), e.version.counter + 1};
+    ReleasePageLocked(PageRef{e.tier, e.offset});
     tier_stored_bytes_[e.tier] -= e.size;
-    tier_stored_bytes_[reservation.tier] += data.size();
+    tier_stored_bytes_[put.page.tier] += put.size;
     e.version = result.version;
     e.codec = options.codec;
     e.mutable_entry = options.mutable_entry;
-    e.tier = reservation.tier;
-    e.offset = reservation.offset;
-    e.size = data.size();
+    e.tier = put.page.tier;
+    e.offset = put.page.offset;
+    e.size = put.size;
     TouchLocked(*id, now);
   } else {
     result.version = options.version ? *options.version
                                      : Version{epoch_, options.mutable_entry ? 1u : 0u};
     Entry e;
-    e.ns = ns;
-    e.key = key;
+    e.ns = put.ns;
+    e.key = put.key;
     e.version = result.version;
     e.codec = options.codec;
     e.mutable_entry = options.mutable_entry;
-    e.tier = reservation.tier;
-    e.offset = reservation.offset;
-    e.size = data.size();
+    e.tier = put.page.tier;
+    e.offset = put.page.offset;
+    e.size = put.size;
     e.last_access = now;
     const EntryId new_id = index_.Insert(e);
     tier_stored_bytes_[e.tier] += e.size;
-    policy_->Insert(new_id, EvictionHint{key, options.parent, options.depth, e.size});
+    policy_->Insert(new_id, EvictionHint{put.key, options.parent, options.depth, e.size});
   }
   ++puts_;
   return result;
+}
+
+absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& key,
+                                              absl::Span<const std::byte> data,
+                                              const PutOptions& options) {
+  PendingPut put;
+  {
+    absl::MutexLock lock(&mu_);
+    KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, data.size(), options));
+    if (auto* present = std::get_if<PutResult>(&begun)) return *present;
+    put = std::get<PendingPut>(std::move(begun));
+  }
+  // The page is ours alone: nobody else can see it until it is in the index.
+  absl::Status copied = tiers_[put.page.tier].memory->Write(put.page.offset, data);
+  absl::MutexLock lock(&mu_);
+  if (!copied.ok()) {
+    ReleasePageLocked(put.page);
+    return copied;
+  }
+  return FinishPutLocked(put);
+}
+
+absl::StatusOr<PutReservation> ShardStoreImpl::Reserve(NamespaceId ns, const BlockKey& key,
+                                                       uint64_t size, const PutOptions& options,
+                                                       absl::Duration lease) {
+  if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease");
+  if (lease == absl::ZeroDuration()) lease = options_.default_lease;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  ExpireLeasesLocked(now);
+  KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, size, options));
+  PutReservation out;
+  if (auto* present = std::get_if<PutResult>(&begun)) {
+    out.already_present = true;
+    out.version = present->version;
+    return out;
+  }
+  PendingPut& put = std::get<PendingPut>(begun);
+  put.expires = now + lease;
+  out.id = next_lease_id_++;
+  out.location = BlockLocation{tiers_[put.page.tier].memory->kind(),
+                               tiers_[put.page.tier].memory->base() + put.page.offset, put.size};
+  out.expires = put.expires;
+  next_expiry_ = std::min(next_expiry_, put.expires);
+  reservations_.emplace(out.id, std::move(put));
+  return out;
+}
+
+absl::StatusOr<PutResult> ShardStoreImpl::Commit(uint64_t reservation_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = reservations_.find(reservation_id);
+  if (it == reservations_.end()) {
+    return absl::NotFoundError(absl::StrCat("reservation ", reservation_id,
+                                            " is unknown, committed, aborted or expired"));
+  }
+  const PendingPut put = std::move(it->second);
+  reservations_.erase(it);
+  return FinishPutLocked(put);
+}
+
+absl::Status ShardStoreImpl::Abort(uint64_t reservation_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = reservations_.find(reservation_id);
+  if (it == reservations_.end()) {
+    return absl::NotFoundError(absl::StrCat("reservation ", reservation_id,
+                                            " is unknown, committed, aborted or expired"));
+  }
+  ReleasePageLocked(it->second.page);
+  reservations_.erase(it);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& key,
@@ -406,6 +500,16 @@ uint64_t ShardStoreImpl::ExpireLeasesLocked(absl::Time now) {
       ++it;
     }
   }
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    if (it->second.expires <= now) {
+      ReleasePageLocked(it->second.page);
+      reservations_.erase(it++);
+      ++expired;
+    } else {
+      next = std::min(next, it->second.expires);
+      ++it;
+    }
+  }
   next_expiry_ = next;
   expired_leases_ += expired;
   return expired;
@@ -482,6 +586,7 @@ ShardStoreStats ShardStoreImpl::Stats() const {
   s.entries = index_.size();
   s.pinned_entries = pinned_entries_;
   s.active_leases = leases_.size();
+  s.pending_reservations = reservations_.size();
   s.hits = hits_;
   s.misses = misses_;
   s.puts = puts_;

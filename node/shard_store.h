@@ -78,6 +78,18 @@ struct PutResult {
   uint64_t evicted_blocks = 0;   // evictions this put caused
 };
 
+// A page reserved for a block that a remote writer fills with RMA before it
+// commits (DESIGN.md, "Data path": Put). Invisible to readers until Commit.
+struct PutReservation {
+  uint64_t id = 0;
+  BlockLocation location;  // where the writer puts exactly location.size bytes
+  absl::Time expires;      // an uncommitted reservation is freed after this
+  // The block was already stored (an immutable re-put): nothing was reserved,
+  // `location` is empty, and there is nothing to commit.
+  bool already_present = false;
+  Version version;  // of the stored block when already_present
+};
+
 struct Lease {
   uint64_t id = 0;
   BlockLocation location;
@@ -98,12 +110,13 @@ struct ShardStoreStats {
   uint64_t entries = 0;
   uint64_t pinned_entries = 0;
   uint64_t active_leases = 0;
+  uint64_t pending_reservations = 0;
   uint64_t hits = 0;    // blocks found by Get / MatchPrefix
   uint64_t misses = 0;  // blocks asked for and not found
   uint64_t puts = 0;    // blocks newly stored or overwritten
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
-  uint64_t expired_leases = 0;
+  uint64_t expired_leases = 0;        // leases and reservations
   // Internal fragmentation: page bytes not holding block bytes, over page bytes.
   double internal_fragmentation = 0;
   // Free memory stuck in partially used slabs of other classes, over free memory.
@@ -137,6 +150,22 @@ class ShardStore {
                                         absl::Span<const std::byte> data,
                                         const PutOptions& options = {}) = 0;
 
+  // Two-phase put for writers that fill the page themselves (one-sided RMA):
+  // Reserve checks and reserves exactly like Put (same errors; evicts to make
+  // room) without copying; the caller writes `location.size` bytes at
+  // `location`, then Commit makes the block visible, or Abort frees the page.
+  // A reservation not committed within `lease` (0 = the default lease)
+  // expires and its page is freed. Commit re-checks what may have changed
+  // meanwhile (a racing writer of the same immutable block wins and Commit
+  // reports already_present; a mutable entry pinned since is
+  // FAILED_PRECONDITION). Commit and Abort of an unknown or expired id:
+  // NOT_FOUND.
+  virtual absl::StatusOr<PutReservation> Reserve(NamespaceId ns, const BlockKey& key,
+                                                 uint64_t size, const PutOptions& options = {},
+                                                 absl::Duration lease = absl::ZeroDuration()) = 0;
+  virtual absl::StatusOr<PutResult> Commit(uint64_t reservation_id) = 0;
+  virtual absl::Status Abort(uint64_t reservation_id) = 0;
+
   // Copies a block into `dst` (at least its stored size). NOT_FOUND if absent;
   // FAILED_PRECONDITION if `min_version` is newer than what is stored;
   // INVALID_ARGUMENT if `dst` is too small.
@@ -150,8 +179,8 @@ class ShardStore {
                                     absl::Duration lease = absl::ZeroDuration()) = 0;
   // NOT_FOUND if the lease is unknown, already released or expired.
   virtual absl::Status Unpin(uint64_t lease_id) = 0;
-  // Releases leases past their expiry; returns how many. Also runs lazily on
-  // Pin and when a Put needs room.
+  // Releases leases and reservations past their expiry; returns how many.
+  // Also runs lazily on Pin and Reserve, and when a put needs room.
   virtual uint64_t ExpireLeases() = 0;
 
   // The longest prefix of `keys` held here; counts hits and one miss, and

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cctype>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -390,6 +391,126 @@ TEST(ShardStore, DeviceTierFallsBackToHostWithoutADevice) {
     ASSERT_EQ(s.tiers.size(), 2u);
     EXPECT_EQ(s.tiers[0].kind, TierKind::kDevice);
   }
+}
+
+}  // namespace
+}  // namespace kvf
+
+namespace kvf {
+namespace {
+
+// The two-phase put used by remote writers: reserve, fill, commit.
+class ShardStoreReserveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ShardStoreOptions o;
+    o.host_bytes = 64 * kKiB;
+    o.slab_bytes = 16 * kKiB;
+    o.min_page_bytes = kKiB;
+    o.default_lease = absl::Seconds(5);
+    o.clock = &clock_;
+    store_ = *ShardStore::Create(o);
+    ns_ = *store_->RegisterNamespace(SmallNs());
+  }
+  bool Holds(uint64_t i, uint64_t salt = 0) {
+    std::vector<std::byte> buf(4 * kKiB);
+    return store_->Get(ns_, Key(i), absl::MakeSpan(buf)).ok() && buf == Payload(Key(i), salt);
+  }
+  void Fill(const PutReservation& r, uint64_t i, uint64_t salt = 0) {
+    const auto data = Payload(Key(i), salt);
+    ASSERT_EQ(r.location.size, data.size());
+    std::memcpy(r.location.address, data.data(), data.size());
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<ShardStore> store_;
+  NamespaceId ns_ = 0;
+};
+
+TEST_F(ShardStoreReserveTest, ReservedBlockIsInvisibleUntilCommit) {
+  auto r = store_->Reserve(ns_, Key(1), 4 * kKiB);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->already_present);
+  Fill(*r, 1);
+  EXPECT_FALSE(Holds(1));
+  EXPECT_FALSE(store_->Lookup(ns_, {Key(1)})[0].has_value());
+  EXPECT_EQ(store_->Stats().pending_reservations, 1u);
+  auto committed = store_->Commit(r->id);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_TRUE(Holds(1));
+  EXPECT_EQ(store_->Commit(r->id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Stats().pending_reservations, 0u);
+}
+
+TEST_F(ShardStoreReserveTest, ReserveValidatesLikePut) {
+  EXPECT_EQ(store_->Reserve(ns_, Key(1), 4 * kKiB - 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Reserve(ns_ + 1, Key(1), 4 * kKiB).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 0u);
+}
+
+TEST_F(ShardStoreReserveTest, AbortAndExpiryFreeThePage) {
+  auto a = *store_->Reserve(ns_, Key(1), 4 * kKiB);
+  auto b = *store_->Reserve(ns_, Key(2), 4 * kKiB, {}, absl::Seconds(1));
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 8 * kKiB);
+  EXPECT_TRUE(store_->Abort(a.id).ok());
+  EXPECT_EQ(store_->Abort(a.id).code(), absl::StatusCode::kNotFound);
+  clock_.Advance(absl::Seconds(2));  // the writer of b vanished
+  EXPECT_EQ(store_->ExpireLeases(), 1u);
+  EXPECT_EQ(store_->Commit(b.id).status().code(), absl::StatusCode::kNotFound);
+  const ShardStoreStats s = store_->Stats();
+  EXPECT_EQ(s.tiers[0].used_bytes, 0u);
+  EXPECT_EQ(s.entries, 0u);
+  EXPECT_EQ(s.pending_reservations, 0u);
+}
+
+TEST_F(ShardStoreReserveTest, ImmutableRePutReservesNothing) {
+  const auto data = Payload(Key(1), 0);
+  ASSERT_TRUE(store_->Put(ns_, Key(1), data).ok());
+  auto r = store_->Reserve(ns_, Key(1), 4 * kKiB);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->already_present);
+  EXPECT_EQ(r->location.address, nullptr);
+  EXPECT_EQ(store_->Stats().pending_reservations, 0u);
+}
+
+TEST_F(ShardStoreReserveTest, RacingWritersOfOneBlockBothSucceedOnce) {
+  auto a = *store_->Reserve(ns_, Key(1), 4 * kKiB);
+  auto b = *store_->Reserve(ns_, Key(1), 4 * kKiB);
+  Fill(a, 1);
+  Fill(b, 1);
+  auto ca = store_->Commit(a.id);
+  auto cb = store_->Commit(b.id);
+  ASSERT_TRUE(ca.ok() && cb.ok());
+  EXPECT_FALSE(ca->already_present);
+  EXPECT_TRUE(cb->already_present);
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);  // b's page went back
+  EXPECT_TRUE(Holds(1));
+}
+
+TEST_F(ShardStoreReserveTest, MutableCommitRefusedIfPinnedMeanwhile) {
+  PutOptions m{.mutable_entry = true};
+  const auto v1 = Payload(Key(1), 1);
+  ASSERT_TRUE(store_->Put(ns_, Key(1), v1, m).ok());
+  auto r = *store_->Reserve(ns_, Key(1), 4 * kKiB, m);
+  Fill(r, 1, 2);
+  auto lease = *store_->Pin(ns_, Key(1));
+  EXPECT_EQ(store_->Commit(r.id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(store_->Unpin(lease.id).ok());
+  EXPECT_TRUE(Holds(1, 1));  // the reader's version is intact
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);
+}
+
+TEST_F(ShardStoreReserveTest, FullStoreEvictsForAReservation) {
+  for (uint64_t i = 0; i < 16; ++i) ASSERT_TRUE(store_->Put(ns_, Key(i), Payload(Key(i), 0)).ok());
+  auto r = store_->Reserve(ns_, Key(100), 4 * kKiB);
+  ASSERT_TRUE(r.ok()) << r.status();
+  Fill(*r, 100);
+  auto c = store_->Commit(r->id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->evicted_blocks, 1u);
+  EXPECT_TRUE(Holds(100));
 }
 
 }  // namespace
