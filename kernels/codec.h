@@ -22,16 +22,12 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/kv_layout.h"
+#include "kernels/core/types.h"
 
 namespace kvf {
 
-enum class CodecId : uint8_t {
-  kNone = 0,
-  kFp8E4m3 = 1,  // OCP E4M3FN (max 448), one fp32 scale per (layer, K|V, head)
-  kInt8 = 2,     // symmetric int8, one fp32 scale per (layer, K|V, token)
-  kInt4 = 3,     // KIVI-style, groups of 32: K per-channel, V per-token
-};
-inline constexpr int kNumCodecs = 4;
+// CodecId and kNumCodecs are defined in kernels/core/types.h (the Abseil-free
+// kernel core shares them).
 
 std::string_view CodecName(CodecId id);
 // Accepts "none", "fp8_e4m3" (or "fp8"), "int8", "int4".

@@ -9,22 +9,7 @@
 namespace kvf::internal {
 
 BlobHeader MakeHeader(CodecId codec, const KvLayout& layout) {
-  const BlobGeometry g = GeometryFor(codec, layout);
-  BlobHeader h;
-  std::memset(&h, 0, sizeof(h));
-  h.magic = kBlobMagic;
-  h.version = kBlobVersion;
-  h.codec = static_cast<uint8_t>(codec);
-  h.dtype = static_cast<uint8_t>(layout.dtype);
-  h.layout_fingerprint = layout.Fingerprint();
-  h.num_layers = layout.num_layers;
-  h.num_kv_heads = layout.num_kv_heads;
-  h.head_dim = layout.head_dim;
-  h.block_tokens = layout.block_tokens;
-  h.scales_bytes = g.scales_bytes;
-  h.meta_bytes = g.meta_bytes;
-  h.payload_bytes = g.payload_bytes;
-  return h;
+  return kcore::MakeHeader(codec, ShapeOf(layout), layout.Fingerprint());
 }
 
 absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& layout,

@@ -1,6 +1,7 @@
 // The stored format of an encoded KV block (every codec but `none`), shared
-// by the CPU codecs and the CUDA launchers. docs/codecs.md describes it for
-// readers of the bytes.
+// by the CPU codecs and the CUDA launchers; the layout of the bytes lives in
+// kernels/core/blob_format.h (Abseil-free), this header adds KvLayout
+// overloads and header validation. docs/codecs.md describes the format.
 //
 //   [BlobHeader, 56 bytes, little-endian]
 //   [scales : fp32, header.scales_bytes]
@@ -13,112 +14,47 @@
 #ifndef KVF_KERNELS_INTERNAL_CODEC_FORMAT_H_
 #define KVF_KERNELS_INTERNAL_CODEC_FORMAT_H_
 
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/kv_layout.h"
 #include "kernels/codec.h"
+#include "kernels/core/blob_format.h"
 
 namespace kvf::internal {
 
-static_assert(std::endian::native == std::endian::little,
-              "the blob format is little-endian and written with memcpy");
+// The format itself is Abseil-free (kernels/core/blob_format.h); these names
+// keep the codec code reading as before.
+using kcore::BlobGeometry;
+using kcore::BlobHeader;
+using kcore::CeilDiv;
+using kcore::Int4Groups;
+using kcore::kBlobHeaderSize;
+using kcore::kBlobMagic;
+using kcore::kBlobVersion;
+using kcore::kInt4GroupSize;
+using kcore::WriteHeader;
 
-inline constexpr uint32_t kBlobMagic = 0x4346564bu;  // bytes "KVFC"
-inline constexpr uint16_t kBlobVersion = 1;
-
-struct BlobHeader {
-  uint32_t magic;
-  uint16_t version;
-  uint8_t codec;  // CodecId
-  uint8_t dtype;  // DType of the unencoded block
-  uint64_t layout_fingerprint;  // KvLayout::Fingerprint()
-  uint32_t num_layers;  // the layout again, so a mismatch can be named
-  uint32_t num_kv_heads;
-  uint32_t head_dim;
-  uint32_t block_tokens;
-  uint64_t scales_bytes;
-  uint64_t meta_bytes;
-  uint64_t payload_bytes;
-};
-static_assert(std::is_trivially_copyable_v<BlobHeader>);
-static_assert(sizeof(BlobHeader) == 56, "BlobHeader must have no padding");
-inline constexpr size_t kBlobHeaderSize = sizeof(BlobHeader);
-
-// int4 groups: 32 consecutive tokens (K, per channel) or channels (V, per
-// token); the last group of a row is short when T or D is not a multiple.
-inline constexpr uint32_t kInt4GroupSize = 32;
-
-inline constexpr uint32_t CeilDiv(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
-
-// Per-section group counts of int4. K group (h, d, tg) has index
-// (h * D + d) * Gt + tg; V group (t, h, dg) has index (t * H + h) * Gd + dg.
-// Groups of layer l are numbered l * (k + v) + [K groups, then V groups].
-struct Int4Groups {
-  uint32_t gt;  // token groups per K channel: ceil(T / 32)
-  uint32_t gd;  // channel groups per V row: ceil(D / 32)
-  size_t k;     // K groups per layer: H * D * gt
-  size_t v;     // V groups per layer: T * H * gd
-  size_t per_layer() const { return k + v; }
-};
-
-inline Int4Groups Int4GroupsFor(const KvLayout& layout) {
-  Int4Groups g;
-  g.gt = CeilDiv(layout.block_tokens, kInt4GroupSize);
-  g.gd = CeilDiv(layout.head_dim, kInt4GroupSize);
-  g.k = size_t{layout.num_kv_heads} * layout.head_dim * g.gt;
-  g.v = size_t{layout.block_tokens} * layout.num_kv_heads * g.gd;
-  return g;
+// The core shape of a layout (same fields; DType and ElemType share values).
+inline kcore::KvShape ShapeOf(const KvLayout& layout) {
+  kcore::KvShape s;
+  s.num_layers = layout.num_layers;
+  s.num_kv_heads = layout.num_kv_heads;
+  s.head_dim = layout.head_dim;
+  s.block_tokens = layout.block_tokens;
+  s.dtype = static_cast<kcore::ElemType>(layout.dtype);
+  return s;
 }
 
-// Section sizes of `codec` for a valid `layout` (codec != kNone):
-//   fp8_e4m3: scales [L][2][H] fp32; payload one E4M3 byte per element.
-//   int8:     scales [L][2][T] fp32; payload one int8 per element.
-//   int4:     scales [L][2] fp32 super-scales; meta = one E4M3 scale code
-//             per group, then the groups' 4-bit zero points two per byte (low
-//             nibble = even group); payload two 4-bit codes per byte (low
-//             nibble = even element).
-struct BlobGeometry {
-  size_t scales_bytes = 0;
-  size_t meta_bytes = 0;
-  size_t payload_bytes = 0;
-
-  size_t scales_offset() const { return kBlobHeaderSize; }
-  size_t meta_offset() const { return kBlobHeaderSize + scales_bytes; }
-  size_t payload_offset() const { return meta_offset() + meta_bytes; }
-  size_t total() const { return payload_offset() + payload_bytes; }
-};
+inline Int4Groups Int4GroupsFor(const KvLayout& layout) {
+  return kcore::Int4GroupsFor(ShapeOf(layout));
+}
 
 inline BlobGeometry GeometryFor(CodecId codec, const KvLayout& layout) {
-  const size_t sections = size_t{2} * layout.num_layers;
-  const size_t n = layout.ElementsPerBlock();
-  BlobGeometry g;
-  switch (codec) {
-    case CodecId::kNone:
-      g.payload_bytes = layout.BytesPerBlock();
-      break;
-    case CodecId::kFp8E4m3:
-      g.scales_bytes = sections * layout.num_kv_heads * sizeof(float);
-      g.payload_bytes = n;
-      break;
-    case CodecId::kInt8:
-      g.scales_bytes = sections * layout.block_tokens * sizeof(float);
-      g.payload_bytes = n;
-      break;
-    case CodecId::kInt4: {
-      const size_t groups = Int4GroupsFor(layout).per_layer() * layout.num_layers;
-      g.scales_bytes = sections * sizeof(float);
-      g.meta_bytes = groups + (groups + 1) / 2;
-      g.payload_bytes = (n + 1) / 2;
-      break;
-    }
-  }
-  return g;
+  return kcore::GeometryFor(codec, ShapeOf(layout));
 }
 
 // The header an encoder writes for `codec` and `layout`.
@@ -133,11 +69,6 @@ BlobHeader MakeHeader(CodecId codec, const KvLayout& layout);
 // Checks only the header; scale values are the codec's to check.
 absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& layout,
                                                 absl::Span<const std::byte> encoded);
-
-inline void WriteHeader(const BlobHeader& header, std::byte* out) {
-  std::memcpy(out, &header, sizeof(header));
-}
-
 }  // namespace kvf::internal
 
 #endif  // KVF_KERNELS_INTERNAL_CODEC_FORMAT_H_

@@ -1,0 +1,158 @@
+// The stored format of an encoded KV block (every codec but `none`), shared
+// by the CPU codecs and the CUDA launchers. Abseil-free; docs/codecs.md
+// describes it for readers of the bytes, kernels/internal/codec_format.h adds
+// header validation with absl::Status messages.
+//
+//   [BlobHeader, 56 bytes, little-endian]
+//   [scales : fp32, header.scales_bytes]
+//   [meta   : per-group bytes, header.meta_bytes (int4 only, else 0)]
+//   [payload: codes, header.payload_bytes]
+//
+// Element order everywhere is the canonical one of common/kv_layout.h,
+// [L][2 (K,V)][T][H][D]; a "section" is one (layer, K|V) slice of T*H*D
+// elements.
+#ifndef KVF_KERNELS_CORE_BLOB_FORMAT_H_
+#define KVF_KERNELS_CORE_BLOB_FORMAT_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/core/types.h"
+
+namespace kvf::kcore {
+
+static_assert(std::endian::native == std::endian::little,
+              "the blob format is little-endian and written with memcpy");
+
+inline constexpr uint32_t kBlobMagic = 0x4346564bu;  // bytes "KVFC"
+inline constexpr uint16_t kBlobVersion = 1;
+
+struct BlobHeader {
+  uint32_t magic;
+  uint16_t version;
+  uint8_t codec;  // CodecId
+  uint8_t dtype;  // ElemType (== DType) of the unencoded block
+  uint64_t layout_fingerprint;  // KvLayout::Fingerprint()
+  uint32_t num_layers;  // the layout again, so a mismatch can be named
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t block_tokens;
+  uint64_t scales_bytes;
+  uint64_t meta_bytes;
+  uint64_t payload_bytes;
+};
+static_assert(std::is_trivially_copyable_v<BlobHeader>);
+static_assert(sizeof(BlobHeader) == 56, "BlobHeader must have no padding");
+inline constexpr size_t kBlobHeaderSize = sizeof(BlobHeader);
+
+// int4 groups: 32 consecutive tokens (K, per channel) or channels (V, per
+// token); the last group of a row is short when T or D is not a multiple.
+inline constexpr uint32_t kInt4GroupSize = 32;
+
+inline constexpr uint32_t CeilDiv(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+// Per-section group counts of int4. K group (h, d, tg) has index
+// (h * D + d) * Gt + tg; V group (t, h, dg) has index (t * H + h) * Gd + dg.
+// Groups of layer l are numbered l * (k + v) + [K groups, then V groups].
+struct Int4Groups {
+  uint32_t gt;  // token groups per K channel: ceil(T / 32)
+  uint32_t gd;  // channel groups per V row: ceil(D / 32)
+  size_t k;     // K groups per layer: H * D * gt
+  size_t v;     // V groups per layer: T * H * gd
+  size_t per_layer() const { return k + v; }
+};
+
+inline Int4Groups Int4GroupsFor(const KvShape& shape) {
+  Int4Groups g;
+  g.gt = CeilDiv(shape.block_tokens, kInt4GroupSize);
+  g.gd = CeilDiv(shape.head_dim, kInt4GroupSize);
+  g.k = size_t{shape.num_kv_heads} * shape.head_dim * g.gt;
+  g.v = size_t{shape.block_tokens} * shape.num_kv_heads * g.gd;
+  return g;
+}
+
+// Section sizes of `codec` for a valid shape:
+//   none:     payload = the raw block, no header (total() still counts one;
+//             use StoredSize()).
+//   fp8_e4m3: scales [L][2][H] fp32; payload one E4M3 byte per element.
+//   int8:     scales [L][2][T] fp32; payload one int8 per element.
+//   int4:     scales [L][2] fp32 super-scales; meta = one E4M3 scale code
+//             per group, then the groups' 4-bit zero points two per byte (low
+//             nibble = even group); payload two 4-bit codes per byte (low
+//             nibble = even element).
+struct BlobGeometry {
+  size_t scales_bytes = 0;
+  size_t meta_bytes = 0;
+  size_t payload_bytes = 0;
+
+  size_t scales_offset() const { return kBlobHeaderSize; }
+  size_t meta_offset() const { return kBlobHeaderSize + scales_bytes; }
+  size_t payload_offset() const { return meta_offset() + meta_bytes; }
+  size_t total() const { return payload_offset() + payload_bytes; }
+};
+
+inline BlobGeometry GeometryFor(CodecId codec, const KvShape& shape) {
+  const size_t sections = size_t{2} * shape.num_layers;
+  const size_t n = shape.ElementsPerBlock();
+  BlobGeometry g;
+  switch (codec) {
+    case CodecId::kNone:
+      g.payload_bytes = shape.BytesPerBlock();
+      break;
+    case CodecId::kFp8E4m3:
+      g.scales_bytes = sections * shape.num_kv_heads * sizeof(float);
+      g.payload_bytes = n;
+      break;
+    case CodecId::kInt8:
+      g.scales_bytes = sections * shape.block_tokens * sizeof(float);
+      g.payload_bytes = n;
+      break;
+    case CodecId::kInt4: {
+      const size_t groups = Int4GroupsFor(shape).per_layer() * shape.num_layers;
+      g.scales_bytes = sections * sizeof(float);
+      g.meta_bytes = groups + (groups + 1) / 2;
+      g.payload_bytes = (n + 1) / 2;
+      break;
+    }
+  }
+  return g;
+}
+
+// Bytes of the stored form of one block: the raw block for `none` (no
+// header), header + sections otherwise.
+inline size_t StoredSize(CodecId codec, const KvShape& shape) {
+  return codec == CodecId::kNone ? shape.BytesPerBlock() : GeometryFor(codec, shape).total();
+}
+
+// The header an encoder writes for `codec` and `shape`; `fingerprint` is the
+// layout's KvLayout::Fingerprint() (the core does not hash: the wrappers pass
+// it in, standalone tests pass any value).
+inline BlobHeader MakeHeader(CodecId codec, const KvShape& shape, uint64_t fingerprint) {
+  const BlobGeometry g = GeometryFor(codec, shape);
+  BlobHeader h;
+  std::memset(&h, 0, sizeof(h));
+  h.magic = kBlobMagic;
+  h.version = kBlobVersion;
+  h.codec = static_cast<uint8_t>(codec);
+  h.dtype = static_cast<uint8_t>(shape.dtype);
+  h.layout_fingerprint = fingerprint;
+  h.num_layers = shape.num_layers;
+  h.num_kv_heads = shape.num_kv_heads;
+  h.head_dim = shape.head_dim;
+  h.block_tokens = shape.block_tokens;
+  h.scales_bytes = g.scales_bytes;
+  h.meta_bytes = g.meta_bytes;
+  h.payload_bytes = g.payload_bytes;
+  return h;
+}
+
+inline void WriteHeader(const BlobHeader& header, void* out) {
+  std::memcpy(out, &header, sizeof(header));
+}
+
+}  // namespace kvf::kcore
+
+#endif  // KVF_KERNELS_CORE_BLOB_FORMAT_H_
