@@ -15,3 +15,26 @@ endif()
 if(KVF_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+
+# gRPC 1.51 and Protobuf 3.21 (proto/, coordinator/, agents and clients).
+# Debian ships gRPC's CMake config but no Protobuf config, so Protobuf comes
+# from CMake's FindProtobuf module.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+if(NOT TARGET gRPC::grpc_cpp_plugin)
+  find_program(KVF_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+else()
+  set(KVF_GRPC_CPP_PLUGIN $<TARGET_FILE:gRPC::grpc_cpp_plugin>)
+endif()
+message(STATUS "kvfabric: gRPC ${gRPC_VERSION}, Protobuf ${Protobuf_VERSION}")
+
+# cpp-httplib (/metrics, /healthz). Debian builds it as a shared library with
+# OpenSSL, zlib and Brotli support; its pkg-config flags carry the matching
+# CPPHTTPLIB_* defines, which must be the same in every user.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+add_library(kvf_httplib INTERFACE)
+target_link_libraries(kvf_httplib INTERFACE PkgConfig::HTTPLIB)
+
+# UCX (transport/): Debian's libucx-dev ships ucx.pc.
+pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
+message(STATUS "kvfabric: UCX ${UCX_VERSION} found")

@@ -1,0 +1,743 @@
+#include "coordinator/coordinator_service.h"
+
+#include <algorithm>
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/logging.h"
+#include "common/placement.h"
+#include "common/status_macros.h"
+#include "proto/cluster_map_convert.h"
+
+namespace kvf {
+namespace {
+
+class RealClock final : public CoordinatorClock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+constexpr size_t kMaxAddressLength = 255;
+constexpr size_t kMaxDataAddressLength = 4096;
+constexpr size_t kMaxFailureDomainLength = 128;
+constexpr int kMaxTiers = 8;
+constexpr size_t kMaxTierLength = 32;
+constexpr int kMaxProgressPerCall = 100000;
+constexpr size_t kMaxErrorLength = 1024;
+constexpr NodeId kMaxNodeId = NodeId{1} << 30;
+
+bool IsLive(NodeState s) {
+  return s == NodeState::kJoining || s == NodeState::kActive || s == NodeState::kDraining;
+}
+
+bool Printable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+  });
+}
+
+// host:port with a non-empty host (optionally [v6]) and a port in 1..65535.
+absl::Status ValidateHostPort(const char* what, std::string_view address) {
+  if (address.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  if (address.size() > kMaxAddressLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", address.size(), " bytes; at most ", kMaxAddressLength));
+  }
+  if (!Printable(address)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has spaces or non-printable characters"));
+  }
+  size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(address.data() + colon + 1, address.size() - colon - 1),
+                        &port) ||
+      port == 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", std::string(address), "' is not host:port with a port in 1..65535"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTransition(NodeId id, NodeState from, NodeState to) {
+  bool ok = false;
+  switch (from) {
+    case NodeState::kJoining:
+      ok = to == NodeState::kActive || to == NodeState::kDown || to == NodeState::kLeft;
+      break;
+    case NodeState::kActive:
+      ok = to == NodeState::kDraining || to == NodeState::kDown || to == NodeState::kLeft;
+      break;
+    case NodeState::kDraining:
+      ok = to == NodeState::kActive || to == NodeState::kLeft || to == NodeState::kDown;
+      break;
+    case NodeState::kDown:
+      ok = to == NodeState::kActive || to == NodeState::kLeft;
+      break;
+    case NodeState::kLeft:
+      ok = false;
+      break;
+  }
+  if (ok) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("node ", id, " is ", NodeStateText(from), ": it cannot become ",
+                   NodeStateText(to), from == NodeState::kLeft ? " (left is final)" : ""));
+}
+
+}  // namespace
+
+const CoordinatorClock& CoordinatorClock::Real() {
+  static const RealClock* clock = new RealClock();
+  return *clock;
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(
+    CoordinatorOptions options) {
+  if (options.ring.replication < 1 ||
+      options.ring.replication > static_cast<uint32_t>(kMaxReplication)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "replication ", options.ring.replication, " outside [1, ", kMaxReplication, "]"));
+  }
+  if (!(options.ring.load_epsilon >= 0.0)) {
+    return absl::InvalidArgumentError("load_epsilon must be >= 0");
+  }
+  if (options.lease <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lease must be positive");
+  }
+  if (!(options.watermarks.low > 0.0 && options.watermarks.low <= options.watermarks.high &&
+        options.watermarks.high <= 1.0)) {
+    return absl::InvalidArgumentError("watermarks must satisfy 0 < low <= high <= 1");
+  }
+  if (options.default_segment_blocks == 0) {
+    return absl::InvalidArgumentError("default_segment_blocks must be >= 1");
+  }
+  if (options.map_history == 0) options.map_history = 1;
+  KVF_ASSIGN_OR_RETURN(std::unique_ptr<EpochStore> store, EpochStore::Open(options.state_dir));
+  KVF_ASSIGN_OR_RETURN(uint64_t saved, store->Load());
+  const uint64_t epoch = saved + 1;
+  KVF_RETURN_IF_ERROR(store->Save(epoch));
+  KVF_LOG(INFO) << "coordinator: starting at epoch " << epoch
+                << (saved ? " (restart: rebuilding the map from re-joining agents)" : "");
+  return std::unique_ptr<CoordinatorService>(
+      new CoordinatorService(std::move(options), std::move(store), epoch, saved != 0));
+}
+
+CoordinatorService::CoordinatorService(CoordinatorOptions options,
+                                       std::unique_ptr<EpochStore> store, uint64_t epoch,
+                                       bool recovering)
+    : options_(std::move(options)),
+      clock_(options_.clock ? *options_.clock : CoordinatorClock::Real()),
+      started_(clock_.Now()),
+      store_(std::move(store)),
+      epoch_(epoch),
+      recovering_(recovering) {
+  absl::MutexLock lock(&mu_);
+  PublishLocked();
+}
+
+CoordinatorService::~CoordinatorService() { Shutdown(); }
+
+absl::Time CoordinatorService::Now() const { return clock_.Now(); }
+
+ClusterMap CoordinatorService::BuildMapLocked() const {
+  ClusterMap map;
+  map.epoch = epoch_;
+  map.ring = options_.ring;
+  map.nodes.reserve(nodes_.size());
+  for (const auto& [id, e] : nodes_) map.nodes.push_back(e.info);
+  return map;
+}
+
+CoordinatorService::NodeEntry* CoordinatorService::FindLocked(NodeId id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<CoordinatorService::NodeEntry*> CoordinatorService::LookupLocked(NodeId id) {
+  if (id == kNoNode) return absl::InvalidArgumentError("node_id is missing (0)");
+  NodeEntry* e = FindLocked(id);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown node id ", id));
+  return e;
+}
+
+size_t CoordinatorService::LiveNodesLocked() const {
+  size_t n = 0;
+  for (const auto& [id, e] : nodes_) n += e.info.state != NodeState::kLeft;
+  return n;
+}
+
+absl::Status CoordinatorService::BumpEpochLocked() {
+  absl::Status s = store_->Save(epoch_ + 1);
+  if (!s.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot save epoch ", epoch_ + 1, ", change refused: ", s.message()));
+  }
+  ++epoch_;
+  return absl::OkStatus();
+}
+
+void CoordinatorService::PublishLocked() {
+  auto map = std::make_shared<proto::ClusterMap>();
+  ClusterMapToProto(BuildMapLocked(), map.get());
+  int i = 0;
+  for (const auto& [id, e] : nodes_) {
+    for (const std::string& t : e.tiers) map->mutable_nodes(i)->add_tiers(t);
+    ++i;
+  }
+  map->set_default_segment_blocks(options_.default_segment_blocks);
+  history_.push_back(std::move(map));
+  while (history_.size() > options_.map_history) history_.pop_front();
+}
+
+absl::Status CoordinatorService::TransitionLocked(NodeId id, NodeState to, Plan plan) {
+  NodeEntry* e = FindLocked(id);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown node id ", id));
+  KVF_RETURN_IF_ERROR(CheckTransition(id, e->info.state, to));
+  const ClusterMap before = BuildMapLocked();
+  KVF_RETURN_IF_ERROR(BumpEpochLocked());
+  KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": node " << id << " "
+                << NodeStateText(e->info.state) << " -> " << NodeStateText(to);
+  e->info.state = to;
+  PublishLocked();
+  if (plan == Plan::kMigrate) PlanLocked(before, BuildMapLocked(), id);
+  CancelStaleTasksLocked();
+  FlipFinishedLocked();
+  return absl::OkStatus();
+}
+
+void CoordinatorService::PlanLocked(const ClusterMap& before, const ClusterMap& after,
+                                    NodeId cause) {
+  auto from = Placement::Build(Placement::ReadMembers(before), before.ring);
+  auto to = Placement::Build(Placement::TargetMembers(after), after.ring);
+  if (!from.ok() || !to.ok()) {
+    KVF_LOG(ERROR) << "coordinator: cannot build placement for migration at epoch " << epoch_
+                   << ": " << (from.ok() ? to.status() : from.status());
+    return;
+  }
+  absl::flat_hash_set<NodeId> unavailable;
+  for (const NodeInfo& n : after.nodes) {
+    if (n.state == NodeState::kDown || n.state == NodeState::kLeft) unavailable.insert(n.id);
+  }
+  MigrationPlan plan = PlanMigration(*from, *to, unavailable);
+  counters_.ranges_lost += plan.lost.size();
+  if (!plan.lost.empty()) {
+    KVF_LOG(WARNING) << "coordinator: epoch " << epoch_ << ": " << plan.lost.size()
+                     << " ranges have no surviving replica";
+  }
+  absl::flat_hash_map<std::tuple<uint64_t, uint64_t, NodeId, NodeId>, uint64_t> existing;
+  for (const auto& [tid, t] : tasks_) {
+    existing[{t.status.task.begin, t.status.task.last, t.status.task.from, t.status.task.to}] = tid;
+  }
+  size_t added = 0;
+  for (const MigrationTask& task : plan.tasks) {
+    auto it = existing.find(std::make_tuple(task.begin, task.last, task.from, task.to));
+    if (it != existing.end()) {
+      TaskEntry& t = tasks_[it->second];
+      if (std::find(t.causes.begin(), t.causes.end(), cause) == t.causes.end()) {
+        t.causes.push_back(cause);
+      }
+      continue;
+    }
+    TaskEntry t;
+    t.status.id = next_task_id_++;
+    t.status.task = task;
+    t.status.epoch = epoch_;
+    t.causes.push_back(cause);
+    tasks_.emplace(t.status.id, std::move(t));
+    ++added;
+  }
+  counters_.tasks_planned += added;
+  if (added) {
+    KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": planned " << added
+                  << " migration tasks for node " << cause;
+  }
+}
+
+void CoordinatorService::CancelStaleTasksLocked() {
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    const MigrationTask& t = it->second.status.task;
+    const NodeEntry* from = FindLocked(t.from);
+    const NodeEntry* to = FindLocked(t.to);
+    if (from == nullptr || to == nullptr || !IsLive(from->info.state) ||
+        !IsLive(to->info.state)) {
+      ++counters_.tasks_cancelled;
+      it = tasks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void CoordinatorService::FlipFinishedLocked() {
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& [id, e] : nodes_) {
+      NodeState to;
+      if (e.info.state == NodeState::kJoining) {
+        bool pending = std::any_of(tasks_.begin(), tasks_.end(),
+                                   [&](const auto& t) { return t.second.status.task.to == id; });
+        if (pending) continue;
+        to = NodeState::kActive;
+      } else if (e.info.state == NodeState::kDraining) {
+        NodeId node = id;
+        bool pending = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& t) {
+          return t.second.status.task.from == node ||
+                 std::find(t.second.causes.begin(), t.second.causes.end(), node) !=
+                     t.second.causes.end();
+        });
+        if (pending) continue;
+        to = NodeState::kLeft;
+      } else {
+        continue;
+      }
+      absl::Status s = TransitionLocked(id, to, Plan::kNone);
+      if (!s.ok()) {
+        KVF_LOG(ERROR) << "coordinator: node " << id << " finished migrating but: " << s;
+        return;  // retried on the next tick
+      }
+      changed = true;
+      break;  // TransitionLocked flipped the rest; nodes_ is unchanged in shape
+    }
+  }
+}
+
+absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRequest& request) {
+  KVF_RETURN_IF_ERROR(ValidateHostPort("address", request.address()));
+  if (request.data_address().size() > kMaxDataAddressLength) {
+    return absl::InvalidArgumentError(absl::StrCat("data_address is ", request.data_address().size(),
+                                                   " bytes; at most ", kMaxDataAddressLength));
+  }
+  if (request.failure_domain().size() > kMaxFailureDomainLength ||
+      !Printable(request.failure_domain())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("failure_domain must be at most ", kMaxFailureDomainLength,
+                     " printable characters without spaces"));
+  }
+  if (request.capacity_bytes() == 0 || request.capacity_bytes() > options_.max_capacity_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("capacity_bytes ", request.capacity_bytes(), " outside [1, ",
+                     options_.max_capacity_bytes, "]"));
+  }
+  if (request.tiers_size() > kMaxTiers) {
+    return absl::InvalidArgumentError(absl::StrCat("more than ", kMaxTiers, " tiers"));
+  }
+  for (const std::string& t : request.tiers()) {
+    if (t.empty() || t.size() > kMaxTierLength || !Printable(t)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tier names must be 1..", kMaxTierLength, " printable characters"));
+    }
+  }
+  if (request.node_id() >= kMaxNodeId) {
+    return absl::InvalidArgumentError(absl::StrCat("node_id ", request.node_id(), " too large"));
+  }
+
+  const absl::Time now = Now();
+  proto::JoinResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
+    if (recovering_ && now >= started_ + options_.lease) recovering_ = false;
+    const NodeId self = request.node_id();
+    for (const auto& [id, e] : nodes_) {
+      if (id != self && IsLive(e.info.state) && e.info.address == request.address()) {
+        return absl::AlreadyExistsError(absl::StrCat("address ", request.address(),
+                                                     " is already node ", id, " (",
+                                                     NodeStateText(e.info.state), ")"));
+      }
+    }
+    auto fill = [&](NodeEntry& e) {
+      e.info.address = request.address();
+      e.info.data_address = request.data_address();
+      e.info.failure_domain = request.failure_domain();
+      e.info.capacity_bytes = request.capacity_bytes();
+      e.tiers.assign(request.tiers().begin(), request.tiers().end());
+      e.lease_deadline = now + options_.lease;
+      e.reported = false;
+    };
+    NodeId id = self;
+    if (self == kNoNode) {
+      if (recovering_) {
+        return absl::UnavailableError(
+            "coordinator restarted and is waiting for known nodes to re-join; retry later");
+      }
+      if (LiveNodesLocked() >= options_.max_nodes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the cluster already has ", options_.max_nodes, " nodes"));
+      }
+      const ClusterMap before = BuildMapLocked();
+      KVF_RETURN_IF_ERROR(BumpEpochLocked());
+      id = next_id_++;
+      NodeEntry& e = nodes_[id];
+      e.info.id = id;
+      e.info.state = NodeState::kJoining;
+      fill(e);
+      KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": node " << id << " ("
+                    << request.address() << ") joining";
+      PublishLocked();
+      PlanLocked(before, BuildMapLocked(), id);
+      FlipFinishedLocked();
+    } else if (NodeEntry* e = FindLocked(self); e == nullptr) {
+      // Soft state: after a restart, agents re-join with the ids they had.
+      if (!recovering_) {
+        return absl::NotFoundError(
+            absl::StrCat("unknown node id ", self, "; join without an id to get a new one"));
+      }
+      if (LiveNodesLocked() >= options_.max_nodes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the cluster already has ", options_.max_nodes, " nodes"));
+      }
+      KVF_RETURN_IF_ERROR(BumpEpochLocked());
+      NodeEntry& n = nodes_[self];
+      n.info.id = self;
+      n.info.state = NodeState::kActive;
+      fill(n);
+      next_id_ = std::max(next_id_, self + 1);
+      KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": node " << self
+                    << " re-joined after a coordinator restart";
+      PublishLocked();
+    } else if (e->info.state != NodeState::kDown) {
+      if (e->info.state == NodeState::kLeft) {
+        return CheckTransition(self, NodeState::kLeft, NodeState::kActive);
+      }
+      return absl::AlreadyExistsError(
+          absl::StrCat("node ", self, " is ", NodeStateText(e->info.state),
+                       "; a node re-joins with its id only once it is down"));
+    } else {
+      NodeEntry saved = *e;
+      fill(*e);
+      e->info.state = NodeState::kDown;
+      absl::Status s = TransitionLocked(self, NodeState::kActive, Plan::kMigrate);
+      if (!s.ok()) {
+        *FindLocked(self) = std::move(saved);
+        return s;
+      }
+    }
+    response.set_node_id(id);
+    *response.mutable_map() = *history_.back();
+    response.set_lease_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(options_.lease)));
+  }
+  DeliverPendingTasks();
+  return response;
+}
+
+absl::Status CoordinatorService::ValidateProgress(
+    NodeId reporter, const google::protobuf::RepeatedPtrField<proto::TaskProgress>& tasks) const {
+  if (tasks.size() > kMaxProgressPerCall) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tasks.size(), " task reports in one call; at most ", kMaxProgressPerCall));
+  }
+  for (const proto::TaskProgress& p : tasks) {
+    if (p.task_id() == 0 || p.task_id() >= next_task_id_) {
+      return absl::NotFoundError(absl::StrCat("unknown migration task id ", p.task_id()));
+    }
+    if (p.error().size() > kMaxErrorLength) {
+      return absl::InvalidArgumentError(absl::StrCat("task ", p.task_id(), ": error text over ",
+                                                     kMaxErrorLength, " bytes"));
+    }
+    auto it = tasks_.find(p.task_id());
+    if (it != tasks_.end() && it->second.status.task.from != reporter) {
+      return absl::PermissionDeniedError(absl::StrCat("task ", p.task_id(), " belongs to node ",
+                                                      it->second.status.task.from, ", not ",
+                                                      reporter));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void CoordinatorService::ApplyProgressLocked(
+    NodeId reporter, const google::protobuf::RepeatedPtrField<proto::TaskProgress>& tasks) {
+  for (const proto::TaskProgress& p : tasks) {
+    auto it = tasks_.find(p.task_id());
+    if (it == tasks_.end()) continue;  // finished or cancelled already: reports are idempotent
+    if (!p.error().empty()) {
+      it->second.status.delivered = false;  // sent again on the next heartbeat
+      it->second.status.last_error = p.error();
+      KVF_LOG(WARNING) << "coordinator: node " << reporter << " failed task " << p.task_id()
+                       << ": " << p.error();
+    } else if (p.done()) {
+      ++counters_.tasks_done;
+      tasks_.erase(it);
+    }
+  }
+}
+
+std::optional<absl::Duration> CoordinatorService::ComputeCutoffLocked() const {
+  std::vector<NodeUsage> usage;
+  for (const auto& [id, e] : nodes_) {
+    if (!IsLive(e.info.state) || !e.reported) continue;
+    NodeUsage u;
+    u.capacity_bytes = e.reported_capacity ? e.reported_capacity : e.info.capacity_bytes;
+    u.used_bytes = e.used_bytes;
+    u.ages = e.ages;
+    usage.push_back(u);
+  }
+  if (usage.empty()) return std::nullopt;
+  return ComputeEvictionCutoff(usage, options_.watermarks);
+}
+
+absl::StatusOr<proto::HeartbeatResponse> CoordinatorService::Heartbeat(
+    const proto::HeartbeatRequest& request) {
+  if (request.used_bytes() > options_.max_capacity_bytes ||
+      request.capacity_bytes() > options_.max_capacity_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("used_bytes/capacity_bytes over ",
+                                                   options_.max_capacity_bytes));
+  }
+  const int buckets = request.ages().bytes_size();
+  if (buckets != 0 && buckets != AgeHistogram::kBuckets) {
+    return absl::InvalidArgumentError(absl::StrCat("age histogram has ", buckets,
+                                                   " buckets; expected 0 or ",
+                                                   AgeHistogram::kBuckets));
+  }
+  AgeHistogram ages;
+  for (int b = 0; b < buckets; ++b) {
+    if (request.ages().bytes(b) > options_.max_capacity_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("age histogram bucket ", b, " over ",
+                                                     options_.max_capacity_bytes, " bytes"));
+    }
+    ages.bytes[b] = request.ages().bytes(b);
+  }
+  const absl::Time now = Now();
+  proto::HeartbeatResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    KVF_ASSIGN_OR_RETURN(NodeEntry * e, LookupLocked(request.node_id()));
+    if (!IsLive(e->info.state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", request.node_id(), " is ", NodeStateText(e->info.state),
+                       e->info.state == NodeState::kDown ? "; re-join with its id" : ""));
+    }
+    KVF_RETURN_IF_ERROR(ValidateProgress(request.node_id(), request.tasks()));
+    e->lease_deadline = now + options_.lease;
+    e->reported = true;
+    e->used_bytes = request.used_bytes();
+    e->reported_capacity = request.capacity_bytes();
+    e->ages = ages;
+    ++counters_.heartbeats;
+    const absl::Time deadline = e->lease_deadline;
+    ApplyProgressLocked(request.node_id(), request.tasks());
+    FlipFinishedLocked();
+    std::optional<absl::Duration> cutoff = ComputeCutoffLocked();
+    counters_.eviction_cutoff = cutoff;
+    response.set_epoch(epoch_);
+    if (cutoff) response.set_eviction_cutoff_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(*cutoff)));
+    response.set_lease_deadline_unix_ms(absl::ToUnixMillis(deadline));
+    response.set_lease_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(options_.lease)));
+    response.set_state(NodeStateToProto(FindLocked(request.node_id())->info.state));
+  }
+  DeliverPendingTasks(request.node_id());
+  return response;
+}
+
+proto::MembershipResponse CoordinatorService::MembershipLocked(NodeId id) {
+  proto::MembershipResponse r;
+  r.set_epoch(epoch_);
+  for (const proto::Node& n : history_.back()->nodes()) {
+    if (n.id() == id) *r.mutable_node() = n;
+  }
+  return r;
+}
+
+absl::StatusOr<proto::MembershipResponse> CoordinatorService::Drain(NodeId id) {
+  proto::MembershipResponse r;
+  {
+    absl::MutexLock lock(&mu_);
+    KVF_RETURN_IF_ERROR(LookupLocked(id).status());
+    KVF_RETURN_IF_ERROR(TransitionLocked(id, NodeState::kDraining, Plan::kMigrate));
+    r = MembershipLocked(id);
+  }
+  DeliverPendingTasks();
+  return r;
+}
+
+absl::StatusOr<proto::MembershipResponse> CoordinatorService::Undrain(NodeId id) {
+  absl::MutexLock lock(&mu_);
+  KVF_ASSIGN_OR_RETURN(NodeEntry * e, LookupLocked(id));
+  if (e->info.state != NodeState::kDraining) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", id, " is ", NodeStateText(e->info.state), ": only a draining node can undrain"));
+  }
+  KVF_RETURN_IF_ERROR(TransitionLocked(id, NodeState::kActive, Plan::kNone));
+  // The drain's tasks are no longer needed (unless another change wants them).
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    auto& causes = it->second.causes;
+    causes.erase(std::remove(causes.begin(), causes.end(), id), causes.end());
+    if (causes.empty()) {
+      ++counters_.tasks_cancelled;
+      it = tasks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  FlipFinishedLocked();
+  return MembershipLocked(id);
+}
+
+absl::StatusOr<proto::MembershipResponse> CoordinatorService::Leave(NodeId id) {
+  proto::MembershipResponse r;
+  {
+    absl::MutexLock lock(&mu_);
+    KVF_RETURN_IF_ERROR(LookupLocked(id).status());
+    KVF_RETURN_IF_ERROR(TransitionLocked(id, NodeState::kLeft, Plan::kMigrate));
+    r = MembershipLocked(id);
+  }
+  DeliverPendingTasks();
+  return r;
+}
+
+absl::StatusOr<proto::ReportMigrationResponse> CoordinatorService::ReportMigration(
+    const proto::ReportMigrationRequest& request) {
+  absl::MutexLock lock(&mu_);
+  KVF_ASSIGN_OR_RETURN(NodeEntry * e, LookupLocked(request.node_id()));
+  if (!IsLive(e->info.state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", request.node_id(), " is ", NodeStateText(e->info.state), "; its tasks were cancelled"));
+  }
+  KVF_RETURN_IF_ERROR(ValidateProgress(request.node_id(), request.tasks()));
+  ApplyProgressLocked(request.node_id(), request.tasks());
+  FlipFinishedLocked();
+  proto::ReportMigrationResponse r;
+  r.set_epoch(epoch_);
+  uint32_t remaining = 0;
+  for (const auto& [tid, t] : tasks_) remaining += t.status.task.from == request.node_id();
+  r.set_remaining_tasks(remaining);
+  return r;
+}
+
+void CoordinatorService::Tick() {
+  const absl::Time now = Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (recovering_ && now >= started_ + options_.lease) recovering_ = false;
+    std::vector<NodeId> expired;
+    for (const auto& [id, e] : nodes_) {
+      if (IsLive(e.info.state) && now > e.lease_deadline) expired.push_back(id);
+    }
+    for (NodeId id : expired) {
+      NodeEntry* e = FindLocked(id);
+      if (e == nullptr || !IsLive(e->info.state)) continue;  // flipped meanwhile
+      KVF_LOG(WARNING) << "coordinator: node " << id << " missed its lease";
+      absl::Status s = TransitionLocked(id, NodeState::kDown, Plan::kMigrate);
+      if (!s.ok()) {
+        KVF_LOG(ERROR) << "coordinator: cannot mark node " << id << " down: " << s;
+      }
+    }
+    FlipFinishedLocked();
+  }
+  DeliverPendingTasks();
+}
+
+void CoordinatorService::DeliverPendingTasks(NodeId only) {
+  if (options_.agents == nullptr) return;
+  struct Batch {
+    std::string address;
+    proto::AssignMigrationRequest request;
+    std::vector<uint64_t> ids;
+  };
+  std::map<NodeId, Batch> batches;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [tid, t] : tasks_) {
+      const MigrationTask& task = t.status.task;
+      if (t.status.delivered || t.in_flight || (only != kNoNode && task.from != only)) continue;
+      const NodeEntry* from = FindLocked(task.from);
+      const NodeEntry* to = FindLocked(task.to);
+      if (from == nullptr || to == nullptr) continue;
+      Batch& b = batches[task.from];
+      b.address = from->info.address;
+      b.request.set_epoch(epoch_);
+      proto::MigrationTask* m = b.request.add_tasks();
+      m->set_task_id(tid);
+      m->set_begin(task.begin);
+      m->set_last(task.last);
+      m->set_from_node(task.from);
+      m->set_to_node(task.to);
+      m->set_to_address(to->info.address);
+      m->set_to_data_address(to->info.data_address);
+      m->set_epoch(t.status.epoch);
+      b.ids.push_back(tid);
+      t.in_flight = true;
+    }
+  }
+  for (auto& [node, b] : batches) {
+    absl::Status s = options_.agents->AssignMigration(b.address, b.request);
+    absl::MutexLock lock(&mu_);
+    if (!s.ok()) ++counters_.delivery_failures;
+    for (uint64_t tid : b.ids) {
+      auto it = tasks_.find(tid);
+      if (it == tasks_.end()) continue;
+      it->second.in_flight = false;
+      it->second.status.delivered = s.ok();
+      if (!s.ok()) it->second.status.last_error = std::string(s.message());
+    }
+  }
+}
+
+std::shared_ptr<const proto::ClusterMap> CoordinatorService::GetClusterMap() const {
+  absl::MutexLock lock(&mu_);
+  return history_.back();
+}
+
+ClusterMap CoordinatorService::CurrentMap() const {
+  absl::MutexLock lock(&mu_);
+  return BuildMapLocked();
+}
+
+uint64_t CoordinatorService::epoch() const {
+  absl::MutexLock lock(&mu_);
+  return epoch_;
+}
+
+std::vector<std::shared_ptr<const proto::ClusterMap>> CoordinatorService::WaitForMaps(
+    uint64_t after_epoch, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return shutdown_ || history_.back()->epoch() > after_epoch;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  if (shutdown_ || history_.back()->epoch() <= after_epoch) return {};
+  const uint64_t front = history_.front()->epoch();
+  if (after_epoch == 0 || front > after_epoch + 1) return {history_.back()};
+  return {history_.begin() + static_cast<ptrdiff_t>(after_epoch + 1 - front), history_.end()};
+}
+
+void CoordinatorService::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+}
+
+bool CoordinatorService::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutdown_;
+}
+
+CoordinatorStats CoordinatorService::Stats() const {
+  absl::MutexLock lock(&mu_);
+  CoordinatorStats s = counters_;
+  s.epoch = epoch_;
+  for (const auto& [id, e] : nodes_) {
+    ++s.nodes_by_state[static_cast<int>(e.info.state)];
+    if (IsLive(e.info.state)) {
+      s.capacity_bytes += e.info.capacity_bytes;
+      s.used_bytes += e.used_bytes;
+    }
+  }
+  s.tasks_outstanding = tasks_.size();
+  return s;
+}
+
+std::vector<TaskStatus> CoordinatorService::OutstandingTasks() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<TaskStatus> out;
+  out.reserve(tasks_.size());
+  for (const auto& [tid, t] : tasks_) out.push_back(t.status);
+  return out;
+}
+
+}  // namespace kvf

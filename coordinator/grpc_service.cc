@@ -1,0 +1,142 @@
+#include "coordinator/grpc_service.h"
+
+#include <string_view>
+
+#include "proto/cluster_map_convert.h"
+
+namespace kvf {
+namespace {
+
+// Compares without an early exit, so timing does not reveal a token prefix.
+bool SameSecret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+constexpr std::string_view kBearer = "Bearer ";
+
+}  // namespace
+
+bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token) {
+  if (token.empty()) return false;
+  const auto& md = ctx.client_metadata();
+  for (auto it = md.find("authorization"); it != md.end() && it->first == "authorization"; ++it) {
+    std::string_view v(it->second.data(), it->second.size());
+    if (v.substr(0, kBearer.size()) == kBearer && SameSecret(v.substr(kBearer.size()), token)) {
+      return true;
+    }
+  }
+  for (auto it = md.find("x-kvf-token"); it != md.end() && it->first == "x-kvf-token"; ++it) {
+    if (SameSecret(std::string_view(it->second.data(), it->second.size()), token)) return true;
+  }
+  return false;
+}
+
+CoordinatorGrpcService::CoordinatorGrpcService(CoordinatorService* core, std::string token)
+    : core_(core), token_(std::move(token)) {}
+
+grpc::Status CoordinatorGrpcService::Authorize(const grpc::ServerContext& ctx) {
+  if (HasClusterToken(ctx, token_)) return grpc::Status::OK;
+  ++unauthenticated_;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "missing or wrong cluster token (send 'authorization: Bearer <token>' "
+                      "or 'x-kvf-token')");
+}
+
+grpc::Status CoordinatorGrpcService::Finish(const absl::Status& status) {
+  if (!status.ok()) ++failed_;
+  return ToGrpcStatus(status);
+}
+
+#define KVF_AUTHORIZE(ctx)                          \
+  do {                                              \
+    grpc::Status auth_status_ = Authorize(*(ctx));  \
+    if (!auth_status_.ok()) return auth_status_;    \
+  } while (0)
+
+grpc::Status CoordinatorGrpcService::Join(grpc::ServerContext* ctx,
+                                          const proto::JoinRequest* request,
+                                          proto::JoinResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->Join(*request);
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+grpc::Status CoordinatorGrpcService::Heartbeat(grpc::ServerContext* ctx,
+                                               const proto::HeartbeatRequest* request,
+                                               proto::HeartbeatResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->Heartbeat(*request);
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+grpc::Status CoordinatorGrpcService::Drain(grpc::ServerContext* ctx,
+                                           const proto::NodeRequest* request,
+                                           proto::MembershipResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->Drain(request->node_id());
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+grpc::Status CoordinatorGrpcService::Undrain(grpc::ServerContext* ctx,
+                                             const proto::NodeRequest* request,
+                                             proto::MembershipResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->Undrain(request->node_id());
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+grpc::Status CoordinatorGrpcService::Leave(grpc::ServerContext* ctx,
+                                           const proto::NodeRequest* request,
+                                           proto::MembershipResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->Leave(request->node_id());
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+grpc::Status CoordinatorGrpcService::GetClusterMap(grpc::ServerContext* ctx,
+                                                   const proto::GetClusterMapRequest*,
+                                                   proto::ClusterMap* response) {
+  KVF_AUTHORIZE(ctx);
+  *response = *core_->GetClusterMap();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorGrpcService::WatchClusterMap(
+    grpc::ServerContext* ctx, const proto::WatchClusterMapRequest* request,
+    grpc::ServerWriter<proto::ClusterMap>* writer) {
+  KVF_AUTHORIZE(ctx);
+  uint64_t last = request->after_epoch();
+  while (!ctx->IsCancelled()) {
+    // Wake now and then to notice a cancelled stream.
+    auto maps = core_->WaitForMaps(last, absl::Now() + absl::Milliseconds(200));
+    if (core_->shutting_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    }
+    for (const auto& map : maps) {
+      if (!writer->Write(*map)) return grpc::Status::OK;  // the watcher went away
+      last = map->epoch();
+    }
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+}
+
+grpc::Status CoordinatorGrpcService::ReportMigration(grpc::ServerContext* ctx,
+                                                     const proto::ReportMigrationRequest* request,
+                                                     proto::ReportMigrationResponse* response) {
+  KVF_AUTHORIZE(ctx);
+  auto r = core_->ReportMigration(*request);
+  if (r.ok()) *response = std::move(*r);
+  return Finish(r.status());
+}
+
+#undef KVF_AUTHORIZE
+
+}  // namespace kvf

@@ -1,0 +1,68 @@
+// CoordinatorGrpcService: CoordinatorService on gRPC.
+//
+// Every RPC first checks the cluster token in the request metadata
+// (`authorization: Bearer <token>` or `x-kvf-token: <token>`); a missing or
+// wrong one is UNAUTHENTICATED and reaches nothing else. Errors keep their
+// absl::StatusCode as the gRPC code.
+//
+// Thread-safe; gRPC calls it from its own threads. WatchClusterMap holds one
+// server thread per watcher for the life of the stream, and returns
+// UNAVAILABLE once CoordinatorService::Shutdown() is called (call that before
+// grpc::Server::Shutdown so streams end).
+#ifndef KVF_COORDINATOR_GRPC_SERVICE_H_
+#define KVF_COORDINATOR_GRPC_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "coordinator/coordinator_service.h"
+#include "grpcpp/server_context.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace kvf {
+
+// True when `ctx` carries `token` in either accepted header. An empty
+// `token` never matches.
+bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token);
+
+class CoordinatorGrpcService final : public proto::Coordinator::Service {
+ public:
+  // `core` is not owned and must outlive the service.
+  CoordinatorGrpcService(CoordinatorService* core, std::string token);
+
+  grpc::Status Join(grpc::ServerContext* ctx, const proto::JoinRequest* request,
+                    proto::JoinResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const proto::HeartbeatRequest* request,
+                         proto::HeartbeatResponse* response) override;
+  grpc::Status Drain(grpc::ServerContext* ctx, const proto::NodeRequest* request,
+                     proto::MembershipResponse* response) override;
+  grpc::Status Undrain(grpc::ServerContext* ctx, const proto::NodeRequest* request,
+                       proto::MembershipResponse* response) override;
+  grpc::Status Leave(grpc::ServerContext* ctx, const proto::NodeRequest* request,
+                     proto::MembershipResponse* response) override;
+  grpc::Status GetClusterMap(grpc::ServerContext* ctx, const proto::GetClusterMapRequest* request,
+                             proto::ClusterMap* response) override;
+  grpc::Status WatchClusterMap(grpc::ServerContext* ctx,
+                               const proto::WatchClusterMapRequest* request,
+                               grpc::ServerWriter<proto::ClusterMap>* writer) override;
+  grpc::Status ReportMigration(grpc::ServerContext* ctx,
+                               const proto::ReportMigrationRequest* request,
+                               proto::ReportMigrationResponse* response) override;
+
+  uint64_t unauthenticated_calls() const { return unauthenticated_.load(); }
+  uint64_t failed_calls() const { return failed_.load(); }
+
+ private:
+  grpc::Status Authorize(const grpc::ServerContext& ctx);
+  grpc::Status Finish(const absl::Status& status);
+
+  CoordinatorService* const core_;
+  const std::string token_;
+  std::atomic<uint64_t> unauthenticated_{0};
+  std::atomic<uint64_t> failed_{0};
+};
+
+}  // namespace kvf
+
+#endif  // KVF_COORDINATOR_GRPC_SERVICE_H_

@@ -1,0 +1,266 @@
+// kvf-coordinator: membership, cluster-map epochs, migration planning and
+// global eviction for a kvfabric cluster. See docs/coordinator.md.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "common/status_macros.h"
+#include "coordinator/agent_client.h"
+#include "coordinator/coordinator_service.h"
+#include "coordinator/grpc_service.h"
+#include "coordinator/http_endpoint.h"
+#include "google/protobuf/text_format.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "proto/coordinator_config.pb.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7700", "gRPC host:port; port 0 picks a free one");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:7701",
+          "host:port for /metrics and /healthz; port 0 picks a free one; empty turns it off");
+ABSL_FLAG(std::string, token, "", "cluster token every RPC must carry");
+ABSL_FLAG(std::string, token_file, "", "file holding the cluster token (instead of --token)");
+ABSL_FLAG(std::string, state_dir, "", "directory for the last epoch; empty keeps nothing");
+ABSL_FLAG(uint32_t, replication, 2, "owners per key (R), 1..8");
+ABSL_FLAG(uint64_t, lease_ms, 10000, "a node missing heartbeats this long is marked down");
+ABSL_FLAG(double, high_watermark, 0.90, "cluster usage that starts global eviction");
+ABSL_FLAG(double, low_watermark, 0.80, "cluster usage global eviction brings it back to");
+ABSL_FLAG(uint32_t, default_segment_blocks, 16, "blocks per placement segment");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate; with --tls_key serves gRPC over TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, agent_tls_ca, "", "PEM roots to verify agents with; empty: plaintext");
+ABSL_FLAG(std::string, config, "", "textproto kvf.proto.CoordinatorConfig; flags override it");
+
+namespace kvf {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) {
+  size_t colon = hp.rfind(':');
+  int p = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(hp).substr(colon + 1), &p) || p < 0 || p > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", hp, "' is not host:port"));
+  }
+  *host = hp.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  *port = p;
+  return absl::OkStatus();
+}
+
+// Config file first, then every flag that differs from its default.
+absl::StatusOr<proto::CoordinatorConfig> LoadConfig() {
+  proto::CoordinatorConfig c;
+  c.set_listen("127.0.0.1:7700");
+  c.set_http_listen("127.0.0.1:7701");
+  c.set_replication(2);
+  c.set_lease_ms(10000);
+  c.set_high_watermark(0.90);
+  c.set_low_watermark(0.80);
+  c.set_default_segment_blocks(16);
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    KVF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    proto::CoordinatorConfig file;
+    if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a CoordinatorConfig textproto"));
+    }
+    c.MergeFrom(file);
+  }
+  auto set_str = [](const auto& flag, const char* def, std::string* field) {
+    if (std::string v = absl::GetFlag(flag); v != def) *field = v;
+  };
+  set_str(FLAGS_listen, "127.0.0.1:7700", c.mutable_listen());
+  set_str(FLAGS_http_listen, "127.0.0.1:7701", c.mutable_http_listen());
+  set_str(FLAGS_token, "", c.mutable_token());
+  set_str(FLAGS_token_file, "", c.mutable_token_file());
+  set_str(FLAGS_state_dir, "", c.mutable_state_dir());
+  set_str(FLAGS_tls_cert, "", c.mutable_tls_cert());
+  set_str(FLAGS_tls_key, "", c.mutable_tls_key());
+  if (absl::GetFlag(FLAGS_replication) != 2) c.set_replication(absl::GetFlag(FLAGS_replication));
+  if (absl::GetFlag(FLAGS_lease_ms) != 10000) c.set_lease_ms(absl::GetFlag(FLAGS_lease_ms));
+  if (absl::GetFlag(FLAGS_high_watermark) != 0.90) {
+    c.set_high_watermark(absl::GetFlag(FLAGS_high_watermark));
+  }
+  if (absl::GetFlag(FLAGS_low_watermark) != 0.80) {
+    c.set_low_watermark(absl::GetFlag(FLAGS_low_watermark));
+  }
+  if (absl::GetFlag(FLAGS_default_segment_blocks) != 16) {
+    c.set_default_segment_blocks(absl::GetFlag(FLAGS_default_segment_blocks));
+  }
+  if (!c.token_file().empty()) {
+    KVF_ASSIGN_OR_RETURN(std::string t, ReadFile(c.token_file()));
+    c.set_token(std::string(absl::StripAsciiWhitespace(t)));
+  }
+  if (c.token().empty()) {
+    return absl::InvalidArgumentError("a cluster token is required (--token or --token_file)");
+  }
+  if (c.lease_ms() == 0 || c.lease_ms() > 3'600'000) {
+    return absl::InvalidArgumentError("--lease_ms must be in 1..3600000");
+  }
+  if (c.tls_cert().empty() != c.tls_key().empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  return c;
+}
+
+int Run() {
+  auto config = LoadConfig();
+  if (!config.ok()) {
+    std::fprintf(stderr, "kvf-coordinator: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  const proto::CoordinatorConfig& c = *config;
+
+  std::shared_ptr<grpc::ChannelCredentials> agent_creds;
+  if (const std::string ca = absl::GetFlag(FLAGS_agent_tls_ca); !ca.empty()) {
+    auto pem = ReadFile(ca);
+    if (!pem.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: %s\n", pem.status().ToString().c_str());
+      return 2;
+    }
+    grpc::SslCredentialsOptions opts;
+    opts.pem_root_certs = *pem;
+    agent_creds = grpc::SslCredentials(opts);
+  }
+  std::unique_ptr<AgentClient> agents =
+      NewGrpcAgentClient(c.token(), agent_creds, absl::Seconds(2));
+
+  CoordinatorOptions options;
+  options.ring.replication = c.replication();
+  options.lease = absl::Milliseconds(c.lease_ms());
+  options.watermarks.high = c.high_watermark();
+  options.watermarks.low = c.low_watermark();
+  options.default_segment_blocks = c.default_segment_blocks();
+  options.state_dir = c.state_dir();
+  options.agents = agents.get();
+  auto core = CoordinatorService::Create(options);
+  if (!core.ok()) {
+    std::fprintf(stderr, "kvf-coordinator: %s\n", core.status().ToString().c_str());
+    return 2;
+  }
+  CoordinatorGrpcService service(core->get(), c.token());
+
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!c.tls_cert().empty()) {
+    auto cert = ReadFile(c.tls_cert());
+    auto key = ReadFile(c.tls_key());
+    if (!cert.ok() || !key.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: cannot read the TLS certificate or key\n");
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  std::string grpc_host;
+  int grpc_port = 0;
+  if (absl::Status s = SplitHostPort(c.listen(), &grpc_host, &grpc_port); !s.ok()) {
+    std::fprintf(stderr, "kvf-coordinator: --listen: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  int bound = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(c.listen(), creds, &bound);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound == 0) {
+    std::fprintf(stderr, "kvf-coordinator: cannot listen on %s\n", c.listen().c_str());
+    return 1;
+  }
+
+  std::unique_ptr<HttpEndpoint> http;
+  std::string http_text = "off";
+  if (!c.http_listen().empty()) {
+    std::string host;
+    int port = 0;
+    absl::Status s = SplitHostPort(c.http_listen(), &host, &port);
+    absl::StatusOr<std::unique_ptr<HttpEndpoint>> ep =
+        s.ok() ? HttpEndpoint::Start(host, port, core->get(),
+                                     [&service] {
+                                       return RpcCounters{service.unauthenticated_calls(),
+                                                          service.failed_calls()};
+                                     })
+               : absl::StatusOr<std::unique_ptr<HttpEndpoint>>(s);
+    if (!ep.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: --http_listen: %s\n", ep.status().ToString().c_str());
+      server->Shutdown();
+      return 1;
+    }
+    http = std::move(*ep);
+    http_text = absl::StrCat(host, ":", http->port());
+  }
+
+  // Leases are checked a few times per lease.
+  absl::Notification stop;
+  const absl::Duration tick =
+      std::clamp(options.lease / 4, absl::Milliseconds(5), absl::Seconds(1));
+  CoordinatorService* core_ptr = core->get();
+  std::thread ticker([&stop, core_ptr, tick] {
+    while (!stop.WaitForNotificationWithTimeout(tick)) core_ptr->Tick();
+  });
+
+  std::printf("kvf-coordinator listening grpc=%s:%d http=%s\n", grpc_host.c_str(), bound,
+              http_text.c_str());
+  std::fflush(stdout);
+  KVF_LOG(INFO) << "kvf-coordinator: epoch " << core_ptr->epoch() << ", R="
+                << options.ring.replication << ", lease " << options.lease
+                << (c.tls_cert().empty() ? ", plaintext" : ", TLS");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  KVF_LOG(INFO) << "kvf-coordinator: signal " << sig << ", shutting down";
+
+  stop.Notify();
+  ticker.join();
+  core_ptr->Shutdown();  // ends watch streams
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (http) http->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvf
+
+int main(int argc, char** argv) {
+  kvf::ConfigureProcessForServing();
+  // Block the stop signals in every thread (gRPC's included); Run() waits for
+  // them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  absl::SetProgramUsageMessage("kvf-coordinator --token_file=FILE [--listen=host:port] ...");
+  absl::ParseCommandLine(argc, argv);
+  return kvf::Run();
+}

@@ -1,0 +1,75 @@
+// Fakes for coordinator tests: a clock that moves when told, and agents that
+// record the tasks they are sent.
+#ifndef KVF_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
+#define KVF_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "coordinator/agent_client.h"
+#include "coordinator/clock.h"
+
+namespace kvf {
+
+class FakeCoordinatorClock final : public CoordinatorClock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+};
+
+class FakeAgents final : public AgentClient {
+ public:
+  absl::Status AssignMigration(const std::string& address,
+                               const proto::AssignMigrationRequest& request) override {
+    absl::MutexLock lock(&mu_);
+    ++calls_;
+    if (unreachable_.count(address)) return absl::UnavailableError("connection refused");
+    for (const auto& t : request.tasks()) tasks_[address].push_back(t);
+    return absl::OkStatus();
+  }
+  absl::Status ApplyEvictionCutoff(const std::string&, const proto::EvictionCutoffRequest&) override {
+    return absl::OkStatus();
+  }
+  void SetUnreachable(const std::string& address, bool unreachable) {
+    absl::MutexLock lock(&mu_);
+    if (unreachable) {
+      unreachable_.insert(address);
+    } else {
+      unreachable_.erase(address);
+    }
+  }
+  // Tasks received at `address` since the last call.
+  std::vector<proto::MigrationTask> Take(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    std::vector<proto::MigrationTask> out;
+    out.swap(tasks_[address]);
+    return out;
+  }
+  int calls() const {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::vector<proto::MigrationTask>> tasks_;
+  std::set<std::string> unreachable_;
+  int calls_ = 0;
+};
+
+}  // namespace kvf
+
+#endif  // KVF_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
