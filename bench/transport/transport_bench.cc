@@ -1,0 +1,318 @@
+// kvf-transport-bench: one-sided get/put bandwidth and latency, and message
+// round trips, through kvf::Transport (UCX backend), next to ucx_perftest run
+// in the same invocation on the same transports, with the ratio per row.
+//
+//   kvf-transport-bench [--tls posix,cma,self] [--sizes 4096,...] [--outstanding 1,8,64]
+//                       [--peers 1] [--json FILE] [--no-perftest]
+//
+// Peers are child processes of this binary (--serve FD) that register one
+// region and drive progress in a busy loop, as ucx_perftest's server does.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/process.h"
+#include "transport/transport.h"
+
+namespace kvf {
+namespace {
+
+constexpr size_t kRegionBytes = 64 << 20;
+
+bool WriteString(int fd, const std::string& s) {
+  uint32_t n = static_cast<uint32_t>(s.size());
+  return write(fd, &n, 4) == 4 && write(fd, s.data(), n) == static_cast<ssize_t>(n);
+}
+bool ReadString(int fd, std::string* s) {
+  uint32_t n = 0;
+  if (read(fd, &n, 4) != 4) return false;
+  s->resize(n);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, s->data() + got, n - got);
+    if (r <= 0) return false;
+    got += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+int Serve(int fd, const std::string& tls) {
+  TransportConfig c;
+  c.name = "bench-peer";
+  c.ucx_tls = tls;
+  c.progress = ProgressMode::kCaller;
+  auto t = CreateTransport(c);
+  if (!t.ok()) return 1;
+  std::vector<char> region(kRegionBytes, 1);
+  auto reg = (*t)->RegisterMemory(region.data(), region.size(), MemoryType::kHost);
+  if (!reg.ok()) return 1;
+  (void)(*t)->RegisterHandler(1, [](std::string_view r) -> absl::StatusOr<std::string> {
+    return std::string(r);
+  });
+  if (!WriteString(fd, (*t)->address()) || !WriteString(fd, (*reg)->descriptor().Serialize())) return 1;
+  for (uint64_t i = 0;; ++i) {
+    (*t)->Progress();
+    if ((i & 1023) == 0) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 0) != 0) break;  // the parent closed its end
+    }
+  }
+  reg->reset();
+  return 0;
+}
+
+struct Peer {
+  pid_t pid = -1;
+  int fd = -1;
+  PeerId id = 0;
+  std::unique_ptr<RemoteRegion> remote;
+};
+
+struct Row {
+  std::string op;
+  size_t size = 0;
+  int outstanding = 1;
+  int peers = 1;
+  double mbps = 0, lat_us = 0, ref = 0;  // ref: ucx_perftest's number (MB/s or us)
+  std::string ref_test;
+};
+
+// Keeps `outstanding` single-op batches in flight over `peers`; returns
+// {MB/s, average microseconds per op}.
+std::pair<double, double> RunRma(Transport& t, std::vector<Peer>& peers, TransferKind kind,
+                                 size_t size, int outstanding, std::vector<char>& local) {
+  const size_t total = std::max<size_t>(200, std::min<size_t>(20000, (512u << 20) / size));
+  const size_t slots = kRegionBytes / size;
+  std::deque<std::unique_ptr<TransferRequest>> inflight;
+  size_t posted = 0, done = 0;
+  auto post = [&] {
+    TransferBatch b;
+    b.kind = kind;
+    b.remote = peers[posted % peers.size()].remote.get();
+    const size_t slot = posted % std::min<size_t>(slots, 64);
+    b.ops = {{local.data() + slot * size, size, slot * size}};
+    auto r = t.Post(std::move(b));
+    if (!r.ok()) {
+      std::fprintf(stderr, "post: %s\n", r.status().ToString().c_str());
+      std::exit(1);
+    }
+    inflight.push_back(std::move(*r));
+    ++posted;
+  };
+  const absl::Time start = absl::Now();
+  while (done < total) {
+    while (posted < total && inflight.size() < static_cast<size_t>(outstanding)) post();
+    // Requests complete in order on one connection; poll the oldest.
+    TransferState s = inflight.front()->Poll();
+    if (s == TransferState::kInProgress) continue;
+    if (s != TransferState::kDone) {
+      std::fprintf(stderr, "transfer: %s\n", inflight.front()->status().ToString().c_str());
+      std::exit(1);
+    }
+    inflight.pop_front();
+    ++done;
+  }
+  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  return {static_cast<double>(total) * size / secs / 1e6, secs * 1e6 / total * outstanding};
+}
+
+// Runs one ucx_perftest pair; returns {overall MB/s, average latency us}, or {0,0}.
+std::pair<double, double> Perftest(const std::string& tls, const std::string& test, size_t size,
+                                   int outstanding, int iters) {
+  static int port = 20000 + getpid() % 20000;
+  ++port;
+  const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
+  const std::string server = absl::StrCat(env, "ucx_perftest -p ", port, " >/dev/null 2>&1 &");
+  if (std::system(server.c_str()) != 0) return {0, 0};
+  const std::string client =
+      absl::StrCat(env, "ucx_perftest 127.0.0.1 -p ", port, " -t ", test, " -s ", size, " -n ",
+                   iters, " -w ", std::min(iters / 10, 1000), outstanding > 1 ? absl::StrCat(" -O ", outstanding) : "",
+                   " -f 2>/dev/null");
+  // The server needs a moment to listen: retry the client until it connects.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    FILE* f = popen(client.c_str(), "r");
+    if (f == nullptr) return {0, 0};
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof(buf), f) != nullptr) out += buf;
+    if (pclose(f) == 0) {
+      std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipWhitespace());
+      std::vector<std::string> v = absl::StrSplit(lines.back(), ' ', absl::SkipWhitespace());
+      double lat = 0, bw = 0;
+      if (v.size() >= 8 && absl::SimpleAtod(v[2], &lat) && absl::SimpleAtod(v[5], &bw)) {
+        return {bw * 1.048576, lat};  // perftest's MB is MiB
+      }
+      return {0, 0};
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return {0, 0};
+}
+
+template <typename T>
+std::vector<T> ParseList(const std::string& s) {
+  std::vector<T> out;
+  for (absl::string_view p : absl::StrSplit(s, ',')) {
+    T v{};
+    if (absl::SimpleAtoi(p, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  std::string tls = "posix,cma,self", json;
+  std::vector<size_t> sizes = {4096, 65536, 262144, 1 << 20, 4 << 20};
+  std::vector<int> outstanding = {1, 64};
+  int npeers = 1;
+  bool perftest = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--serve") {
+      const int fd = std::atoi(next().c_str());
+      return Serve(fd, next());
+    }
+    if (a == "--tls") tls = next();
+    else if (a == "--sizes") sizes = ParseList<size_t>(next());
+    else if (a == "--outstanding") outstanding = ParseList<int>(next());
+    else if (a == "--peers") npeers = std::atoi(next().c_str());
+    else if (a == "--json") json = next();
+    else if (a == "--no-perftest") perftest = false;
+    else {
+      std::fprintf(stderr, "usage: %s [--tls T] [--sizes a,b] [--outstanding a,b] [--peers N] [--json F] [--no-perftest]\n", argv[0]);
+      return 2;
+    }
+  }
+  TransportConfig c;
+  c.name = "bench";
+  c.ucx_tls = tls;
+  c.progress = ProgressMode::kCaller;
+  auto t = CreateTransport(c);
+  if (!t.ok()) {
+    std::fprintf(stderr, "%s\n", t.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<Peer> peers(static_cast<size_t>(npeers));
+  for (Peer& p : peers) {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return 1;
+    p.pid = fork();
+    if (p.pid == 0) {
+      close(fds[0]);
+      const std::string fd = std::to_string(fds[1]);
+      execl("/proc/self/exe", argv[0], "--serve", fd.c_str(), tls.c_str(), nullptr);
+      _exit(127);
+    }
+    close(fds[1]);
+    p.fd = fds[0];
+    std::string address, descriptor;
+    if (!ReadString(p.fd, &address) || !ReadString(p.fd, &descriptor)) return 1;
+    auto id = (*t)->Connect(address);
+    auto d = RemoteDescriptor::Parse(descriptor);
+    if (!id.ok() || !d.ok()) return 1;
+    p.id = *id;
+    auto remote = (*t)->ImportRemote(p.id, *d, absl::Now() + absl::Seconds(10));
+    if (!remote.ok()) {
+      std::fprintf(stderr, "%s\n", remote.status().ToString().c_str());
+      return 1;
+    }
+    p.remote = std::move(*remote);
+  }
+  std::vector<char> local(kRegionBytes, 2);
+  std::vector<Row> rows;
+  std::printf("kvf-transport-bench: %s, %d peer(s)\n", (*t)->capabilities().fabric.c_str(), npeers);
+  for (TransferKind kind : {TransferKind::kGet, TransferKind::kPut}) {
+    for (size_t size : sizes) {
+      for (int out : outstanding) {
+        Row r;
+        r.op = kind == TransferKind::kGet ? "get" : "put";
+        r.size = size;
+        r.outstanding = out;
+        r.peers = npeers;
+        std::tie(r.mbps, r.lat_us) = RunRma(**t, peers, kind, size, out, local);
+        r.ref_test = kind == TransferKind::kGet ? "ucp_get" : "ucp_put_bw";
+        if (perftest && npeers == 1) {
+          const int iters = static_cast<int>(std::max<size_t>(200, std::min<size_t>(20000, (512u << 20) / size)));
+          r.ref = Perftest(tls, r.ref_test, size, out, iters).first;
+        }
+        rows.push_back(r);
+      }
+    }
+  }
+  // Small-message round trip: Call() vs twice tag_lat's one-way latency.
+  for (size_t size : {size_t{8}, size_t{256}}) {
+    const std::string msg(size, 'x');
+    const int n = 20000;
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < n; ++i) {
+      auto resp = (*t)->Call(peers[0].id, 1, msg, absl::Now() + absl::Seconds(5));
+      if (!resp.ok()) return 1;
+    }
+    Row r;
+    r.op = "call rtt";
+    r.size = size;
+    r.outstanding = 1;
+    r.peers = npeers;
+    r.lat_us = absl::ToDoubleMicroseconds(absl::Now() - start) / n;
+    r.ref_test = "2 x tag_lat";
+    if (perftest) r.ref = 2 * Perftest(tls, "tag_lat", size, 1, n).second;
+    rows.push_back(r);
+  }
+  std::printf("\n%-9s %9s %4s %10s %10s %12s %12s %7s\n", "op", "size", "outs", "MB/s", "lat us",
+              "ucx_perftest", "test", "ratio");
+  for (const Row& r : rows) {
+    const bool latency = r.op == "call rtt";
+    const double ours = latency ? r.lat_us : r.mbps;
+    // For latency lower is better: ratio = ours/theirs, target <= 1.5.
+    const double ratio = r.ref > 0 ? ours / r.ref : 0;
+    std::printf("%-9s %9zu %4d %10.0f %10.2f %12.2f %12s %7.2f\n", r.op.c_str(), r.size,
+                r.outstanding, latency ? 0.0 : r.mbps, r.lat_us, r.ref, r.ref_test.c_str(), ratio);
+  }
+  // Two-sided bandwidth for reference (the UCX backend has no two-sided bulk path).
+  if (perftest) {
+    for (size_t size : sizes) {
+      std::printf("reference tag_bw %9zu: %.0f MB/s\n", size,
+                  Perftest(tls, "tag_bw", size, 1, 2000).first);
+    }
+  }
+  if (!json.empty()) {
+    std::ofstream f(json);
+    f << "{\"fabric\": \"" << (*t)->capabilities().fabric << "\", \"rows\": [";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      f << (i ? "," : "") << "\n {\"op\": \"" << r.op << "\", \"size\": " << r.size
+        << ", \"outstanding\": " << r.outstanding << ", \"peers\": " << r.peers
+        << ", \"mbps\": " << r.mbps << ", \"latency_us\": " << r.lat_us << ", \"reference_test\": \""
+        << r.ref_test << "\", \"reference\": " << r.ref << "}";
+    }
+    f << "\n]}\n";
+  }
+  for (Peer& p : peers) {
+    p.remote.reset();
+    close(p.fd);
+    waitpid(p.pid, nullptr, 0);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvf
+
+int main(int argc, char** argv) {
+  kvf::ConfigureProcessForServing();
+  return kvf::Main(argc, argv);
+}

@@ -1,0 +1,269 @@
+#include "tests/transport/peer_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/device.h"
+#include "transport/transport.h"
+#include "xxhash.h"
+
+extern char** environ;
+
+namespace kvf::testing {
+namespace {
+
+absl::Status WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return absl::UnavailableError(absl::StrCat("write: ", std::strerror(errno)));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadAll(int fd, char* p, size_t n, absl::Time deadline) {
+  while (n > 0) {
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return absl::DeadlineExceededError("peer did not answer in time");
+    pollfd pfd{fd, POLLIN, 0};
+    int r = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    ssize_t got = read(fd, p, n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return absl::UnavailableError("peer closed the pipe");
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
+uint64_t SplitMix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+absl::Status WriteMessage(int fd, const Message& m) {
+  std::string out;
+  auto put32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  put32(static_cast<uint32_t>(m.size()));
+  for (const std::string& f : m) {
+    put32(static_cast<uint32_t>(f.size()));
+    out += f;
+  }
+  return WriteAll(fd, out.data(), out.size());
+}
+
+absl::StatusOr<Message> ReadMessage(int fd, absl::Time deadline) {
+  uint32_t count = 0;
+  KVF_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<char*>(&count), 4, deadline));
+  Message m(count);
+  for (std::string& f : m) {
+    uint32_t len = 0;
+    KVF_RETURN_IF_ERROR(ReadAll(fd, reinterpret_cast<char*>(&len), 4, deadline));
+    f.resize(len);
+    KVF_RETURN_IF_ERROR(ReadAll(fd, f.data(), len, deadline));
+  }
+  return m;
+}
+
+void FillPattern(uint64_t seed, uint64_t offset, char* out, size_t n) {
+  // Byte p of the region is byte (p % 8) of SplitMix(seed * K + p / 8).
+  size_t i = 0;
+  while (i < n) {
+    const uint64_t pos = offset + i;
+    const uint64_t word = SplitMix(seed * 0x100000001b3ull + pos / 8);
+    for (uint64_t b = pos % 8; b < 8 && i < n; ++b) out[i++] = static_cast<char>(word >> (8 * b));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::Start(const std::string& backend,
+                                                                const std::string& tls) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return absl::InternalError(absl::StrCat("socketpair: ", std::strerror(errno)));
+  }
+  // Everything the child needs is built before fork: after it, only
+  // async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "KVF_PEER_", 9) != 0) env_strings.emplace_back(*e);
+  }
+  env_strings.push_back(absl::StrCat("KVF_PEER_FD=", fds[1]));
+  env_strings.push_back(absl::StrCat("KVF_PEER_BACKEND=", backend));
+  env_strings.push_back(absl::StrCat("KVF_PEER_TLS=", tls));
+  std::vector<char*> envp;
+  for (std::string& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string self = KVF_SELF_PATH;
+  std::string filter = "--gtest_filter=TransportPeer.Serve";
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  const pid_t parent = getpid();
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    fcntl(fds[1], F_SETFD, 0);  // keep the child's end across exec
+    execve(argv[0], argv, envp.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::unique_ptr<PeerProcess> p(new PeerProcess());
+  p->pid_ = pid;
+  p->fd_ = fds[0];
+  KVF_ASSIGN_OR_RETURN(Message ready, ReadMessage(p->fd_, absl::Now() + absl::Seconds(30)));
+  if (ready.size() != 2 || ready[0] != "ready") {
+    return absl::InternalError(absl::StrCat("peer failed to start: ", ready.empty() ? "" : ready.back()));
+  }
+  p->address_ = ready[1];
+  return p;
+}
+
+absl::StatusOr<Message> PeerProcess::Request(const Message& m, absl::Duration timeout) {
+  if (fd_ < 0) return absl::FailedPreconditionError("peer is dead");
+  KVF_RETURN_IF_ERROR(WriteMessage(fd_, m));
+  KVF_ASSIGN_OR_RETURN(Message reply, ReadMessage(fd_, absl::Now() + timeout));
+  if (reply.empty() || reply[0] != "ok") {
+    return absl::InternalError(absl::StrCat("peer: ", reply.size() > 1 ? reply[1] : "bad reply"));
+  }
+  return reply;
+}
+
+void PeerProcess::Kill() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+// ---- the child ----
+
+void ServePeer(int fd, const std::string& backend, const std::string& tls) {
+  TransportConfig config;
+  config.name = "peer";
+  config.ucx_tls = tls;
+  config.progress = ProgressMode::kThread;
+  struct Region {
+    std::unique_ptr<char[]> bytes;
+    std::unique_ptr<MemoryRegion> region;
+  };
+  std::vector<Region> regions;
+  std::unique_ptr<Transport> transport;
+  auto reply_error = [&](const absl::Status& s) { (void)WriteMessage(fd, {"error", s.ToString()}); };
+
+  if (backend == "ucx") {
+    auto t = CreateTransport(config);
+    if (!t.ok()) return reply_error(t.status());
+    transport = std::move(*t);
+    (void)transport->RegisterHandler(1, [](std::string_view req) -> absl::StatusOr<std::string> {
+      return absl::StrCat("echo:", std::string(req));
+    });
+    (void)transport->RegisterHandler(2, [](std::string_view req) -> absl::StatusOr<std::string> {
+      return absl::NotFoundError(absl::StrCat("no such key: ", std::string(req)));
+    });
+    if (!WriteMessage(fd, {"ready", transport->address()}).ok()) return;
+  } else {
+    if (!WriteMessage(fd, {"ready", ""}).ok()) return;
+  }
+
+  while (true) {
+    absl::StatusOr<Message> m = ReadMessage(fd, absl::InfiniteFuture());
+    if (!m.ok() || m->empty() || (*m)[0] == "quit") break;
+    const Message& c = *m;
+    if (c[0] == "region" && c.size() == 3) {  // region SIZE SEED -> descriptor INDEX
+      uint64_t size = 0, seed = 0;
+      (void)absl::SimpleAtoi(c[1], &size);
+      (void)absl::SimpleAtoi(c[2], &seed);
+      Region r;
+      r.bytes.reset(new char[size]);
+      FillPattern(seed, 0, r.bytes.get(), size);
+      auto reg = transport->RegisterMemory(r.bytes.get(), size, MemoryType::kHost);
+      if (!reg.ok()) {
+        reply_error(reg.status());
+        continue;
+      }
+      r.region = std::move(*reg);
+      std::string d = r.region->descriptor().Serialize();
+      regions.push_back(std::move(r));
+      (void)WriteMessage(fd, {"ok", d, absl::StrCat(regions.size() - 1)});
+    } else if (c[0] == "dereg" && c.size() == 2) {
+      size_t i = 0;
+      (void)absl::SimpleAtoi(c[1], &i);
+      if (i < regions.size()) regions[i].region.reset();
+      (void)WriteMessage(fd, {"ok"});
+    } else if (c[0] == "hash" && c.size() == 4) {  // hash INDEX OFFSET LENGTH
+      size_t i = 0, off = 0, len = 0;
+      (void)absl::SimpleAtoi(c[1], &i);
+      (void)absl::SimpleAtoi(c[2], &off);
+      (void)absl::SimpleAtoi(c[3], &len);
+      if (i >= regions.size() || regions[i].region == nullptr || off + len > regions[i].region->size()) {
+        reply_error(absl::OutOfRangeError("hash: bad range"));
+        continue;
+      }
+      (void)WriteMessage(fd, {"ok", absl::StrCat(XXH64(regions[i].bytes.get() + off, len, 0))});
+    } else if (c[0] == "nccl_recv" && c.size() == 4) {  // nccl_recv UNIQUE_ID LENGTH SEED
+      config.backend = TransportBackend::kNccl;
+      config.nccl_unique_id = c[1];
+      config.nccl_rank = 1;
+      config.nccl_world_size = 2;
+      size_t len = 0;
+      uint64_t seed = 0;
+      (void)absl::SimpleAtoi(c[2], &len);
+      (void)absl::SimpleAtoi(c[3], &seed);
+      auto status = [&]() -> absl::StatusOr<std::string> {
+        KVF_ASSIGN_OR_RETURN(auto nccl, CreateTransport(config));
+        KVF_ASSIGN_OR_RETURN(DeviceBuffer buf, DeviceBuffer::Allocate(len, 0));
+        TransferBatch b;
+        b.kind = TransferKind::kRecv;
+        b.peer = 0;
+        b.ops.push_back({buf.data(), len, 0});
+        KVF_ASSIGN_OR_RETURN(auto req, nccl->Post(std::move(b)));
+        KVF_RETURN_IF_ERROR(req->Wait(absl::Now() + absl::Seconds(60)));
+        std::string host(len, '\0');
+        KVF_RETURN_IF_ERROR(CopyDeviceToHost(host.data(), buf.data(), len));
+        std::string want(len, '\0');
+        FillPattern(seed, 0, want.data(), len);
+        if (host != want) return absl::DataLossError("nccl_recv: bytes differ");
+        return std::string("same");
+      }();
+      if (!status.ok()) {
+        reply_error(status.status());
+      } else {
+        (void)WriteMessage(fd, {"ok", *status});
+      }
+    } else {
+      reply_error(absl::InvalidArgumentError(absl::StrCat("unknown command ", c[0])));
+    }
+  }
+  regions.clear();
+}
+
+}  // namespace kvf::testing

@@ -1,0 +1,20 @@
+#include "transport/transport.h"
+
+#include "transport/nccl/nccl_transport.h"
+#include "transport/ucx/ucx_transport.h"
+
+namespace kvf {
+
+absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(const TransportConfig& config) {
+  switch (config.backend) {
+    case TransportBackend::kUcx:
+      return transport_internal::CreateUcxTransport(config);
+    case TransportBackend::kNccl:
+      return transport_internal::CreateNcclTransport(config);
+  }
+  return absl::InvalidArgumentError("CreateTransport: unknown backend");
+}
+
+absl::StatusOr<std::string> NcclUniqueId() { return transport_internal::NewNcclUniqueId(); }
+
+}  // namespace kvf

@@ -1,0 +1,239 @@
+// The one interface through which kvfabric moves bytes between processes:
+// agents to agents, agents to engines. Backends (UCX, NCCL) live behind
+// CreateTransport(); callers hold a std::unique_ptr<Transport> and ask
+// capabilities() what it can do instead of #ifdef-ing on how it was built.
+//
+// Model (docs/transport.md has the long form):
+//  * Memory is registered (RegisterMemory) and yields a MemoryRegion whose
+//    RemoteDescriptor — (region id, address, size, memory type, remote key) —
+//    is serialisable and sent to other processes out of band.
+//  * A process connects to a peer by the peer's serialisable worker address
+//    (Connect), imports the peer's descriptors (ImportRemote, which checks
+//    with the owner that the region is live), and posts one-sided get/put
+//    batches against them (Post).
+//  * Every transfer is non-blocking: Post returns a TransferRequest, a lease
+//    on the in-flight operation: Poll or Wait(deadline), Cancel, and release
+//    by destroying it. Its state is explicit (TransferState).
+//  * Small request/response messages (Call / RegisterHandler) carry the data-
+//    plane protocol spoken above this layer.
+//  * Progress is driven by a named progress thread or by the caller (Poll,
+//    Wait, Call and Progress drive it), chosen at creation.
+//
+// Errors are absl::Status naming the operation, the peer and the backend's
+// own text ("ucp_get_nbx to peer 3 (agent-7): Connection reset by remote
+// peer"). A failed peer fails fast until it is Reconnect()ed.
+#ifndef KVF_TRANSPORT_TRANSPORT_H_
+#define KVF_TRANSPORT_TRANSPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "transport/descriptor.h"
+
+namespace kvf {
+
+enum class TransportBackend { kUcx, kNccl };
+
+// Who calls the backend's progress engine.
+enum class ProgressMode {
+  kThread,  // a named thread ("kvf-tp-<name>") owned by the Transport
+  kCaller,  // the caller, through Poll/Wait/Call/Progress; lowest latency
+};
+
+struct TransportConfig {
+  TransportBackend backend = TransportBackend::kUcx;
+  // Names the progress thread and appears in errors and logs.
+  std::string name = "kvf";
+  ProgressMode progress = ProgressMode::kThread;
+
+  // UCX: the transports to use, in UCX_TLS syntax ("sm,self", "tcp,self",
+  // "rc,cuda_copy,self"). Empty leaves the choice to UCX (and the process's
+  // own UCX_TLS, if set).
+  std::string ucx_tls;
+
+  // NCCL: this process's rank among world_size, the communicator's unique id
+  // (NcclUniqueId() on one rank, carried to the others by the caller), and
+  // the CUDA device to bind.
+  int nccl_rank = 0;
+  int nccl_world_size = 0;
+  std::string nccl_unique_id;
+  int cuda_device = 0;
+};
+
+// What a Transport can do on this machine, as built and as detected.
+struct Capabilities {
+  bool host_memory = false;  // can register and move host memory
+  bool cuda_memory = false;  // can register and move CUDA device memory
+  bool one_sided = false;    // ImportRemote + kGet/kPut
+  bool two_sided = false;    // kSend/kRecv between matched peers
+  bool messages = false;     // Call / RegisterHandler
+  // The fabric actually in use, e.g. "ucx 1.13.1: posix/memory cma/memory
+  // self/memory0" or "nccl 2.19.3".
+  std::string fabric;
+};
+
+using PeerId = uint64_t;
+
+// A registered local region. Deregistered when destroyed; it must be
+// destroyed before the Transport that made it. Thread-compatible.
+class MemoryRegion {
+ public:
+  virtual ~MemoryRegion() = default;
+  virtual void* data() const = 0;
+  virtual size_t size() const = 0;
+  virtual MemoryType memory_type() const = 0;
+  // What another process needs to get/put into this region.
+  virtual const RemoteDescriptor& descriptor() const = 0;
+};
+
+// A peer's region imported for one-sided access on one connection. Bound to
+// the connection it was imported on: after Reconnect() of that peer, posts
+// against it fail with FAILED_PRECONDITION and it must be imported again.
+// Must be destroyed before the Transport. Thread-compatible.
+class RemoteRegion {
+ public:
+  virtual ~RemoteRegion() = default;
+  virtual PeerId peer() const = 0;
+  virtual const RemoteDescriptor& descriptor() const = 0;
+};
+
+enum class TransferKind { kGet, kPut, kSend, kRecv };
+
+// One block of a batch. For kGet/kPut, `remote_offset` is relative to the
+// start of the RemoteRegion; for kSend/kRecv it is ignored.
+struct TransferOp {
+  void* local = nullptr;
+  size_t length = 0;
+  uint64_t remote_offset = 0;
+};
+
+// Many blocks in one post. `local_region`, when set, must contain every
+// op's local range (it lets the backend skip registering it per op).
+struct TransferBatch {
+  TransferKind kind = TransferKind::kGet;
+  PeerId peer = 0;                               // kSend/kRecv (and ignored for kGet/kPut)
+  const RemoteRegion* remote = nullptr;          // kGet/kPut
+  const MemoryRegion* local_region = nullptr;    // optional for UCX, required for NCCL
+  std::vector<TransferOp> ops;
+};
+
+enum class TransferState {
+  kInProgress,  // posted, not finished; local buffers belong to the transport
+  kDone,        // every op completed; status() is OK
+  kFailed,      // status() says why; local buffers are free again
+  kCancelled,   // Cancel() took effect; local buffers are free again
+};
+
+// A lease on one posted batch. While kInProgress the batch's local buffers
+// belong to the transport. Destroying it releases the lease: an unfinished
+// transfer is cancelled and the destructor waits until the backend has let go
+// of the buffers. Must be destroyed before the Transport.
+//
+// Thread-safety: one thread at a time per request; different requests may be
+// used from different threads.
+class TransferRequest {
+ public:
+  virtual ~TransferRequest() = default;
+  // Non-blocking. In kCaller mode it drives progress once.
+  virtual TransferState Poll() = 0;
+  // Blocks until the transfer leaves kInProgress or `deadline` passes.
+  // OK when done; DEADLINE_EXCEEDED when still in progress (the request stays
+  // posted: wait again, or Cancel); otherwise the transfer's error.
+  virtual absl::Status Wait(absl::Time deadline) = 0;
+  // Asks the backend to stop. One-sided RMA cannot be withdrawn op by op in
+  // UCX or NCCL, so cancelling resets the connection to the peer (other
+  // requests to it fail with CANCELLED; Reconnect() to use it again).
+  // Returns immediately; Poll/Wait report kCancelled once buffers are free.
+  virtual void Cancel() = 0;
+  virtual TransferState state() const = 0;
+  // The final status; OK while in progress.
+  virtual absl::Status status() const = 0;
+};
+
+// Handles one request message and returns the response (or an error, which
+// travels back to the caller as its code and message). Runs on the progress
+// thread (or inside the caller's progress call): it must not block, and must
+// not call back into the Transport's blocking methods.
+using MessageHandler = std::function<absl::StatusOr<std::string>(std::string_view request)>;
+
+// Message types at and above this are the transport's own.
+inline constexpr uint16_t kFirstReservedMessageType = 0xff00;
+// Largest request or response payload.
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+
+// Thread-safety: all methods are safe to call concurrently from any thread
+// (the backend serialises its own state with a mutex and, for UCX, a
+// multi-threaded worker). MemoryRegion, RemoteRegion and TransferRequest
+// objects must be destroyed before the Transport.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual const Capabilities& capabilities() const = 0;
+
+  // This process's serialisable worker address; give it to peers.
+  virtual std::string address() const = 0;
+
+  // Registers [data, data + size) for local and remote access.
+  // INVALID_ARGUMENT for an empty range or an unsupported memory type.
+  virtual absl::StatusOr<std::unique_ptr<MemoryRegion>> RegisterMemory(void* data, size_t size,
+                                                                       MemoryType type) = 0;
+
+  // Opens a connection to the process whose address() is `address`. Does not
+  // wait for the peer: a dead or unreachable peer shows up as the first
+  // operation's error. INVALID_ARGUMENT for a truncated or garbage address.
+  virtual absl::StatusOr<PeerId> Connect(std::string_view address) = 0;
+  // Replaces the connection to `peer` (after the peer restarted, or after a
+  // failure): the old endpoint is closed, its pending requests fail, and the
+  // same PeerId now names the new connection.
+  virtual absl::Status Reconnect(PeerId peer, std::string_view address) = 0;
+  // Closes the connection; pending requests fail. NOT_FOUND if unknown.
+  virtual absl::Status Disconnect(PeerId peer) = 0;
+  // OK while the connection is believed healthy; otherwise why not.
+  virtual absl::Status PeerHealth(PeerId peer) const = 0;
+
+  // Checks with `peer` that `descriptor` names a live region it registered
+  // and prepares it for one-sided access. NOT_FOUND if the peer does not know
+  // the region (never registered, or deregistered); UNAVAILABLE if the peer
+  // is dead; DEADLINE_EXCEEDED if it does not answer in time.
+  virtual absl::StatusOr<std::unique_ptr<RemoteRegion>> ImportRemote(
+      PeerId peer, const RemoteDescriptor& descriptor, absl::Time deadline) = 0;
+
+  // Posts a batch. Validation errors (unknown peer, out-of-range offsets,
+  // stale import, unsupported kind) come back here, with nothing posted.
+  virtual absl::StatusOr<std::unique_ptr<TransferRequest>> Post(TransferBatch batch) = 0;
+
+  // Registers the handler for message `type` (< kFirstReservedMessageType),
+  // replacing any earlier one.
+  virtual absl::Status RegisterHandler(uint16_t type, MessageHandler handler) = 0;
+  // Sends a request to `peer` and waits for its response. The peer's handler
+  // error comes back with its code; NOT_FOUND/UNIMPLEMENTED if the peer has
+  // no handler for `type`; DEADLINE_EXCEEDED past the deadline.
+  virtual absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
+                                           absl::Time deadline) = 0;
+
+  // Drives progress once; returns whether anything happened. Needed in
+  // kCaller mode by a process that only serves (handlers, RMA emulation).
+  virtual bool Progress() = 0;
+};
+
+// Creates a transport of `config.backend`. UNIMPLEMENTED when that backend
+// was not compiled in; FAILED_PRECONDITION when the machine lacks what it
+// needs (no GPU for NCCL).
+absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(const TransportConfig& config);
+
+// A fresh NCCL communicator id to hand to every rank (TransportConfig::
+// nccl_unique_id). UNIMPLEMENTED without NCCL.
+absl::StatusOr<std::string> NcclUniqueId();
+
+}  // namespace kvf
+
+#endif  // KVF_TRANSPORT_TRANSPORT_H_
