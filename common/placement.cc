@@ -7,22 +7,31 @@
 // Its balance is then set by how many independent units each node has; the
 // ring gets them at O(points) build cost, where a rendezvous table pays
 // O(slots x nodes). So: 16384 points for a node of the largest weight class,
-// a 48-bit position each, packed with the node's index into one sorted
-// uint64 array, plus a top-bits index for O(1) lookup.
+// a 48-bit position each.
 //
 // A key is owned by the first point at or after its hash (clockwise), and its
 // R owners are read off the walk from there: first the nodes whose failure
 // domain is not yet used, then, if the map has fewer domains than R, the next
 // distinct nodes. Inserting a node only inserts points into that walk, which
 // is why a join can only add the new node to owner lists (see the tests).
+// Build sorts the points (two-level radix sort) and evaluates that walk for
+// every point at once, in one backward sweep; lookups then read a top-bits
+// index, a short run of 32-bit position suffixes and the precomputed owner
+// list (Placement::Impl below). The walk itself survives only as Select(),
+// which seeds the sweep and serves the bounded-load build.
 #include "common/placement.h"
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -67,8 +76,73 @@ uint64_t PointsFor(double w, double wmax) {
   return p < 1 ? 1 : static_cast<uint64_t>(p);
 }
 
+// Memory for the big lookup arrays. Buffers of 1 MiB and more are 2 MiB
+// aligned and marked MADV_HUGEPAGE (best effort: ignored where transparent
+// huge pages are off): at 256 nodes the arrays are tens of MB, and with 4 KiB
+// pages every lookup also missed the TLB, and Build paid a page fault per
+// 4 KiB. Elements are left uninitialized.
+template <typename T>
+class LargeArray {
+ public:
+  static_assert(std::is_trivially_copyable_v<T>);
+  LargeArray() = default;
+  explicit LargeArray(size_t n) : n_(n) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = std::max<size_t>(n * sizeof(T), 1);
+    void* p = nullptr;
+    if (bytes >= kHuge / 2) {
+      const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+      p = std::aligned_alloc(kHuge, rounded);
+#ifdef MADV_HUGEPAGE
+      if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    } else {
+      p = std::malloc(bytes);
+    }
+    if (p == nullptr) throw std::bad_alloc();
+    p_.reset(static_cast<T*>(p));
+  }
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+  T& operator[](size_t i) { return p_.get()[i]; }
+  const T& operator[](size_t i) const { return p_.get()[i]; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+  size_t n_ = 0;
+};
+
+// Asks for transparent huge pages on the 2 MiB-aligned part of [p, p + bytes)
+// before it is first touched (best effort). Ranges() fills hundreds of MB
+// once; with 4 KiB pages most of its time was page faults.
+void AdviseHugePages(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 }  // namespace
 
+// The ring is kept in lookup form only:
+//   index[t]   first point whose position's top `index_bits` bits are >= t
+//              (index_bits >= 16, ~4 points a bucket)
+//   low[j]     the 32 position bits below the top `index_bits` (48 - 16 <= 32,
+//              so with the bucket they give the whole 48-bit position)
+//   owners     `replicas` node indices per point, primary first: the owner
+//              list of the arc that ends at point j, computed at Build
+// A lookup reads index[t], then (in parallel) the bucket's low[] values and
+// owner lists: two dependent cache misses, no walk.
 struct Placement::Impl {
   RingParams params;
   std::vector<NodeId> ids;         // sorted; index = position here
@@ -76,24 +150,36 @@ struct Placement::Impl {
   std::vector<uint32_t> domain;    // by index: failure-domain ordinal
   uint32_t num_domains = 0;
   size_t replicas = 0;             // min(R, nodes)
-  std::unique_ptr<uint64_t[]> ring;  // (pos48 << 16) | node index, sorted
-  size_t ring_size = 0;
-  std::vector<uint32_t> index;     // index[t] = first point with top bits >= t
-  int index_bits = 1;
-  std::vector<uint16_t> fixed;     // bounded-load mode: `replicas` per point
+  size_t ring_size = 0;            // points
+  int index_bits = 16;
+  LargeArray<uint32_t> index;      // 2^index_bits + 1 entries
+  LargeArray<uint32_t> low;        // ring_size entries
+  LargeArray<uint16_t> owners;     // ring_size * replicas entries
+
+  uint32_t LowKey(uint64_t h) const {
+    return static_cast<uint32_t>(((h & ~kIndexMask) << index_bits) >> 32);
+  }
 
   size_t Locate(uint64_t h) const {
-    const uint64_t key = h >> kPosShift;
     const size_t t = static_cast<size_t>(h >> (64 - index_bits));
+    const uint32_t key = LowKey(h);
     size_t j = index[t];
     const size_t end = index[t + 1];
-    while (j < end && (ring[j] >> kPosShift) < key) ++j;
+    while (j < end && low[j] < key) ++j;
     return j == ring_size ? 0 : j;
   }
 
-  // Owner indices for the walk starting at ring point j. `full` (bounded-load
+  size_t OwnersAt(size_t j, NodeId* out, size_t t) const {
+    const uint16_t* o = &owners[j * replicas];
+    for (size_t k = 0; k < t; ++k) out[k] = ids[o[k]];
+    return t;
+  }
+
+  // Build-time only: the owner walk over the sorted packed ring
+  // ((pos48 << 16) | node index), starting at point j0. `full` (bounded-load
   // build only) marks nodes to pass over while others qualify.
-  size_t Select(size_t j0, uint16_t* out, size_t t, const std::vector<bool>* full = nullptr) const {
+  size_t Select(const uint64_t* ring, size_t j0, uint16_t* out, size_t t,
+                const std::vector<bool>* full = nullptr) const {
     const size_t m = ring_size;
     size_t n = 0;
     uint32_t doms[kMaxReplication];
@@ -131,23 +217,20 @@ struct Placement::Impl {
     return n;
   }
 
-  size_t OwnersAt(size_t j, NodeId* out, size_t t) const {
-    if (!fixed.empty()) {
-      const uint16_t* f = &fixed[j * replicas];
-      for (size_t k = 0; k < t; ++k) out[k] = ids[f[k]];
-      return t;
-    }
-    uint16_t idx[kMaxReplication];
-    const size_t n = Select(j, idx, t);
-    for (size_t k = 0; k < n; ++k) out[k] = ids[idx[k]];
-    return n;
-  }
-
   void BuildRing();
-  void BuildBoundedLoad();
+  void SortPoints(LargeArray<uint64_t>& ring);
+  void ComputeOwners(const uint64_t* ring);
+  void BuildBoundedLoad(const uint64_t* ring);
 };
 
-void Placement::Impl::BuildRing() {
+// Sorts every point into `ring` ((pos48 << 16) | node index, ascending) and
+// fills `index` and `low`. Two-level radix sort on the position's top bits:
+// points are hashed twice (count, then scatter into 2^P partitions: few
+// enough write streams to stay in cache), then each partition, small enough
+// for L2, is counting-sorted on the next bits into a scratch buffer and
+// finished by insertion sort. Ties at one position
+// order by node index, i.e. by id: the same in every set of nodes.
+void Placement::Impl::SortPoints(LargeArray<uint64_t>& ring) {
   const size_t n = ids.size();
   const double wmax = *std::max_element(weights.begin(), weights.end());
   std::vector<uint32_t> points(n);
@@ -156,42 +239,163 @@ void Placement::Impl::BuildRing() {
     points[i] = static_cast<uint32_t>(std::min<uint64_t>(PointsFor(weights[i], wmax), 1u << 30));
     total += points[i];
   }
-  // ~4 points per index bucket.
-  index_bits = std::clamp(static_cast<int>(std::bit_width(total)) - 3, 1, 26);
-  const int shift = 64 - index_bits;
-  index.assign((size_t{1} << index_bits) + 1, 0);
-  // Counting sort by the top bits: hash twice (count, then place) rather
-  // than materialize and sort millions of values; an insertion sort
-  // finishes each small bucket. The ring is left uninitialized before it is
-  // filled: zeroing tens of MB costs more than the sort.
-  for (size_t i = 0; i < n; ++i) {
-    for (uint32_t k = 0; k < points[i]; ++k) ++index[(PointHash(ids[i], k) >> shift) + 1];
-  }
-  for (size_t t = 1; t < index.size(); ++t) index[t] += index[t - 1];
-  ring.reset(new uint64_t[total]);
   ring_size = total;
-  std::vector<uint32_t> cursor(index.begin(), index.end() - 1);
+  // ~4 points per index bucket; at least 16 bits so `low` holds the rest of
+  // the 48-bit position.
+  index_bits = std::clamp(static_cast<int>(std::bit_width(total)) - 3, 16, 26);
+  const int b = index_bits;
+  const int pb = (b + 1) / 2;  // partition bits
+  const int lb = b - pb;       // bits sorted within a partition
+  const int pshift = 64 - pb;
+
+  std::vector<uint32_t> part((size_t{1} << pb) + 1, 0);
   for (size_t i = 0; i < n; ++i) {
-    for (uint32_t k = 0; k < points[i]; ++k) {
-      const uint64_t h = PointHash(ids[i], k);
-      ring[cursor[h >> shift]++] = (h & ~kIndexMask) | i;
+    const NodeId id = ids[i];
+    for (uint32_t k = 0; k < points[i]; ++k) ++part[(PointHash(id, k) >> pshift) + 1];
+  }
+  for (size_t p = 1; p < part.size(); ++p) part[p] += part[p - 1];
+  ring = LargeArray<uint64_t>(total);
+  {
+    std::vector<uint32_t> cursor(part.begin(), part.end() - 1);
+    uint64_t* r = ring.data();
+    for (size_t i = 0; i < n; ++i) {
+      const NodeId id = ids[i];
+      for (uint32_t k = 0; k < points[i]; ++k) {
+        const uint64_t h = PointHash(id, k);
+        r[cursor[h >> pshift]++] = (h & ~kIndexMask) | i;
+      }
     }
   }
-  for (size_t t = 0; t + 1 < index.size(); ++t) {
-    // Ties at one position order by node index, i.e. by id: the same in every
-    // set of nodes, so ties cannot break consistency.
-    for (size_t a = index[t] + 1; a < index[t + 1]; ++a) {
-      const uint64_t v = ring[a];
-      size_t b = a;
-      for (; b > index[t] && ring[b - 1] > v; --b) ring[b] = ring[b - 1];
-      ring[b] = v;
+
+  index = LargeArray<uint32_t>((size_t{1} << b) + 1);
+  low = LargeArray<uint32_t>(total);
+  // Within a partition, counting-sort on kExtra more bits than the index
+  // needs (sub-buckets of ~1/2 point), so one insertion-sort pass over the
+  // nearly sorted partition finishes it with few, well-predicted moves.
+  constexpr int kExtra = 3;
+  const int sb = lb + kExtra;  // sub-bucket bits sorted within a partition
+  const size_t subs = size_t{1} << sb;
+  std::vector<uint32_t> cnt(subs + 1);
+  size_t max_part = 0;
+  for (size_t p = 0; p + 1 < part.size(); ++p) max_part = std::max<size_t>(max_part, part[p + 1] - part[p]);
+  std::vector<uint64_t> scratch(max_part);
+  for (size_t p = 0; p + 1 < part.size(); ++p) {
+    const size_t s = part[p], e = part[p + 1];
+    uint64_t* r = ring.data() + s;
+    const size_t len = e - s;
+    std::fill(cnt.begin(), cnt.end(), 0);
+    // Bits [64 - pb - sb, 64 - pb) of the position: the sub-bucket.
+    auto local = [&](uint64_t v) -> size_t { return static_cast<size_t>((v << pb) >> (64 - sb)); };
+    for (size_t x = 0; x < len; ++x) ++cnt[local(r[x]) + 1];
+    for (size_t q = 1; q <= subs; ++q) cnt[q] += cnt[q - 1];
+    uint32_t* idx = &index[p << lb];
+    for (size_t q = 0; q < (size_t{1} << lb); ++q) idx[q] = static_cast<uint32_t>(s + cnt[q << kExtra]);
+    for (size_t x = 0; x < len; ++x) scratch[cnt[local(r[x])]++] = r[x];
+    for (size_t a = 1; a < len; ++a) {
+      const uint64_t v = scratch[a];
+      if (scratch[a - 1] <= v) continue;
+      size_t c = a;
+      for (; c > 0 && scratch[c - 1] > v; --c) scratch[c] = scratch[c - 1];
+      scratch[c] = v;
     }
+    uint32_t* lw = &low[s];
+    for (size_t x = 0; x < len; ++x) {
+      r[x] = scratch[x];
+      lw[x] = static_cast<uint32_t>(((scratch[x] & ~kIndexMask) << b) >> 32);
+    }
+  }
+  index[size_t{1} << b] = static_cast<uint32_t>(total);
+}
+
+// Owner lists for every point, in one backward sweep. Let L1(j) be the first
+// `need1` failure domains met on the (cyclic) walk from point j, each with
+// the first node met in it, and L2(j) the first `replicas` distinct nodes met.
+// Point j's own node x comes first in both, so
+//   L1(j) = x, then L1(j + 1) without x's domain (cut to need1 entries),
+//   L2(j) = x, then L2(j + 1) without x (cut to replicas entries),
+// and the owner list is L1(j), then the first entries of L2(j) not in L1(j)
+// until there are `replicas`: exactly what the walk in Select() returns.
+// L1(0) and L2(0) come from Select() itself and seed the sweep at m - 1.
+void Placement::Impl::ComputeOwners(const uint64_t* ring) {
+  const size_t m = ring_size;
+  const size_t t = replicas;
+  const size_t need1 = std::min<size_t>(t, num_domains);
+  owners = LargeArray<uint16_t>(m * t);
+  uint16_t l1[kMaxReplication], l2[kMaxReplication];
+  uint32_t d1[kMaxReplication];
+  {
+    // Seed: the walk from point 0, by domain and by node.
+    uint16_t sel[kMaxReplication];
+    Select(ring, 0, sel, t);  // its first need1 entries are L1(0)
+    for (size_t k = 0; k < need1; ++k) {
+      l1[k] = sel[k];
+      d1[k] = domain[sel[k]];
+    }
+    size_t n2 = 0;
+    for (size_t j = 0, steps = 0; n2 < t && steps < m; ++steps) {
+      const uint16_t node = static_cast<uint16_t>(ring[j] & kIndexMask);
+      if (std::find(l2, l2 + n2, node) == l2 + n2) l2[n2++] = node;
+      if (++j == m) j = 0;
+    }
+  }
+  const bool fill = need1 < t;  // fewer domains than replicas
+  // K1 = need1 as a constant, so the per-point updates and stores are a few
+  // register moves (a variable-length copy became a memmove call per point).
+  auto sweep = [&]<size_t K1>() {
+    for (size_t j = m; j-- > 0;) {
+      const uint16_t x = static_cast<uint16_t>(ring[j] & kIndexMask);
+      const uint32_t d = domain[x];
+      // k: the entry to drop (x's domain, else the last). Branch-free: the
+      // domains met are nearly random, so branches here mispredict.
+      size_t k = K1 - 1;
+      for (size_t q = K1 - 1; q-- > 0;) k = d1[q] == d ? q : k;
+      for (size_t q = K1 - 1; q > 0; --q) {
+        const bool shift = q <= k;
+        l1[q] = shift ? l1[q - 1] : l1[q];
+        d1[q] = shift ? d1[q - 1] : d1[q];
+      }
+      l1[0] = x;
+      d1[0] = d;
+      uint16_t* o = &owners[j * t];
+      for (size_t q = 0; q < K1; ++q) o[q] = l1[q];
+      if (fill) {
+        k = 0;
+        while (k + 1 < t && l2[k] != x) ++k;
+        for (; k > 0; --k) l2[k] = l2[k - 1];
+        l2[0] = x;
+        size_t n = K1;
+        for (size_t q = 0; q < t && n < t; ++q) {
+          if (std::find(l1, l1 + K1, l2[q]) == l1 + K1) o[n++] = l2[q];
+        }
+      }
+    }
+  };
+  static_assert(kMaxReplication == 8);
+  switch (need1) {
+    case 1: sweep.template operator()<1>(); break;
+    case 2: sweep.template operator()<2>(); break;
+    case 3: sweep.template operator()<3>(); break;
+    case 4: sweep.template operator()<4>(); break;
+    case 5: sweep.template operator()<5>(); break;
+    case 6: sweep.template operator()<6>(); break;
+    case 7: sweep.template operator()<7>(); break;
+    default: sweep.template operator()<8>(); break;
+  }
+}
+
+void Placement::Impl::BuildRing() {
+  LargeArray<uint64_t> ring;
+  SortPoints(ring);
+  if (params.load_epsilon > 0.0) {
+    BuildBoundedLoad(ring.data());
+  } else {
+    ComputeOwners(ring.data());
   }
 }
 
 // Bounded loads: arcs are handed out in ring order, each to the first owners
 // of its walk that still have room under ceil((1 + eps) * fair share).
-void Placement::Impl::BuildBoundedLoad() {
+void Placement::Impl::BuildBoundedLoad(const uint64_t* ring) {
   const size_t m = ring_size;
   const size_t n = ids.size();
   double wsum = 0;
@@ -202,7 +406,7 @@ void Placement::Impl::BuildBoundedLoad() {
     cap[i] = std::ceil((1.0 + params.load_epsilon) * weights[i] / wsum * replicas * kSpace);
   }
   std::vector<bool> full(n, false);
-  fixed.assign(m * replicas, 0);
+  owners = LargeArray<uint16_t>(m * replicas);
   for (size_t j = 0; j < m; ++j) {
     const uint64_t pos = ring[j] >> kPosShift;
     const uint64_t prev = j == 0 ? (ring[m - 1] >> kPosShift) : (ring[j - 1] >> kPosShift);
@@ -210,12 +414,12 @@ void Placement::Impl::BuildBoundedLoad() {
     const double len = j == 0 ? static_cast<double>(pos + ((uint64_t{1} << 48) - prev))
                               : static_cast<double>(pos - prev);
     if (len == 0) {
-      std::copy_n(&fixed[(j - 1) * replicas], replicas, &fixed[j * replicas]);
+      std::copy_n(&owners[(j - 1) * replicas], replicas, &owners[j * replicas]);
       continue;
     }
     for (size_t i = 0; i < n; ++i) full[i] = load[i] + len > cap[i];
-    uint16_t* out = &fixed[j * replicas];
-    const size_t got = Select(j, out, replicas, &full);
+    uint16_t* out = &owners[j * replicas];
+    const size_t got = Select(ring, j, out, replicas, &full);
     for (size_t k = 0; k < got; ++k) load[out[k]] += len;
   }
 }
@@ -258,7 +462,6 @@ absl::StatusOr<Placement> Placement::Build(std::vector<PlacementNode> nodes,
   impl->replicas = std::min<size_t>(params.replication, nodes.size());
   if (!nodes.empty()) {
     impl->BuildRing();
-    if (params.load_epsilon > 0.0) impl->BuildBoundedLoad();
   }
   return Placement(std::move(impl));
 }
@@ -299,6 +502,39 @@ OwnerList Placement::Owners(uint64_t placement_hash) const {
   return list;
 }
 
+size_t Placement::OwnersBatch(absl::Span<const uint64_t> hashes, absl::Span<NodeId> out) const {
+  const Impl& p = *impl_;
+  const size_t t = p.replicas;
+  if (t == 0) return hashes.size();
+  const size_t n = std::min(hashes.size(), out.size() / t);
+  const uint64_t* h = hashes.data();
+  const int shift = 64 - p.index_bits;
+  const uint32_t* index = p.index.data();
+  const uint32_t* low = p.low.data();
+  const uint16_t* own = p.owners.data();
+  // A software pipeline over the keys: the index entry of key i + 2D is
+  // prefetched, key i + D's bucket (low[] and owner lists) is prefetched
+  // from its now cached index entry, and key i is resolved from cache.
+  constexpr size_t kDist = 8;
+  for (size_t i = 0; i < std::min(n, 2 * kDist); ++i) __builtin_prefetch(&index[h[i] >> shift]);
+  for (size_t i = 0; i < std::min(n, kDist); ++i) {
+    const size_t j = index[h[i] >> shift];
+    __builtin_prefetch(&low[j]);
+    __builtin_prefetch(&own[j * t]);
+  }
+  NodeId* o = out.data();
+  for (size_t i = 0; i < n; ++i, o += t) {
+    if (i + 2 * kDist < n) __builtin_prefetch(&index[h[i + 2 * kDist] >> shift]);
+    if (i + kDist < n) {
+      const size_t j = index[h[i + kDist] >> shift];
+      __builtin_prefetch(&low[j]);
+      __builtin_prefetch(&own[j * t]);
+    }
+    p.OwnersAt(p.Locate(h[i]), o, t);
+  }
+  return n;
+}
+
 std::vector<PlacementRange> Placement::Ranges() const {
   std::vector<PlacementRange> out;
   const Impl& p = *impl_;
@@ -308,6 +544,7 @@ std::vector<PlacementRange> Placement::Ranges() const {
     return out;
   }
   out.reserve(m + 1);
+  AdviseHugePages(out.data(), out.capacity() * sizeof(PlacementRange));
   NodeId buf[kMaxReplication];
   auto emit = [&](uint64_t lo48, uint64_t hi48, size_t j) {
     const size_t got = p.OwnersAt(j, buf, p.replicas);
@@ -320,18 +557,31 @@ std::vector<PlacementRange> Placement::Ranges() const {
     }
     out.push_back(PlacementRange{begin, last, OwnerList(buf, buf + got)});
   };
+  // A point's 48-bit position is its bucket (the top index_bits) and the top
+  // 48 - index_bits bits of its low[] entry.
+  const int b = p.index_bits;
+  const int rest = 48 - b;
   uint64_t prev_end = 0;  // first 48-bit position not yet covered
-  for (size_t j = 0; j < m; ++j) {
-    const uint64_t pos = p.ring[j] >> kPosShift;
-    if (j > 0 && pos == (p.ring[j - 1] >> kPosShift)) continue;  // empty arc
-    emit(prev_end, pos, j);
-    prev_end = pos + 1;
+  bool any = false;
+  uint64_t prev_pos = 0;
+  const size_t buckets = size_t{1} << b;
+  for (size_t t = 0; t < buckets; ++t) {
+    const size_t end = p.index[t + 1];
+    for (size_t j = p.index[t]; j < end; ++j) {
+      const uint64_t pos = (static_cast<uint64_t>(t) << rest) | (p.low[j] >> (32 - rest));
+      if (any && pos == prev_pos) continue;  // empty arc
+      any = true;
+      prev_pos = pos;
+      emit(prev_end, pos, j);
+      prev_end = pos + 1;
+    }
   }
   constexpr uint64_t kTop48 = (uint64_t{1} << 48) - 1;
   if (prev_end <= kTop48) emit(prev_end, kTop48, 0);  // wraps to point 0
   return out;
 }
 
+size_t Placement::replicas() const { return impl_->replicas; }
 size_t Placement::num_nodes() const { return impl_->ids.size(); }
 const RingParams& Placement::params() const { return impl_->params; }
 

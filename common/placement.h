@@ -57,6 +57,18 @@ class Placement {
   size_t Owners(uint64_t placement_hash, absl::Span<NodeId> out) const;
   OwnerList Owners(uint64_t placement_hash) const;
 
+  // Owners of many placement hashes at once: the replicas() owners of
+  // hashes[i] go to out[i * replicas() ...], primary first, the same ids as
+  // Owners(hashes[i]). Looks up min(hashes.size(), out.size() / replicas())
+  // hashes and returns that count (hashes.size() when there are no nodes). For
+  // large placements this is several times faster than a loop of Owners():
+  // it prefetches the index and arcs of keys ahead of the one it resolves, so
+  // their cache misses overlap.
+  size_t OwnersBatch(absl::Span<const uint64_t> hashes, absl::Span<NodeId> out) const;
+
+  // Owners per key: min(R, num_nodes()).
+  size_t replicas() const;
+
   // The whole hash space as sorted, contiguous, non-overlapping ranges with
   // their owners; adjacent ranges have different owner lists.
   std::vector<PlacementRange> Ranges() const;

@@ -42,7 +42,24 @@ void BM_Placement_Owners(benchmark::State& state) {
 }
 BENCHMARK(BM_Placement_Owners)->ArgsProduct({{4, 16, 64, 256}, {1, 3}});
 
+// 1,000 keys through Placement::OwnersBatch (prefetching pipeline).
 void BM_Placement_OwnersBatch1000(benchmark::State& state) {
+  const Placement p = Make(static_cast<int>(state.range(0)), static_cast<uint32_t>(state.range(1)));
+  const std::vector<uint64_t> hashes = Hashes(1 << 20);
+  std::vector<NodeId> out(1000 * kMaxReplication);
+  size_t base = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p.OwnersBatch(absl::MakeConstSpan(&hashes[base], 1000), absl::MakeSpan(out)));
+    base += 1000;
+    if (base + 1000 > hashes.size()) base = 0;
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+BENCHMARK(BM_Placement_OwnersBatch1000)->ArgsProduct({{4, 16, 64, 256}, {1, 3}});
+
+// The same 1,000 keys as a loop of single Owners() calls, for comparison.
+void BM_Placement_OwnersLoop1000(benchmark::State& state) {
   const Placement p = Make(static_cast<int>(state.range(0)), static_cast<uint32_t>(state.range(1)));
   const std::vector<uint64_t> hashes = Hashes(1 << 20);
   std::vector<NodeId> out(1000 * kMaxReplication);
@@ -56,14 +73,20 @@ void BM_Placement_OwnersBatch1000(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * 1000);
 }
-BENCHMARK(BM_Placement_OwnersBatch1000)->ArgsProduct({{16, 256}, {1, 3}});
+BENCHMARK(BM_Placement_OwnersLoop1000)->ArgsProduct({{16, 256}, {1, 3}});
 
 void BM_Placement_Build(benchmark::State& state) {
   for (auto _ : state) {
-    benchmark::DoNotOptimize(Make(static_cast<int>(state.range(0)), 3));
+    benchmark::DoNotOptimize(Make(static_cast<int>(state.range(0)), static_cast<uint32_t>(state.range(1))));
   }
 }
-BENCHMARK(BM_Placement_Build)->Arg(16)->Arg(256)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Placement_Build)->ArgsProduct({{4, 16, 64, 256}, {1, 3}})->Unit(benchmark::kMillisecond);
+
+void BM_Placement_Ranges(benchmark::State& state) {
+  const Placement p = Make(static_cast<int>(state.range(0)), 3);
+  for (auto _ : state) benchmark::DoNotOptimize(p.Ranges());
+}
+BENCHMARK(BM_Placement_Ranges)->Arg(16)->Arg(256)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace kvf

@@ -7,7 +7,8 @@
 //            and whether every move went to the new node
 //   leave    replicas moved when one node leaves / its ideal share R/N, and
 //            whether only keys it owned changed
-//   cost     Build time, and lookup ns per key (one key's R owners)
+//   cost     Build time, and lookup ns per key (one key's R owners): one
+//            Owners() call a key, and Placement::OwnersBatch over all keys
 // Usage: kvf-placement-table [--json FILE]
 #include <algorithm>
 #include <chrono>
@@ -33,7 +34,7 @@ struct Row {
   uint32_t r = 0;
   size_t ranges = 0;
   double build_ms = 0, max_mean = 0, min_mean = 0;
-  double join_ratio = 0, leave_ratio = 0, lookup_ns = 0;
+  double join_ratio = 0, leave_ratio = 0, lookup_ns = 0, batch_ns = 0;
   bool join_only_new = true, leave_only_its = true;
 };
 
@@ -68,6 +69,12 @@ Row Measure(int n, uint32_t r, const std::vector<uint64_t>& keys) {
   t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < keys.size(); ++i) owners[i] = base.Owners(keys[i]);
   row.lookup_ns = Seconds(t0, std::chrono::steady_clock::now()) * 1e9 / keys.size();
+  {
+    std::vector<NodeId> flat(keys.size() * base.replicas());
+    t0 = std::chrono::steady_clock::now();
+    base.OwnersBatch(keys, absl::MakeSpan(flat));
+    row.batch_ns = Seconds(t0, std::chrono::steady_clock::now()) * 1e9 / keys.size();
+  }
 
   absl::flat_hash_map<NodeId, uint64_t> count;
   for (const OwnerList& o : owners) {
@@ -136,26 +143,28 @@ int main(int argc, char** argv) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     h = z ^ (z >> 31);
   }
-  std::printf("%4s %2s %9s %9s %8s %8s | %10s %8s | %11s %8s | %9s\n", "N", "R", "build ms", "ranges",
-              "max/mean", "min/mean", "join/ideal", "all new", "leave/ideal", "only its", "lookup ns");
+  std::printf("%4s %2s %9s %9s %8s %8s | %10s %8s | %11s %8s | %9s %8s\n", "N", "R", "build ms", "ranges",
+              "max/mean", "min/mean", "join/ideal", "all new", "leave/ideal", "only its", "lookup ns",
+              "batch ns");
   std::string json = "[";
   for (int n : {4, 16, 64, 256}) {
     for (uint32_t r : {1u, 3u}) {
       const kvf::Row row = kvf::Measure(n, r, keys);
-      std::printf("%4d %2u %9.1f %9zu %8.4f %8.4f | %10.3f %8s | %11.3f %8s | %9.1f\n", row.n, row.r,
+      std::printf("%4d %2u %9.1f %9zu %8.4f %8.4f | %10.3f %8s | %11.3f %8s | %9.1f %8.1f\n", row.n, row.r,
                   row.build_ms, row.ranges, row.max_mean, row.min_mean, row.join_ratio,
                   row.join_only_new ? "yes" : "NO", row.leave_ratio, row.leave_only_its ? "yes" : "NO",
-                  row.lookup_ns);
+                  row.lookup_ns, row.batch_ns);
       std::fflush(stdout);
       absl::StrAppend(&json, json.size() > 1 ? "," : "", "\n  ",
                       absl::StrFormat("{\"nodes\": %d, \"replication\": %u, \"keys\": %d, \"build_ms\": %.2f, "
                                       "\"ranges\": %zu, \"max_over_mean\": %.4f, \"min_over_mean\": %.4f, "
                                       "\"join_moved_over_ideal\": %.4f, \"join_all_to_new\": %s, "
                                       "\"leave_moved_over_ideal\": %.4f, \"leave_only_its_keys\": %s, "
-                                      "\"lookup_ns\": %.1f}",
+                                      "\"lookup_ns\": %.1f, \"batch_lookup_ns\": %.1f}",
                                       row.n, row.r, kvf::kKeys, row.build_ms, row.ranges, row.max_mean,
                                       row.min_mean, row.join_ratio, row.join_only_new ? "true" : "false",
-                                      row.leave_ratio, row.leave_only_its ? "true" : "false", row.lookup_ns));
+                                      row.leave_ratio, row.leave_only_its ? "true" : "false", row.lookup_ns,
+                                      row.batch_ns));
     }
   }
   json += "\n]\n";

@@ -329,6 +329,141 @@ TEST(Placement, SegmentHeadIsFirstBlockOfSegment) {
   EXPECT_EQ(SegmentHead(keys, 5, 1), keys[5]);
 }
 
+// An independent, deliberately naive implementation of the scheme in
+// docs/placement.md (every point in one sorted array, binary search, then the
+// clockwise walk), so a faster Build or lookup cannot silently re-place keys.
+class ReferenceRing {
+ public:
+  ReferenceRing(std::vector<PlacementNode> nodes, uint32_t r) {
+    std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    double wmax = 0;
+    for (const auto& n : nodes) wmax = std::max(wmax, n.weight);
+    int e = 0;
+    const double m = std::frexp(wmax, &e);
+    const double ref = (m == 0.5) ? std::ldexp(1.0, e - 1) : std::ldexp(1.0, e);
+    absl::flat_hash_map<std::string, uint32_t> doms;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      ids_.push_back(nodes[i].id);
+      domain_.push_back(doms.try_emplace(nodes[i].failure_domain, doms.size()).first->second);
+      const long long pts = std::max(1LL, std::llround(16384.0 * (nodes[i].weight / ref)));
+      for (long long k = 0; k < pts; ++k) {
+        uint64_t x = ((static_cast<uint64_t>(nodes[i].id) << 32) | static_cast<uint64_t>(k)) ^ 0x6b766672696e6731ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        x ^= x >> 31;
+        ring_.push_back((x >> 16 << 16) | i);
+      }
+    }
+    std::sort(ring_.begin(), ring_.end());
+    num_domains_ = doms.size();
+    replicas_ = std::min<size_t>(r, nodes.size());
+  }
+
+  const std::vector<uint64_t>& ring() const { return ring_; }
+
+  OwnerList Owners(uint64_t h) const {
+    OwnerList out;
+    if (ring_.empty()) return out;
+    size_t j0 = std::lower_bound(ring_.begin(), ring_.end(), h >> 16 << 16) - ring_.begin();
+    if (j0 == ring_.size()) j0 = 0;
+    std::vector<size_t> picked;
+    std::vector<uint32_t> used;
+    const size_t need1 = std::min(replicas_, num_domains_);
+    for (size_t s = 0, j = j0; s < ring_.size() && picked.size() < need1; ++s, j = (j + 1) % ring_.size()) {
+      const size_t node = ring_[j] & 0xFFFF;
+      if (std::find(used.begin(), used.end(), domain_[node]) != used.end()) continue;
+      used.push_back(domain_[node]);
+      picked.push_back(node);
+    }
+    for (size_t s = 0, j = j0; s < ring_.size() && picked.size() < replicas_; ++s, j = (j + 1) % ring_.size()) {
+      const size_t node = ring_[j] & 0xFFFF;
+      if (std::find(picked.begin(), picked.end(), node) == picked.end()) picked.push_back(node);
+    }
+    for (size_t node : picked) out.push_back(ids_[node]);
+    return out;
+  }
+
+ private:
+  std::vector<NodeId> ids_;
+  std::vector<uint32_t> domain_;
+  std::vector<uint64_t> ring_;
+  size_t num_domains_ = 0;
+  size_t replicas_ = 0;
+};
+
+TEST(Placement, MatchesReferenceWalk) {
+  struct Case {
+    std::vector<PlacementNode> nodes;
+    uint32_t r;
+  };
+  std::vector<Case> cases;
+  for (uint32_t r : {1u, 2u, 3u, 5u}) {
+    cases.push_back({Nodes(1), r});
+    cases.push_back({Nodes(2), r});
+    cases.push_back({Nodes(5), r});    // 5 domains
+    cases.push_back({Nodes(24), r});   // 8 domains
+    cases.push_back({{{1, "a", 1.0}, {2, "a", 1.0}, {3, "b", 0.3}, {4, "a", 2.0}, {5, "c", 0.01}}, r});
+    cases.push_back({{{10, "x", 1.0}, {20, "x", 1.0}, {30, "x", 1.0}}, r});  // one domain
+    cases.push_back({{{7, "x", 1.0}, {8, "y", 1e-9}}, r});                  // one point for node 8
+  }
+  cases.push_back({Nodes(200), 3});
+  cases.push_back({Nodes(64), 8});
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const ReferenceRing ref(cases[c].nodes, cases[c].r);
+    Placement p = MustBuild(cases[c].nodes, cases[c].r);
+    HashStream keys(100 + c);
+    std::vector<uint64_t> probes;
+    for (int i = 0; i < 5000; ++i) probes.push_back(keys.Next());
+    // Every arc's edges: at a point, just before it, and its last hash.
+    const auto& ring = ref.ring();
+    for (size_t j = 0; j < ring.size(); j += 1 + ring.size() / 2000) {
+      const uint64_t pos = ring[j] >> 16 << 16;
+      probes.insert(probes.end(), {pos, pos - 1, pos | 0xFFFF, pos + 0x10000});
+    }
+    probes.insert(probes.end(), {0, 0xFFFF, 0x10000, ~uint64_t{0}, ~uint64_t{0} << 16});
+    std::vector<NodeId> batch(probes.size() * std::max<size_t>(p.replicas(), 1));
+    ASSERT_EQ(p.OwnersBatch(probes, absl::MakeSpan(batch)), probes.size());
+    for (size_t i = 0; i < probes.size(); ++i) {
+      const OwnerList want = ref.Owners(probes[i]);
+      ASSERT_EQ(p.Owners(probes[i]), want) << "case " << c << " hash " << probes[i];
+      ASSERT_EQ(want.size(), p.replicas());
+      for (size_t k = 0; k < want.size(); ++k) {
+        ASSERT_EQ(batch[i * want.size() + k], want[k]) << "case " << c << " hash " << probes[i];
+      }
+    }
+  }
+}
+
+TEST(Placement, OwnersBatchMatchesOwners) {
+  for (uint32_t n : {0u, 3u, 16u, 256u}) {
+    for (uint32_t r : {1u, 3u}) {
+      for (double eps : {0.0, 0.1}) {
+        if (eps > 0 && n > 64) continue;
+        Placement p = MustBuild(Nodes(n), r, eps);
+        const size_t t = p.replicas();
+        ASSERT_EQ(t, std::min(r, n));
+        HashStream keys(21);
+        std::vector<uint64_t> hashes(5000);
+        for (auto& h : hashes) h = keys.Next();
+        std::vector<NodeId> out(hashes.size() * t);
+        ASSERT_EQ(p.OwnersBatch(hashes, absl::MakeSpan(out)), hashes.size());
+        for (size_t i = 0; i < hashes.size(); ++i) {
+          const OwnerList want = p.Owners(hashes[i]);
+          ASSERT_EQ(want.size(), t);
+          for (size_t k = 0; k < t; ++k) ASSERT_EQ(out[i * t + k], want[k]) << "N=" << n << " R=" << r;
+        }
+        if (t > 0) {
+          // A short output gets the hashes that fit, untouched beyond them.
+          std::vector<NodeId> short_out(7 * t + t - 1, 12345);
+          ASSERT_EQ(p.OwnersBatch(hashes, absl::MakeSpan(short_out)), 7u);
+          for (size_t k = 7 * t; k < short_out.size(); ++k) EXPECT_EQ(short_out[k], 12345u);
+        }
+        EXPECT_EQ(p.OwnersBatch({}, absl::MakeSpan(out)), 0u);
+      }
+    }
+  }
+}
+
 // Golden values: every client, agent and coordinator must compute the same
 // owners from the same map. If these change, mixed-version clusters disagree
 // on placement: don't change them without a migration story.
