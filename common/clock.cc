@@ -1,4 +1,4 @@
-#include "node/clock.h"
+#include "common/clock.h"
 
 namespace kvf {
 namespace {

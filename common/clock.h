@@ -1,6 +1,7 @@
-// Clock: the source of time for leases and ages, injectable for tests.
-#ifndef KVF_NODE_CLOCK_H_
-#define KVF_NODE_CLOCK_H_
+// Clock: the source of time for leases, ages and timeouts, injectable so tests
+// can expire a lease without waiting for it. Shared by node/ and coordinator/.
+#ifndef KVF_COMMON_CLOCK_H_
+#define KVF_COMMON_CLOCK_H_
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -19,4 +20,4 @@ class Clock {
 
 }  // namespace kvf
 
-#endif  // KVF_NODE_CLOCK_H_
+#endif  // KVF_COMMON_CLOCK_H_

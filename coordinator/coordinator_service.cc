@@ -19,10 +19,6 @@
 namespace kvf {
 namespace {
 
-class RealClock final : public CoordinatorClock {
- public:
-  absl::Time Now() const override { return absl::Now(); }
-};
 
 constexpr size_t kMaxAddressLength = 255;
 constexpr size_t kMaxDataAddressLength = 4096;
@@ -93,10 +89,6 @@ absl::Status CheckTransition(NodeId id, NodeState from, NodeState to) {
 
 }  // namespace
 
-const CoordinatorClock& CoordinatorClock::Real() {
-  static const RealClock* clock = new RealClock();
-  return *clock;
-}
 
 absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(
     CoordinatorOptions options) {
@@ -133,7 +125,7 @@ CoordinatorService::CoordinatorService(CoordinatorOptions options,
                                        std::unique_ptr<EpochStore> store, uint64_t epoch,
                                        bool recovering)
     : options_(std::move(options)),
-      clock_(options_.clock ? *options_.clock : CoordinatorClock::Real()),
+      clock_(options_.clock ? *options_.clock : Clock::Real()),
       started_(clock_.Now()),
       store_(std::move(store)),
       epoch_(epoch),

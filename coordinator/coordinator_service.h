@@ -46,7 +46,7 @@
 #include "common/age_histogram.h"
 #include "common/cluster_map.h"
 #include "coordinator/agent_client.h"
-#include "coordinator/clock.h"
+#include "common/clock.h"
 #include "coordinator/epoch_store.h"
 #include "coordinator/eviction_cutoff.h"
 #include "coordinator/migration_planner.h"
@@ -64,7 +64,7 @@ struct CoordinatorOptions {
   size_t map_history = 1024;              // maps kept for watchers that fall behind
   size_t max_nodes = 4096;                // live (not left) nodes
   uint64_t max_capacity_bytes = uint64_t{1} << 50;  // 1 PiB per node
-  const CoordinatorClock* clock = nullptr;  // not owned; null: the real clock
+  const Clock* clock = nullptr;  // not owned; null: the real clock
   AgentClient* agents = nullptr;            // not owned; null: tasks are never sent
 };
 
@@ -186,7 +186,7 @@ class CoordinatorService {
   size_t LiveNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
-  const CoordinatorClock& clock_;
+  const Clock& clock_;
   const absl::Time started_;
 
   mutable absl::Mutex mu_;

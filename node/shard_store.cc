@@ -96,6 +96,11 @@ class ShardStoreImpl final : public ShardStore {
   ShardStoreStats Stats() const override;
 
  private:
+  // A requested lease, with 0 meaning the store's default.
+  absl::StatusOr<absl::Duration> LeaseOrDefault(absl::Duration lease) const {
+    if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease");
+    return lease == absl::ZeroDuration() ? options_.default_lease : lease;
+  }
   BlockInfo InfoOf(const Entry& e) const {
     return BlockInfo{e.version, e.codec, e.size, tiers_[e.tier].memory->kind()};
   }
@@ -357,8 +362,7 @@ absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& ke
 absl::StatusOr<PutReservation> ShardStoreImpl::Reserve(NamespaceId ns, const BlockKey& key,
                                                        uint64_t size, const PutOptions& options,
                                                        absl::Duration lease) {
-  if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease");
-  if (lease == absl::ZeroDuration()) lease = options_.default_lease;
+  KVF_ASSIGN_OR_RETURN(lease, LeaseOrDefault(lease));
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   ExpireLeasesLocked(now);
@@ -445,8 +449,7 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
 
 absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
                                           absl::Duration lease) {
-  if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease");
-  if (lease == absl::ZeroDuration()) lease = options_.default_lease;
+  KVF_ASSIGN_OR_RETURN(lease, LeaseOrDefault(lease));
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   ExpireLeasesLocked(now);

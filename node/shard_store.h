@@ -16,7 +16,7 @@
 #include "common/namespace.h"
 #include "common/version.h"
 #include "kernels/codec.h"
-#include "node/clock.h"
+#include "common/clock.h"
 #include "node/memory_tier.h"
 
 namespace kvf {

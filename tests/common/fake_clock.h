@@ -1,9 +1,9 @@
 // A Clock that moves only when the test says so.
-#ifndef KVF_TESTS_NODE_FAKE_CLOCK_H_
-#define KVF_TESTS_NODE_FAKE_CLOCK_H_
+#ifndef KVF_TESTS_COMMON_FAKE_CLOCK_H_
+#define KVF_TESTS_COMMON_FAKE_CLOCK_H_
 
 #include "absl/synchronization/mutex.h"
-#include "node/clock.h"
+#include "common/clock.h"
 
 namespace kvf {
 
@@ -25,4 +25,4 @@ class FakeClock final : public Clock {
 
 }  // namespace kvf
 
-#endif  // KVF_TESTS_NODE_FAKE_CLOCK_H_
+#endif  // KVF_TESTS_COMMON_FAKE_CLOCK_H_

@@ -96,7 +96,7 @@ class CoordinatorServiceTest : public ::testing::Test {
     }
   }
 
-  FakeCoordinatorClock clock_;
+  FakeClock clock_;
   FakeAgents agents_;
   std::string state_dir_;
   std::unique_ptr<CoordinatorService> svc_;

@@ -10,25 +10,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "coordinator/agent_client.h"
-#include "coordinator/clock.h"
+#include "tests/common/fake_clock.h"
 
 namespace kvf {
-
-class FakeCoordinatorClock final : public CoordinatorClock {
- public:
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
-};
 
 class FakeAgents final : public AgentClient {
  public:

@@ -60,7 +60,7 @@ class GrpcServiceTest : public ::testing::Test {
     return stub_->Join(&ctx, r, out);
   }
 
-  FakeCoordinatorClock clock_;
+  FakeClock clock_;
   FakeAgents agents_;
   std::unique_ptr<CoordinatorService> core_;
   std::unique_ptr<CoordinatorGrpcService> service_;

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/device.h"
 #include "node/eviction_policy.h"
-#include "tests/node/fake_clock.h"
+#include "tests/common/fake_clock.h"
 
 namespace kvf {
 namespace {
