@@ -92,6 +92,8 @@ class ShardStoreImpl final : public ShardStore {
                                                absl::Span<const BlockKey> keys) override;
   absl::Status Remove(NamespaceId ns, const BlockKey& key) override;
   uint64_t EvictToTarget(uint64_t target_used_bytes) override;
+  AgeHistogram Ages() const override;
+  uint64_t EvictOlderThan(absl::Duration age) override;
   void SetEpoch(uint64_t epoch) override;
   ShardStoreStats Stats() const override;
 
@@ -566,6 +568,30 @@ uint64_t ShardStoreImpl::EvictToTarget(uint64_t target_used_bytes) {
   uint64_t evicted = 0;
   while (UsedBytesLocked() > target_used_bytes && EvictOneLocked()) ++evicted;
   return evicted;
+}
+
+AgeHistogram ShardStoreImpl::Ages() const {
+  AgeHistogram ages;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  index_.ForEach([&](EntryId, const Entry& e) { ages.Add(now - e.last_access, e.size); });
+  return ages;
+}
+
+uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time cutoff = clock_.Now() - age;
+  std::vector<EntryId> victims;
+  index_.ForEach([&](EntryId id, const Entry& e) {
+    if (e.pins == 0 && e.last_access <= cutoff) victims.push_back(id);
+  });
+  for (EntryId id : victims) {
+    policy_->Erase(id);
+    ++evictions_;
+    evicted_bytes_ += index_.at(id).size;
+    DropLocked(id);
+  }
+  return victims.size();
 }
 
 void ShardStoreImpl::SetEpoch(uint64_t epoch) {

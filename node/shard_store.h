@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/age_histogram.h"
 #include "common/block_key.h"
 #include "common/namespace.h"
 #include "common/version.h"
@@ -196,6 +197,14 @@ class ShardStore {
   // Evicts by policy until used bytes <= `target_used_bytes` or only pinned
   // blocks remain. Returns the number of blocks evicted.
   virtual uint64_t EvictToTarget(uint64_t target_used_bytes) = 0;
+
+  // Bytes stored, by time since last access: what an agent reports with its
+  // heartbeat for the coordinator's global eviction. O(entries) under the
+  // store's lock (about a millisecond per million blocks).
+  virtual AgeHistogram Ages() const = 0;
+  // Evicts every unpinned block not accessed for `age` or longer (the
+  // coordinator's cluster-wide cutoff). Returns how many it evicted.
+  virtual uint64_t EvictOlderThan(absl::Duration age) = 0;
 
   // The cluster-map epoch new versions are stamped with.
   virtual void SetEpoch(uint64_t epoch) = 0;

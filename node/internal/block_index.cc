@@ -24,12 +24,14 @@ EntryId BlockIndex::Insert(const Entry& entry) {
     id = static_cast<EntryId>(entries_.size());
     entries_.push_back(entry);
   }
+  entries_[id].live = true;
   map_.emplace(Key{entry.ns, entry.key}, id);
   return id;
 }
 
 void BlockIndex::Erase(EntryId id) {
   map_.erase(Key{entries_[id].ns, entries_[id].key});
+  entries_[id].live = false;
   free_ids_.push_back(id);
 }
 

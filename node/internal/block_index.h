@@ -27,6 +27,7 @@ struct Entry {
   uint64_t size = 0;      // stored bytes
   uint32_t pins = 0;      // leases and in-flight copies; > 0 never evicted or freed
   absl::Time last_access;
+  bool live = false;      // maintained by BlockIndex: false for a free slot
 };
 
 // Entries live in a dense vector so an EntryId is a plain index, reused after
@@ -41,6 +42,14 @@ class BlockIndex {
   // `entry.ns`/`entry.key` must not be present.
   EntryId Insert(const Entry& entry);
   void Erase(EntryId id);
+
+  // Calls fn(id, entry) for every live entry. fn must not insert or erase.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (EntryId id = 0; id < entries_.size(); ++id) {
+      if (entries_[id].live) fn(id, entries_[id]);
+    }
+  }
 
   Entry& at(EntryId id) { return entries_[id]; }
   const Entry& at(EntryId id) const { return entries_[id]; }

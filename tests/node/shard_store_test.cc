@@ -515,3 +515,42 @@ TEST_F(ShardStoreReserveTest, FullStoreEvictsForAReservation) {
 
 }  // namespace
 }  // namespace kvf
+
+namespace kvf {
+namespace {
+
+TEST(ShardStoreAges, HistogramAndCutoffFollowLastAccess) {
+  FakeClock clock;
+  ShardStoreOptions o;
+  o.host_bytes = 64 * kKiB;
+  o.slab_bytes = 16 * kKiB;
+  o.min_page_bytes = kKiB;
+  o.clock = &clock;
+  auto store = *ShardStore::Create(o);
+  const NamespaceId ns = *store->RegisterNamespace(SmallNs());
+  for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(store->Put(ns, Key(i), Payload(Key(i), 0)).ok());
+  // Block 1 is read once now, under a lease that outlives the test: old and pinned.
+  ASSERT_TRUE(store->Pin(ns, Key(1), absl::Hours(2)).ok());
+  clock.Advance(absl::Hours(1));
+  for (uint64_t i = 4; i < 6; ++i) ASSERT_TRUE(store->Put(ns, Key(i), Payload(Key(i), 0)).ok());
+  clock.Advance(absl::Seconds(10));
+  std::vector<std::byte> buf(4 * kKiB);
+  ASSERT_TRUE(store->Get(ns, Key(0), absl::MakeSpan(buf)).ok());  // block 0 is young again
+
+  const AgeHistogram ages = store->Ages();
+  EXPECT_EQ(ages.Total(), 6 * 4 * kKiB);
+  EXPECT_EQ(ages.bytes[AgeHistogram::BucketOf(absl::ZeroDuration())], 4 * kKiB);
+  EXPECT_EQ(ages.bytes[AgeHistogram::BucketOf(absl::Seconds(10))], 2 * 4 * kKiB);
+  EXPECT_EQ(ages.bytes[AgeHistogram::BucketOf(absl::Hours(1) + absl::Seconds(10))], 3 * 4 * kKiB);
+
+  // A cutoff of 30 minutes takes the old, unpinned blocks 2 and 3 only.
+  EXPECT_EQ(store->EvictOlderThan(absl::Minutes(30)), 2u);
+  const auto held = store->Lookup(ns, {Key(0), Key(1), Key(2), Key(3), Key(4), Key(5)});
+  EXPECT_TRUE(held[0] && held[1] && held[4] && held[5]);
+  EXPECT_FALSE(held[2] || held[3]);
+  EXPECT_EQ(store->Stats().evictions, 2u);
+  EXPECT_EQ(store->Stats().tiers[0].used_bytes, 4 * 4 * kKiB);
+}
+
+}  // namespace
+}  // namespace kvf
