@@ -5,6 +5,10 @@
 
 namespace kvf {
 
+absl::StatusOr<std::unique_ptr<MemoryRegion>> Transport::AllocateMemory(size_t, MemoryType) {
+  return absl::UnimplementedError("AllocateMemory: this transport cannot allocate memory");
+}
+
 absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(const TransportConfig& config) {
   switch (config.backend) {
     case TransportBackend::kUcx:

@@ -4,7 +4,9 @@
 // capabilities() what it can do instead of #ifdef-ing on how it was built.
 //
 // Model (docs/transport.md has the long form):
-//  * Memory is registered (RegisterMemory) and yields a MemoryRegion whose
+//  * Memory is registered (RegisterMemory) or allocated by the transport
+//    (AllocateMemory: faster one-sided access on one host) and yields a
+//    MemoryRegion whose
 //    RemoteDescriptor — (region id, address, size, memory type, remote key) —
 //    is serialisable and sent to other processes out of band.
 //  * A process connects to a peer by the peer's serialisable worker address
@@ -82,8 +84,9 @@ struct Capabilities {
 
 using PeerId = uint64_t;
 
-// A registered local region. Deregistered when destroyed; it must be
-// destroyed before the Transport that made it. Thread-compatible.
+// A registered (RegisterMemory) or transport-allocated (AllocateMemory)
+// local region. Deregistered — and, when allocated, freed — when destroyed;
+// it must be destroyed before the Transport that made it. Thread-compatible.
 class MemoryRegion {
  public:
   virtual ~MemoryRegion() = default;
@@ -186,6 +189,22 @@ class Transport {
   // INVALID_ARGUMENT for an empty range or an unsupported memory type.
   virtual absl::StatusOr<std::unique_ptr<MemoryRegion>> RegisterMemory(void* data, size_t size,
                                                                        MemoryType type) = 0;
+
+  // Allocates `size` bytes of `type` memory owned by the transport, mapped
+  // and registered in one step; the region's data() is where they are, and
+  // destroying the region frees them. Prefer it for memory peers will get/put
+  // often (an agent's host tier, allocated once at start): UCX allocates it
+  // so that shared-memory transports can map it into a peer on the same host
+  // (posix/sysv segment), making a peer's get/put a memcpy that needs nothing
+  // from this process. RegisterMemory'd memory cannot be mapped that way in
+  // UCX 1.13 and one-sided access to it is emulated with messages that this
+  // process's progress must serve (docs/transport.md, "Performance").
+  // Contents are unspecified (zero for fresh pages in practice).
+  // INVALID_ARGUMENT for size 0 or an unsupported memory type; UNIMPLEMENTED
+  // for a backend that cannot allocate (NCCL: allocate with CUDA and
+  // RegisterMemory instead).
+  virtual absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
+                                                                       MemoryType type);
 
   // Opens a connection to the process whose address() is `address`. Does not
   // wait for the peer: a dead or unreachable peer shows up as the first

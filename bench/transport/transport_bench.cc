@@ -3,11 +3,14 @@
 // in the same invocation on the same transports, with the ratio per row.
 //
 //   kvf-transport-bench [--tls posix,cma,self] [--sizes 4096,...] [--outstanding 1,8,64]
-//                       [--peers 1] [--json FILE] [--no-perftest]
+//                       [--peers 1] [--json FILE] [--no-perftest] [--registered] [--spread]
 //
-// Peers are child processes of this binary (--serve FD) that register one
-// region and drive progress in a busy loop, as ucx_perftest's server does.
+// Peers are child processes of this binary (--serve FD TLS MODE). Each
+// allocates one region with AllocateMemory (or, with --registered, registers
+// a std::vector: the slow path kept for comparison) and busy-polls progress;
+// the client drives progress itself.
 #include <poll.h>
+#include <cerrno>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,16 +53,30 @@ bool ReadString(int fd, std::string* s) {
   return true;
 }
 
-int Serve(int fd, const std::string& tls) {
+// The peer: allocates (AllocateMemory, the default) or registers
+// (--registered) one region, busy-polls progress (as ucx_perftest's server
+// does; allocated regions need none for RMA, messages do), and exits when the
+// parent closes its end of the socket.
+int Serve(int fd, const std::string& tls, bool registered) {
   TransportConfig c;
   c.name = "bench-peer";
   c.ucx_tls = tls;
-  c.progress = ProgressMode::kCaller;
+  c.progress = ProgressMode::kCaller;  // busy-polls, as ucx_perftest's server
   auto t = CreateTransport(c);
   if (!t.ok()) return 1;
-  std::vector<char> region(kRegionBytes, 1);
-  auto reg = (*t)->RegisterMemory(region.data(), region.size(), MemoryType::kHost);
-  if (!reg.ok()) return 1;
+  std::vector<char> user_memory;
+  absl::StatusOr<std::unique_ptr<MemoryRegion>> reg;
+  if (registered) {
+    user_memory.assign(kRegionBytes, 1);
+    reg = (*t)->RegisterMemory(user_memory.data(), user_memory.size(), MemoryType::kHost);
+  } else {
+    reg = (*t)->AllocateMemory(kRegionBytes, MemoryType::kHost);
+    if (reg.ok()) std::memset((*reg)->data(), 1, kRegionBytes);
+  }
+  if (!reg.ok()) {
+    std::fprintf(stderr, "peer: %s\n", reg.status().ToString().c_str());
+    return 1;
+  }
   (void)(*t)->RegisterHandler(1, [](std::string_view r) -> absl::StatusOr<std::string> {
     return std::string(r);
   });
@@ -93,8 +110,11 @@ struct Row {
 
 // Keeps `outstanding` single-op batches in flight over `peers`; returns
 // {MB/s, average microseconds per op}.
+// Like ucx_perftest, every op uses the same local and remote bytes unless
+// `spread`, which rotates over 64 slots (16 MiB at 256 KiB: out of cache).
 std::pair<double, double> RunRma(Transport& t, std::vector<Peer>& peers, TransferKind kind,
-                                 size_t size, int outstanding, std::vector<char>& local) {
+                                 size_t size, int outstanding, std::vector<char>& local,
+                                 bool spread) {
   const size_t total = std::max<size_t>(200, std::min<size_t>(20000, (512u << 20) / size));
   const size_t slots = kRegionBytes / size;
   std::deque<std::unique_ptr<TransferRequest>> inflight;
@@ -103,7 +123,7 @@ std::pair<double, double> RunRma(Transport& t, std::vector<Peer>& peers, Transfe
     TransferBatch b;
     b.kind = kind;
     b.remote = peers[posted % peers.size()].remote.get();
-    const size_t slot = posted % std::min<size_t>(slots, 64);
+    const size_t slot = spread ? posted % std::min<size_t>(slots, 64) : 0;
     b.ops = {{local.data() + slot * size, size, slot * size}};
     auto r = t.Post(std::move(b));
     if (!r.ok()) {
@@ -179,12 +199,15 @@ int Main(int argc, char** argv) {
   std::vector<int> outstanding = {1, 64};
   int npeers = 1;
   bool perftest = true;
+  bool registered = false;
+  bool spread = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     if (a == "--serve") {
       const int fd = std::atoi(next().c_str());
-      return Serve(fd, next());
+      const std::string serve_tls = next();
+      return Serve(fd, serve_tls, next() == "registered");
     }
     if (a == "--tls") tls = next();
     else if (a == "--sizes") sizes = ParseList<size_t>(next());
@@ -192,8 +215,10 @@ int Main(int argc, char** argv) {
     else if (a == "--peers") npeers = std::atoi(next().c_str());
     else if (a == "--json") json = next();
     else if (a == "--no-perftest") perftest = false;
+    else if (a == "--registered") registered = true;
+    else if (a == "--spread") spread = true;
     else {
-      std::fprintf(stderr, "usage: %s [--tls T] [--sizes a,b] [--outstanding a,b] [--peers N] [--json F] [--no-perftest]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--tls T] [--sizes a,b] [--outstanding a,b] [--peers N] [--json F] [--no-perftest] [--registered] [--spread]\n", argv[0]);
       return 2;
     }
   }
@@ -214,7 +239,8 @@ int Main(int argc, char** argv) {
     if (p.pid == 0) {
       close(fds[0]);
       const std::string fd = std::to_string(fds[1]);
-      execl("/proc/self/exe", argv[0], "--serve", fd.c_str(), tls.c_str(), nullptr);
+      execl("/proc/self/exe", argv[0], "--serve", fd.c_str(), tls.c_str(),
+            registered ? "registered" : "allocated", nullptr);
       _exit(127);
     }
     close(fds[1]);
@@ -234,7 +260,10 @@ int Main(int argc, char** argv) {
   }
   std::vector<char> local(kRegionBytes, 2);
   std::vector<Row> rows;
-  std::printf("kvf-transport-bench: %s, %d peer(s)\n", (*t)->capabilities().fabric.c_str(), npeers);
+  std::printf("kvf-transport-bench: %s, %d peer(s), peer memory %s, %s\n",
+              (*t)->capabilities().fabric.c_str(), npeers,
+              registered ? "registered (RegisterMemory)" : "allocated (AllocateMemory)",
+              spread ? "ops spread over 64 slots" : "every op on the same bytes (as ucx_perftest)");
   for (TransferKind kind : {TransferKind::kGet, TransferKind::kPut}) {
     for (size_t size : sizes) {
       for (int out : outstanding) {
@@ -243,7 +272,7 @@ int Main(int argc, char** argv) {
         r.size = size;
         r.outstanding = out;
         r.peers = npeers;
-        std::tie(r.mbps, r.lat_us) = RunRma(**t, peers, kind, size, out, local);
+        std::tie(r.mbps, r.lat_us) = RunRma(**t, peers, kind, size, out, local, spread);
         r.ref_test = kind == TransferKind::kGet ? "ucp_get" : "ucp_put_bw";
         if (perftest && npeers == 1) {
           const int iters = static_cast<int>(std::max<size_t>(200, std::min<size_t>(20000, (512u << 20) / size)));

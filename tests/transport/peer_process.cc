@@ -198,14 +198,22 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
     absl::StatusOr<Message> m = ReadMessage(fd, absl::InfiniteFuture());
     if (!m.ok() || m->empty() || (*m)[0] == "quit") break;
     const Message& c = *m;
-    if (c[0] == "region" && c.size() == 3) {  // region SIZE SEED -> descriptor INDEX
+    // region SIZE SEED -> descriptor INDEX: registers caller memory;
+    // alloc SIZE SEED -> descriptor INDEX: AllocateMemory. Both hold Pattern(SEED).
+    if ((c[0] == "region" || c[0] == "alloc") && c.size() == 3) {
       uint64_t size = 0, seed = 0;
       (void)absl::SimpleAtoi(c[1], &size);
       (void)absl::SimpleAtoi(c[2], &seed);
       Region r;
-      r.bytes.reset(new char[size]);
-      FillPattern(seed, 0, r.bytes.get(), size);
-      auto reg = transport->RegisterMemory(r.bytes.get(), size, MemoryType::kHost);
+      absl::StatusOr<std::unique_ptr<MemoryRegion>> reg;
+      if (c[0] == "region") {
+        r.bytes.reset(new char[size]);
+        FillPattern(seed, 0, r.bytes.get(), size);
+        reg = transport->RegisterMemory(r.bytes.get(), size, MemoryType::kHost);
+      } else {
+        reg = transport->AllocateMemory(size, MemoryType::kHost);
+        if (reg.ok()) FillPattern(seed, 0, static_cast<char*>((*reg)->data()), size);
+      }
       if (!reg.ok()) {
         reply_error(reg.status());
         continue;
@@ -228,7 +236,8 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
         reply_error(absl::OutOfRangeError("hash: bad range"));
         continue;
       }
-      (void)WriteMessage(fd, {"ok", absl::StrCat(XXH64(regions[i].bytes.get() + off, len, 0))});
+      const char* bytes = static_cast<const char*>(regions[i].region->data());
+      (void)WriteMessage(fd, {"ok", absl::StrCat(XXH64(bytes + off, len, 0))});
     } else if (c[0] == "nccl_recv" && c.size() == 4) {  // nccl_recv UNIQUE_ID LENGTH SEED
       config.backend = TransportBackend::kNccl;
       config.nccl_unique_id = c[1];

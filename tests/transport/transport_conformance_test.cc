@@ -92,8 +92,10 @@ class TransportConformance : public ::testing::TestWithParam<Config> {
   }
 
   // Asks the peer to register `size` bytes of Pattern(seed); returns the descriptor.
-  RemoteDescriptor PeerRegion(PeerProcess& peer, size_t size, uint64_t seed, size_t* index = nullptr) {
-    auto r = peer.Request({"region", absl::StrCat(size), absl::StrCat(seed)});
+  // With `allocated`, the peer uses AllocateMemory instead of RegisterMemory.
+  RemoteDescriptor PeerRegion(PeerProcess& peer, size_t size, uint64_t seed, size_t* index = nullptr,
+                              bool allocated = false) {
+    auto r = peer.Request({allocated ? "alloc" : "region", absl::StrCat(size), absl::StrCat(seed)});
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) return {};
     if (index != nullptr) (void)absl::SimpleAtoi((*r)[2], index);
@@ -183,6 +185,87 @@ TEST_P(TransportConformance, GetAndPutEverySizeAcrossProcesses) {
     ASSERT_TRUE(Transfer(*t, TransferKind::kGet, **remote, {{local.data(), size, offset}}, reg).ok());
     ASSERT_TRUE(SameBytes(data, local.data(), size));
   }
+  remote->reset();
+  local_region->reset();
+}
+
+// AllocateMemory on both sides (the fast path on shared memory: the peer's
+// segment is mapped and RMA is a memcpy): every size byte for byte, a
+// scatter/gather batch, and the region's own contract.
+TEST_P(TransportConformance, GetAndPutWithAllocatedRegions) {
+  auto t = MakeTransport();
+  ASSERT_NE(t, nullptr);
+  if (SkipUnlessOneSided(*t)) GTEST_SKIP() << "backend is two-sided only";
+  EXPECT_EQ(t->AllocateMemory(0, MemoryType::kHost).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  if (!t->capabilities().cuda_memory) {
+    EXPECT_EQ(t->AllocateMemory(4096, MemoryType::kCuda).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  auto peer = StartPeer();
+  ASSERT_NE(peer, nullptr);
+  constexpr size_t kRegion = (8 << 20) + 4096;
+  constexpr uint64_t kSeed = 1234;
+  size_t index = 0;
+  const RemoteDescriptor d = PeerRegion(*peer, kRegion, kSeed, &index, /*allocated=*/true);
+  EXPECT_EQ(d.size, kRegion);
+  auto id = t->Connect(peer->address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto remote = t->ImportRemote(*id, d, Soon());
+  ASSERT_TRUE(remote.ok()) << remote.status();
+
+  auto local_region = t->AllocateMemory(kRegion, MemoryType::kHost);
+  ASSERT_TRUE(local_region.ok()) << local_region.status();
+  ASSERT_NE((*local_region)->data(), nullptr);
+  EXPECT_EQ((*local_region)->size(), kRegion);
+  EXPECT_EQ((*local_region)->memory_type(), MemoryType::kHost);
+  EXPECT_EQ((*local_region)->descriptor().address,
+            reinterpret_cast<uint64_t>((*local_region)->data()));
+  char* local = static_cast<char*>((*local_region)->data());
+  std::memset(local, 0, kRegion);  // all of it is ours to write
+
+  std::string model = Pattern(kSeed, 0, kRegion);
+  const size_t sizes[] = {1, 7, 4096, 65536 + 3, 256 << 10, (4 << 20) + 1};
+  uint64_t offset = 3;
+  for (size_t size : sizes) {
+    SCOPED_TRACE(absl::StrCat("size ", size));
+    offset = std::min<uint64_t>(offset * 5 + 11, kRegion - size);
+    const size_t local_offset = (offset * 7) % (kRegion - size);
+    char* buf = local + local_offset;
+    ASSERT_TRUE(Transfer(*t, TransferKind::kGet, **remote, {{buf, size, offset}}, local_region->get()).ok());
+    ASSERT_TRUE(SameBytes(model.substr(offset, size), buf, size));
+    const std::string data = Random(size, size + 17);
+    std::memcpy(buf, data.data(), size);
+    ASSERT_TRUE(Transfer(*t, TransferKind::kPut, **remote, {{buf, size, offset}}, local_region->get()).ok());
+    model.replace(offset, size, data);
+    auto hash = peer->Request({"hash", absl::StrCat(index), absl::StrCat(offset), absl::StrCat(size)});
+    ASSERT_TRUE(hash.ok()) << hash.status();
+    EXPECT_EQ((*hash)[1], absl::StrCat(XXH64(data.data(), size, 0)));
+    std::memset(buf, 0, size);
+    ASSERT_TRUE(Transfer(*t, TransferKind::kGet, **remote, {{buf, size, offset}}, local_region->get()).ok());
+    ASSERT_TRUE(SameBytes(data, buf, size));
+  }
+
+  // A 64-block batch each way, every other remote block, into dense local memory.
+  constexpr size_t kBlock = 32 << 10, kBlocks = 64;
+  std::vector<TransferOp> ops;
+  for (size_t i = 0; i < kBlocks; ++i) ops.push_back({local + i * kBlock, kBlock, 2 * i * kBlock});
+  const std::string scattered = Random(kBlock * kBlocks, 5);
+  std::memcpy(local, scattered.data(), scattered.size());
+  ASSERT_TRUE(Transfer(*t, TransferKind::kPut, **remote, ops, local_region->get()).ok());
+  std::memset(local, 0, scattered.size());
+  ASSERT_TRUE(Transfer(*t, TransferKind::kGet, **remote, ops, local_region->get()).ok());
+  ASSERT_TRUE(SameBytes(scattered, local, scattered.size()));
+  for (size_t i = 0; i < kBlocks; ++i) {
+    model.replace(2 * i * kBlock, kBlock, scattered.substr(i * kBlock, kBlock));
+  }
+  auto hash = peer->Request({"hash", absl::StrCat(index), "0", absl::StrCat(kRegion)});
+  ASSERT_TRUE(hash.ok()) << hash.status();
+  EXPECT_EQ((*hash)[1], absl::StrCat(XXH64(model.data(), kRegion, 0)));
+
+  // Deregistered (freed) on the peer: a new import is refused.
+  ASSERT_TRUE(peer->Request({"dereg", absl::StrCat(index)}).ok());
+  EXPECT_EQ(t->ImportRemote(*id, d, Soon()).status().code(), absl::StatusCode::kNotFound);
   remote->reset();
   local_region->reset();
 }

@@ -1,0 +1,295 @@
+// The UCX backend's own types, shared by its translation units. Private to
+// transport/ucx/. Who does what:
+//   ucx_transport.cc    context/worker lifecycle, capabilities, progress thread
+//   ucx_connections.cc  peers: endpoints, connect/reconnect, failure handling
+//   ucx_memory.cc       registration, allocation, descriptors, remote keys
+//   ucx_transfers.cc    get/put batches and their requests
+//   ucx_messages.cc     request/response frames over active messages
+//
+// Locking: never call into UCX while holding mu_ or calls_mu_. UCX callbacks
+// run with the worker's lock held and take those mutexes, so the order is
+// always worker lock -> mu_/calls_mu_. A connection's ep_mu is taken (shared)
+// around every call that uses its endpoint and (exclusive) to close it.
+#ifndef KVF_TRANSPORT_UCX_UCX_INTERNAL_H_
+#define KVF_TRANSPORT_UCX_UCX_INTERNAL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <ucp/api/ucp.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "transport/internal/wire.h"
+#include "transport/transport.h"
+#include "transport/ucx/ucx_handles.h"
+
+namespace kvf::transport_internal::ucx {
+
+inline constexpr unsigned kAmId = 0x6b;  // one AM id carries every frame
+inline constexpr uint8_t kUcxBackendTag = 1;
+inline constexpr uint16_t kValidateRegion = 0xff01;
+inline constexpr absl::Duration kReleaseTimeout = absl::Seconds(1);
+
+class UcxTransport;
+
+// One connection to a peer. Shared by the peer table, imported regions and
+// in-flight requests, so its endpoint outlives everything that posted on it.
+class Conn {
+ public:
+  Conn(UcxTransport* owner, PeerId id, uint64_t generation, std::string label)
+      : owner_(owner), id_(id), generation_(generation), label_(std::move(label)) {}
+  ~Conn() { Close(absl::CancelledError("connection closed")); }
+
+  PeerId id() const { return id_; }
+  uint64_t generation() const { return generation_; }
+  const std::string& label() const { return label_; }
+  UcxTransport* owner() const { return owner_; }
+
+  void Attach(UcpEndpoint ep) {
+    absl::MutexLock l(&ep_mu_);
+    ep_ = std::move(ep);
+  }
+  absl::Status health() const {
+    absl::MutexLock l(&status_mu_);
+    return failure_;
+  }
+  // Records the first failure; later ones keep the first reason.
+  void MarkFailed(absl::Status why) {
+    absl::MutexLock l(&status_mu_);
+    if (failure_.ok()) failure_ = std::move(why);
+  }
+  // Force-closes the endpoint: outstanding operations complete with
+  // UCS_ERR_CANCELED.
+  void Close(absl::Status why) {
+    MarkFailed(std::move(why));
+    absl::WriterMutexLock l(&ep_mu_);
+    ep_.Close();
+  }
+  // Runs fn(ep) with the endpoint pinned open; UNAVAILABLE once closed or
+  // failed.
+  template <typename Fn>
+  absl::Status WithEndpoint(Fn fn) {
+    KVF_RETURN_IF_ERROR(health());
+    absl::ReaderMutexLock l(&ep_mu_);
+    if (ep_.get() == nullptr) return absl::UnavailableError(absl::StrCat(label_, ": closed"));
+    return fn(ep_.get());
+  }
+
+ private:
+  UcxTransport* const owner_;
+  const PeerId id_;
+  const uint64_t generation_;
+  const std::string label_;
+  mutable absl::Mutex ep_mu_;
+  UcpEndpoint ep_ ABSL_GUARDED_BY(ep_mu_);
+  mutable absl::Mutex status_mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(status_mu_);
+};
+
+// A registered (RegisterMemory) or UCX-allocated (AllocateMemory) region.
+// For an allocated one, unmapping the memh also frees the memory.
+class UcxMemoryRegion final : public MemoryRegion {
+ public:
+  UcxMemoryRegion(UcxTransport* owner, void* data, size_t size, MemoryType type, UcpMemh memh,
+                  RemoteDescriptor descriptor)
+      : owner_(owner),
+        data_(data),
+        size_(size),
+        type_(type),
+        memh_(std::move(memh)),
+        descriptor_(std::move(descriptor)) {}
+  ~UcxMemoryRegion() override;
+  void* data() const override { return data_; }
+  size_t size() const override { return size_; }
+  MemoryType memory_type() const override { return type_; }
+  const RemoteDescriptor& descriptor() const override { return descriptor_; }
+  ucp_mem_h memh() const { return memh_.get(); }
+
+ private:
+  UcxTransport* const owner_;
+  void* const data_;
+  const size_t size_;
+  const MemoryType type_;
+  UcpMemh memh_;
+  const RemoteDescriptor descriptor_;
+};
+
+class UcxRemoteRegion final : public RemoteRegion {
+ public:
+  UcxRemoteRegion(std::shared_ptr<Conn> conn, RemoteDescriptor d, UcpRkey rkey)
+      : conn_(std::move(conn)), descriptor_(std::move(d)), rkey_(std::move(rkey)) {}
+  PeerId peer() const override { return conn_->id(); }
+  const RemoteDescriptor& descriptor() const override { return descriptor_; }
+  const std::shared_ptr<Conn>& conn() const { return conn_; }
+  ucp_rkey_h rkey() const { return rkey_.get(); }
+
+ private:
+  std::shared_ptr<Conn> conn_;
+  const RemoteDescriptor descriptor_;
+  UcpRkey rkey_;  // destroyed before conn_ releases the endpoint
+};
+
+// Completion state of one posted batch. `outstanding` counts UCX requests
+// still running plus one for the poster; whoever drops it to zero finishes.
+struct BatchState {
+  absl::Mutex mu;
+  TransferState state ABSL_GUARDED_BY(mu) = TransferState::kInProgress;
+  absl::Status status ABSL_GUARDED_BY(mu);
+  absl::Status first_error ABSL_GUARDED_BY(mu);
+  bool cancel_requested ABSL_GUARDED_BY(mu) = false;
+  std::atomic<bool> finished{false};
+  std::atomic<int64_t> outstanding{1};
+  std::string what;  // "ucp_get_nbx batch of 4 ops from peer 3 (...)"
+
+  // One UCX request (or the poster, with OK) is done.
+  void OpDone(absl::Status s);
+
+ private:
+  void Finish();
+};
+
+// A message in flight: UCX reads its buffers until the send completes.
+class FrameRegistry;
+struct OutgoingFrame {
+  FrameRegistry* registry;
+  std::string header;
+  std::string payload;
+};
+
+// Owns every OutgoingFrame until its send callback runs. A send to a dead
+// peer may never complete; such frames are freed with the registry, after
+// the worker is gone.
+class FrameRegistry {
+ public:
+  OutgoingFrame* Add(std::string header, std::string payload);
+  void Remove(OutgoingFrame* f);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<OutgoingFrame*, std::unique_ptr<OutgoingFrame>> frames_ ABSL_GUARDED_BY(mu_);
+};
+
+struct PendingCall {
+  const Conn* conn = nullptr;
+  bool done = false;
+  absl::StatusOr<std::string> result = std::string();
+};
+
+// UCX callbacks (C function pointers).
+void OnOpDone(void* request, ucs_status_t status, void* user_data);
+void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+void OnFrameSent(void* request, ucs_status_t status, void* user_data);
+
+// Thread-safety: see Transport. Internally: peers_, regions_, handlers_ under
+// mu_; pending calls under calls_mu_.
+class UcxTransport final : public Transport {
+ public:
+  static absl::StatusOr<std::unique_ptr<Transport>> Create(const TransportConfig& config);
+  ~UcxTransport() override;
+
+  const Capabilities& capabilities() const override { return caps_; }
+  std::string address() const override { return address_; }
+  absl::StatusOr<std::unique_ptr<MemoryRegion>> RegisterMemory(void* data, size_t size,
+                                                               MemoryType type) override;
+  absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
+                                                               MemoryType type) override;
+  absl::StatusOr<PeerId> Connect(std::string_view address) override;
+  absl::Status Reconnect(PeerId peer, std::string_view address) override;
+  absl::Status Disconnect(PeerId peer) override;
+  absl::Status PeerHealth(PeerId peer) const override;
+  absl::StatusOr<std::unique_ptr<RemoteRegion>> ImportRemote(PeerId peer,
+                                                             const RemoteDescriptor& descriptor,
+                                                             absl::Time deadline) override;
+  absl::StatusOr<std::unique_ptr<TransferRequest>> Post(TransferBatch batch) override;
+  absl::Status RegisterHandler(uint16_t type, MessageHandler handler) override;
+  absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
+                                   absl::Time deadline) override;
+  bool Progress() override { return ucp_worker_progress(worker_.get()) != 0; }
+
+  // Keeps a batch UCX never completed until the worker is gone.
+  void Abandon(std::unique_ptr<BatchState> state) {
+    absl::MutexLock l(&mu_);
+    abandoned_.push_back(std::move(state));
+  }
+  bool caller_progress() const { return config_.progress == ProgressMode::kCaller; }
+  // Wakes the progress thread if it sleeps on the worker's event fd: called
+  // after posting work that may need progress no event would announce.
+  void WakeProgress() {
+    if (progress_sleeping_.load(std::memory_order_seq_cst)) ucp_worker_signal(worker_.get());
+  }
+  void ForgetRegion(uint64_t region_id) {
+    absl::MutexLock l(&mu_);
+    regions_.erase(region_id);
+  }
+  void OnConnFailed(Conn* conn, ucs_status_t status);
+
+ private:
+  explicit UcxTransport(TransportConfig config) : config_(std::move(config)) {}
+  absl::StatusOr<std::shared_ptr<Conn>> FindConn(PeerId peer) const;
+  absl::StatusOr<std::shared_ptr<Conn>> OpenConn(PeerId id, std::string_view address);
+  // Packs the rkey of `memh`, records the region and wraps it.
+  absl::StatusOr<std::unique_ptr<MemoryRegion>> MakeRegion(void* data, size_t size, MemoryType type,
+                                                           UcpMemh memh, const std::string& ctx);
+  absl::StatusOr<std::string> CallInternal(PeerId peer, uint16_t type, std::string_view request,
+                                           absl::Time deadline);
+  absl::Status SendFrame(Conn& conn, const FrameHeader& h, std::string_view payload);
+  static ucs_status_t OnFrame(void* arg, const void* header, size_t header_length, void* data,
+                              size_t length, const ucp_am_recv_param_t* param);
+  void HandleRequest(const FrameHeader& h, std::string_view payload, ucp_ep_h reply_ep);
+  void HandleResponse(const FrameHeader& h, std::string_view payload);
+  absl::StatusOr<std::string> ValidateRegion(std::string_view request);
+  void ProgressLoop();
+
+  const TransportConfig config_;
+  Capabilities caps_;
+  // Destroyed after worker_ (members go in reverse order), so callbacks UCX
+  // runs at worker teardown still find their state.
+  std::vector<std::unique_ptr<BatchState>> abandoned_;
+  FrameRegistry frames_;
+  UcpContext context_;
+  UcpWorker worker_;
+  std::string address_;
+  std::thread progress_thread_;
+  std::atomic<bool> stop_{false};
+  // The worker's event fd (kThread mode, UCP_FEATURE_WAKEUP), or -1 when the
+  // fabric cannot provide one; then the thread backs off with short sleeps.
+  int event_fd_ = -1;
+  std::atomic<bool> progress_sleeping_{false};
+  std::atomic<uint64_t> dropped_frames_{0};
+  std::atomic<bool> warned_no_peer_failure_{false};
+  // False when every resource is shared memory: UCX 1.13's posix/sysv/cma
+  // cannot report peer failure and refuse UCP_ERR_HANDLING_MODE_PEER.
+  bool peer_failure_detection_ = true;
+
+  mutable absl::Mutex mu_;
+  PeerId next_peer_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<PeerId, std::shared_ptr<Conn>> peers_ ABSL_GUARDED_BY(mu_);
+  struct RegionInfo {
+    uint64_t address;
+    uint64_t size;
+  };
+  absl::flat_hash_map<uint64_t, RegionInfo> regions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint16_t, std::shared_ptr<MessageHandler>> handlers_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
+
+  absl::Mutex calls_mu_;
+  uint64_t next_call_ ABSL_GUARDED_BY(calls_mu_) = 1;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<PendingCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
+};
+
+}  // namespace kvf::transport_internal::ucx
+
+#endif  // KVF_TRANSPORT_UCX_UCX_INTERNAL_H_

@@ -1,0 +1,198 @@
+// UCX backend: request/response frames over active messages (eager only),
+// the handler registry, and the pending-call table.
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "transport/ucx/ucx_internal.h"
+#include "transport/ucx/ucx_status.h"
+
+namespace kvf::transport_internal::ucx {
+
+OutgoingFrame* FrameRegistry::Add(std::string header, std::string payload) {
+  auto f = std::make_unique<OutgoingFrame>(OutgoingFrame{this, std::move(header), std::move(payload)});
+  OutgoingFrame* raw = f.get();
+  absl::MutexLock l(&mu_);
+  frames_[raw] = std::move(f);
+  return raw;
+}
+
+void FrameRegistry::Remove(OutgoingFrame* f) {
+  std::unique_ptr<OutgoingFrame> gone;  // freed after the lock is released
+  absl::MutexLock l(&mu_);
+  auto it = frames_.find(f);
+  if (it == frames_.end()) return;
+  gone = std::move(it->second);
+  frames_.erase(it);
+}
+
+void OnFrameSent(void* request, ucs_status_t, void* user_data) {
+  auto* frame = static_cast<OutgoingFrame*>(user_data);
+  frame->registry->Remove(frame);
+  ucp_request_free(request);
+}
+
+absl::Status UcxTransport::RegisterHandler(uint16_t type, MessageHandler handler) {
+  if (type >= kFirstReservedMessageType) {
+    return absl::InvalidArgumentError(absl::StrCat("RegisterHandler: type ", type, " is reserved"));
+  }
+  absl::MutexLock l(&mu_);
+  handlers_[type] = std::make_shared<MessageHandler>(std::move(handler));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> UcxTransport::Call(PeerId peer, uint16_t type,
+                                               std::string_view request, absl::Time deadline) {
+  if (type >= kFirstReservedMessageType) {
+    return absl::InvalidArgumentError(absl::StrCat("Call: type ", type, " is reserved"));
+  }
+  return CallInternal(peer, type, request, deadline);
+}
+
+absl::StatusOr<std::string> UcxTransport::CallInternal(PeerId peer, uint16_t type,
+                                                       std::string_view request,
+                                                       absl::Time deadline) {
+  if (request.size() > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("Call: request of ", request.size(),
+                                                   " bytes exceeds ", kMaxMessageBytes));
+  }
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
+  auto pending = std::make_shared<PendingCall>();
+  pending->conn = conn.get();
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.payload_length = static_cast<uint32_t>(request.size());
+  {
+    absl::MutexLock l(&calls_mu_);
+    h.call_id = next_call_++;
+    calls_[h.call_id] = pending;
+  }
+  absl::Cleanup forget = [&] {
+    absl::MutexLock l(&calls_mu_);
+    calls_.erase(h.call_id);
+  };
+  KVF_RETURN_IF_ERROR(SendFrame(*conn, h, request));
+
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return pending->done; };
+  if (caller_progress()) {
+    while (true) {
+      {
+        absl::MutexLock l(&calls_mu_);
+        if (done()) break;
+      }
+      if (Progress()) continue;
+      if (absl::Now() >= deadline) break;
+    }
+  }
+  absl::MutexLock l(&calls_mu_);
+  calls_mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
+  if (!pending->done) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("Call of message type ", type, " to ", conn->label(), ": no response in time"));
+  }
+  return std::move(pending->result);
+}
+
+absl::Status UcxTransport::SendFrame(Conn& conn, const FrameHeader& h, std::string_view payload) {
+  OutgoingFrame* frame = frames_.Add(EncodeFrameHeader(h), std::string(payload));
+  return conn.WithEndpoint([&](ucp_ep_h ep) -> absl::Status {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                     UCP_OP_ATTR_FIELD_FLAGS;
+    p.cb.send = &OnFrameSent;
+    p.user_data = frame;
+    p.flags = UCP_AM_SEND_FLAG_EAGER | (h.kind == FrameKind::kRequest ? UCP_AM_SEND_FLAG_REPLY : 0);
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, kAmId, frame->header.data(), frame->header.size(),
+                                         frame->payload.data(), frame->payload.size(), &p);
+    if (UCS_PTR_IS_PTR(r)) {  // OnFrameSent frees the frame
+      WakeProgress();
+      return absl::OkStatus();
+    }
+    frames_.Remove(frame);
+    return UcxError(UCS_PTR_STATUS(r), "ucp_am_send_nbx", absl::StrCat("to ", conn.label()));
+  });
+}
+
+ucs_status_t UcxTransport::OnFrame(void* arg, const void* header, size_t header_length,
+                                   void* data, size_t length, const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<UcxTransport*>(arg);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    self->dropped_frames_.fetch_add(1);
+    KVF_LOG(WARNING) << "transport '" << self->config_.name
+                     << "': dropped a rendezvous frame (messages are eager only)";
+    return UCS_OK;
+  }
+  absl::StatusOr<FrameHeader> h = ParseFrameHeader(
+      std::string_view(static_cast<const char*>(header), header_length), length);
+  if (!h.ok()) {
+    self->dropped_frames_.fetch_add(1);
+    KVF_LOG(WARNING) << "transport '" << self->config_.name << "': dropped a frame: " << h.status();
+    return UCS_OK;
+  }
+  const std::string_view payload(static_cast<const char*>(data), length);
+  if (h->kind == FrameKind::kRequest) {
+    const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0;
+    self->HandleRequest(*h, payload, can_reply ? param->reply_ep : nullptr);
+  } else {
+    self->HandleResponse(*h, payload);
+  }
+  return UCS_OK;
+}
+
+void UcxTransport::HandleRequest(const FrameHeader& h, std::string_view payload,
+                                 ucp_ep_h reply_ep) {
+  absl::StatusOr<std::string> response;
+  if (h.type == kValidateRegion) {
+    response = ValidateRegion(payload);
+  } else {
+    std::shared_ptr<MessageHandler> handler;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = handlers_.find(h.type);
+      if (it != handlers_.end()) handler = it->second;
+    }
+    if (handler == nullptr) {
+      response = absl::UnimplementedError(
+          absl::StrCat("'", config_.name, "' has no handler for message type ", h.type));
+    } else {
+      response = (*handler)(payload);
+    }
+  }
+  if (response.ok() && response->size() > kMaxMessageBytes) {
+    response = absl::InternalError(absl::StrCat("handler for message type ", h.type, " returned ",
+                                                response->size(), " bytes (max ", kMaxMessageBytes, ")"));
+  }
+  if (reply_ep == nullptr) return;
+  FrameHeader rh;
+  rh.kind = FrameKind::kResponse;
+  rh.type = h.type;
+  rh.call_id = h.call_id;
+  rh.status_code = static_cast<uint32_t>(response.status().code());
+  std::string body = response.ok() ? std::move(*response) : std::string(response.status().message());
+  rh.payload_length = static_cast<uint32_t>(body.size());
+  OutgoingFrame* frame = frames_.Add(EncodeFrameHeader(rh), std::move(body));
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.cb.send = &OnFrameSent;
+  p.user_data = frame;
+  p.flags = UCP_AM_SEND_FLAG_EAGER;
+  ucs_status_ptr_t r = ucp_am_send_nbx(reply_ep, kAmId, frame->header.data(), frame->header.size(),
+                                       frame->payload.data(), frame->payload.size(), &p);
+  if (!UCS_PTR_IS_PTR(r)) frames_.Remove(frame);
+}
+
+void UcxTransport::HandleResponse(const FrameHeader& h, std::string_view payload) {
+  absl::MutexLock l(&calls_mu_);
+  auto it = calls_.find(h.call_id);
+  if (it == calls_.end() || it->second->done) return;  // late (deadline passed) or forged
+  PendingCall& call = *it->second;
+  if (h.status_code == 0) {
+    call.result = std::string(payload);
+  } else {
+    call.result = absl::Status(static_cast<absl::StatusCode>(h.status_code),
+                               absl::StrCat(std::string(payload), " (from ", call.conn->label(), ")"));
+  }
+  call.done = true;
+}
+
+}  // namespace kvf::transport_internal::ucx
