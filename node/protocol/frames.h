@@ -1,0 +1,406 @@
+// The data-plane protocol spoken between kvf-agent and libkvfabric (and between
+// agents) over transport/ messages (docs/data-path.md, docs/protocol.md).
+//
+// A frame is one transport message: a fixed 44-byte little-endian header
+//
+//   u32 magic "KVFD" | u16 version (1) | u16 type | u64 request id |
+//   u64 sender epoch | u64 namespace id | u64 layout fingerprint | u32 body bytes
+//
+// followed by a typed body. Each message type below is a plain value struct
+// with
+//
+//   absl::StatusOr<std::string> Encode() const;
+//   static absl::StatusOr<T> Decode(std::string_view frame);
+//
+// Encode refuses (INVALID_ARGUMENT) a batch over the type's kMax* count, a
+// frame over kMaxMessageBytes, and fields the decoder would refuse, so a frame
+// that encodes always decodes. The client splits larger batches.
+//
+// Decode validates everything before returning: magic, version, known type and
+// the type the caller asked for, body length equal to the header's and to the
+// counts inside, counts within the maxima, codec bytes (CodecFromWire), status
+// codes, booleans 0/1, reserved bytes zero, descriptor references in range,
+// embedded RemoteDescriptors (parsed and canonical), and no trailing bytes.
+// Truncated input (a frame shorter than its lengths say) is DATA_LOSS;
+// anything else malformed is INVALID_ARGUMENT. Messages name the type and the
+// field ("GetRequest: key count 70000 exceeds 1024"). Decode never reads
+// outside `frame`, whatever its bytes. A frame that decodes re-encodes to the
+// same bytes (the encoding is canonical).
+//
+// Thread-safety: all functions are pure; the structs are plain values.
+#ifndef KVF_NODE_PROTOCOL_FRAMES_H_
+#define KVF_NODE_PROTOCOL_FRAMES_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/block_key.h"
+#include "common/namespace.h"
+#include "common/version.h"
+#include "kernels/codec.h"
+#include "transport/descriptor.h"
+#include "transport/transport.h"
+
+namespace kvf::protocol {
+
+inline constexpr uint32_t kFrameMagic = 0x4446564b;  // "KVFD" in byte order
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr size_t kFrameHeaderBytes = 44;
+
+// Wire values of the `type` field; never renumber.
+enum class FrameType : uint16_t {
+  kLookupRequest = 1,
+  kLookupResponse = 2,
+  kGetRequest = 3,
+  kGetResponse = 4,
+  kReleaseRequest = 5,
+  kReserveRequest = 6,
+  kReserveResponse = 7,
+  kCommitRequest = 8,
+  kCommitResponse = 9,
+  kRemoveRequest = 10,
+  kRemoveResponse = 11,
+  kInvalidateRequest = 12,
+  kAckResponse = 13,  // the answer to Release and Invalidate
+  kErrorResponse = 14,
+  kRegisterNamespaceRequest = 15,  // answered by AckResponse
+};
+inline constexpr uint16_t kMaxFrameType = 15;
+
+std::string_view FrameTypeName(FrameType type);
+
+// Per-type batch limits. Each is chosen so the largest frame of the type fits
+// kMaxMessageBytes with room for descriptors (static_asserts in frames.cc).
+inline constexpr size_t kMaxLookupKeys = 2048;
+inline constexpr size_t kMaxGetKeys = 1024;
+inline constexpr size_t kMaxReserveKeys = 512;
+inline constexpr size_t kMaxCommitIds = kMaxReserveKeys;
+inline constexpr size_t kMaxRemoveKeys = 2048;
+inline constexpr size_t kMaxInvalidations = 1024;
+// Descriptors carried by one Get/Reserve response (one per tier arena).
+inline constexpr size_t kMaxDescriptors = 16;
+inline constexpr size_t kMaxErrorMessageBytes = 4096;
+
+// Everything in the header but magic, version, type and body length (those
+// are implied by the message and computed by Encode).
+struct FrameHeader {
+  uint64_t request_id = 0;
+  uint64_t sender_epoch = 0;
+  NamespaceId namespace_id = 0;
+  uint64_t layout_fingerprint = 0;
+
+  friend bool operator==(const FrameHeader&, const FrameHeader&) = default;
+};
+
+// The header of any frame plus its type, validated (magic, version, known
+// type, body length == frame size - 44 <= kMaxMessageBytes); the body is not
+// looked at. For dispatching a request to the right Decode.
+struct ParsedHeader {
+  FrameType type = FrameType::kErrorResponse;
+  FrameHeader header;
+};
+absl::StatusOr<ParsedHeader> DecodeHeader(std::string_view frame);
+
+// A slice of a RemoteDescriptor in the same response: descriptors[index]
+// starting at `offset`, `size` bytes.
+struct BlockLocation {
+  uint32_t descriptor_index = 0;
+  uint64_t offset = 0;
+  uint32_t size = 0;
+
+  friend bool operator==(const BlockLocation&, const BlockLocation&) = default;
+};
+
+// A key as requests carry it: the block key and the placement hash of its
+// segment (PlacementHash(ns, SegmentHead(...))), which the receiver cannot
+// compute from one key. The agent checks ownership with it (WRONG_OWNER) and
+// stores it with the block so migration can find a hash range's blocks.
+struct KeyRef {
+  BlockKey key;
+  uint64_t placement_hash = 0;
+
+  friend bool operator==(const KeyRef&, const KeyRef&) = default;
+};
+
+// ---- Namespaces -------------------------------------------------------------
+
+// Tells an agent the whole NamespaceSpec behind a namespace id before the
+// first request that uses it (the agent needs the layout to size pages). The
+// header's namespace_id must equal spec.Id() and its layout_fingerprint
+// spec.layout.Fingerprint(); Decode checks both and spec.Validate().
+// Idempotent. A request naming a namespace the agent was never told of gets
+// FAILED_PRECONDITION ("namespace ... is not registered"): the client sends
+// this frame and retries.
+struct RegisterNamespaceRequest {
+  static constexpr FrameType kType = FrameType::kRegisterNamespaceRequest;
+  FrameHeader header;
+  NamespaceSpec spec;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<RegisterNamespaceRequest> Decode(std::string_view frame);
+  friend bool operator==(const RegisterNamespaceRequest& a, const RegisterNamespaceRequest& b);
+};
+
+// ---- Lookup ---------------------------------------------------------------
+
+struct LookupRequest {
+  static constexpr FrameType kType = FrameType::kLookupRequest;
+  FrameHeader header;
+  std::vector<KeyRef> keys;  // at most kMaxLookupKeys
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<LookupRequest> Decode(std::string_view frame);
+  friend bool operator==(const LookupRequest&, const LookupRequest&) = default;
+};
+
+struct LookupEntry {
+  bool held = false;
+  CodecId codec = CodecId::kNone;
+  uint32_t size = 0;  // stored bytes
+  Version version;
+
+  friend bool operator==(const LookupEntry&, const LookupEntry&) = default;
+};
+
+// One entry per requested key, in request order.
+struct LookupResponse {
+  static constexpr FrameType kType = FrameType::kLookupResponse;
+  FrameHeader header;
+  std::vector<LookupEntry> entries;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<LookupResponse> Decode(std::string_view frame);
+  friend bool operator==(const LookupResponse&, const LookupResponse&) = default;
+};
+
+// ---- Get / Release --------------------------------------------------------
+
+struct GetRequest {
+  static constexpr FrameType kType = FrameType::kGetRequest;
+  FrameHeader header;
+  std::vector<KeyRef> keys;  // at most kMaxGetKeys
+  // Read-your-writes: serve only at or past this version, else per-key
+  // FAILED_PRECONDITION. When absent the wire carries zeros.
+  bool has_min_version = false;
+  Version min_version;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<GetRequest> Decode(std::string_view frame);
+  friend bool operator==(const GetRequest&, const GetRequest&) = default;
+};
+
+// OK: `location`, `version` and `codec` say where the block is. Otherwise the
+// key's error (NOT_FOUND, FAILED_PRECONDITION for min_version, ...) and every
+// other field is zero.
+struct GetEntry {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  BlockLocation location;
+  Version version;
+  CodecId codec = CodecId::kNone;
+
+  friend bool operator==(const GetEntry&, const GetEntry&) = default;
+};
+
+struct GetResponse {
+  static constexpr FrameType kType = FrameType::kGetResponse;
+  FrameHeader header;
+  // Releases the pins of every OK entry (ReleaseRequest).
+  uint64_t lease_id = 0;
+  // The lease expires this long after the agent answered; a client counts it
+  // from when it sent the request (clocks of two hosts are not compared).
+  uint64_t lease_ttl_us = 0;
+  std::vector<GetEntry> entries;  // one per requested key, in request order
+  // The arenas the entries point into, at most kMaxDescriptors.
+  std::vector<RemoteDescriptor> descriptors;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<GetResponse> Decode(std::string_view frame);
+  // Descriptors compare by their serialised form.
+  friend bool operator==(const GetResponse& a, const GetResponse& b);
+};
+
+struct ReleaseRequest {
+  static constexpr FrameType kType = FrameType::kReleaseRequest;
+  FrameHeader header;
+  uint64_t lease_id = 0;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ReleaseRequest> Decode(std::string_view frame);
+  friend bool operator==(const ReleaseRequest&, const ReleaseRequest&) = default;
+};
+
+// ---- Put: Reserve / Commit ------------------------------------------------
+
+struct ReserveEntry {
+  BlockKey key;
+  uint64_t placement_hash = 0;  // as in KeyRef
+  BlockKey parent;  // BlockKey::Root() for none
+  uint32_t size = 0;   // stored bytes (after the codec)
+  uint32_t depth = 0;  // position in its chain
+  CodecId codec = CodecId::kNone;
+  bool is_mutable = false;
+  // Replica sync and stale pulls commit with the primary's version; a client
+  // put leaves it absent (zeros on the wire) and the primary assigns one.
+  bool has_version = false;
+  Version version;
+
+  friend bool operator==(const ReserveEntry&, const ReserveEntry&) = default;
+};
+
+struct ReserveRequest {
+  static constexpr FrameType kType = FrameType::kReserveRequest;
+  FrameHeader header;
+  std::vector<ReserveEntry> entries;  // at most kMaxReserveKeys
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ReserveRequest> Decode(std::string_view frame);
+  friend bool operator==(const ReserveRequest&, const ReserveRequest&) = default;
+};
+
+// Exactly one of:
+//  * code != OK: the key was refused (oversize, no room, ...); rest zero.
+//  * already_present: nothing to write; `version` is the stored one; the
+//    reservation fields are zero.
+//  * a reservation: write `location`, then commit `reservation_id`;
+//    `version` is zero.
+struct ReserveResult {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  bool already_present = false;
+  Version version;
+  uint64_t reservation_id = 0;
+  BlockLocation location;
+
+  friend bool operator==(const ReserveResult&, const ReserveResult&) = default;
+};
+
+struct ReserveResponse {
+  static constexpr FrameType kType = FrameType::kReserveResponse;
+  FrameHeader header;
+  std::vector<ReserveResult> results;  // one per requested key, in order
+  std::vector<RemoteDescriptor> descriptors;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ReserveResponse> Decode(std::string_view frame);
+  friend bool operator==(const ReserveResponse& a, const ReserveResponse& b);
+};
+
+struct CommitRequest {
+  static constexpr FrameType kType = FrameType::kCommitRequest;
+  FrameHeader header;
+  std::vector<uint64_t> reservation_ids;  // at most kMaxCommitIds
+  // Replica sync and migration commit copies that must not be re-replicated
+  // by the receiver (it is not the primary of them, or it is catching up):
+  // true suppresses the invalidation and lazy-sync fan-out a client commit
+  // starts on the primary.
+  bool no_fanout = false;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<CommitRequest> Decode(std::string_view frame);
+  friend bool operator==(const CommitRequest&, const CommitRequest&) = default;
+};
+
+// OK: committed as `version`. Otherwise the error and a zero version.
+struct CommitResult {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  Version version;
+
+  friend bool operator==(const CommitResult&, const CommitResult&) = default;
+};
+
+struct CommitResponse {
+  static constexpr FrameType kType = FrameType::kCommitResponse;
+  FrameHeader header;
+  std::vector<CommitResult> results;  // one per reservation id, in order
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<CommitResponse> Decode(std::string_view frame);
+  friend bool operator==(const CommitResponse&, const CommitResponse&) = default;
+};
+
+// ---- Remove ---------------------------------------------------------------
+
+struct RemoveRequest {
+  static constexpr FrameType kType = FrameType::kRemoveRequest;
+  FrameHeader header;
+  std::vector<KeyRef> keys;  // at most kMaxRemoveKeys
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<RemoveRequest> Decode(std::string_view frame);
+  friend bool operator==(const RemoveRequest&, const RemoveRequest&) = default;
+};
+
+// Per key: OK (removed), NOT_FOUND, FAILED_PRECONDITION (leased), ...
+struct RemoveResponse {
+  static constexpr FrameType kType = FrameType::kRemoveResponse;
+  FrameHeader header;
+  std::vector<absl::StatusCode> codes;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<RemoveResponse> Decode(std::string_view frame);
+  friend bool operator==(const RemoveResponse&, const RemoveResponse&) = default;
+};
+
+// ---- Coherency: primary -> replica ----------------------------------------
+
+struct Invalidation {
+  BlockKey key;
+  Version version;  // the primary's new version
+
+  friend bool operator==(const Invalidation&, const Invalidation&) = default;
+};
+
+struct InvalidateRequest {
+  static constexpr FrameType kType = FrameType::kInvalidateRequest;
+  FrameHeader header;
+  std::vector<Invalidation> invalidations;  // at most kMaxInvalidations
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<InvalidateRequest> Decode(std::string_view frame);
+  friend bool operator==(const InvalidateRequest&, const InvalidateRequest&) = default;
+};
+
+// ---- Generic responses ----------------------------------------------------
+
+// Empty body: the answer to Release and Invalidate.
+struct AckResponse {
+  static constexpr FrameType kType = FrameType::kAckResponse;
+  FrameHeader header;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<AckResponse> Decode(std::string_view frame);
+  friend bool operator==(const AckResponse&, const AckResponse&) = default;
+};
+
+// The whole request failed. `code` is never OK. WRONG_OWNER travels as
+// FAILED_PRECONDITION with wrong_owner set; `current_epoch` is always the
+// responder's epoch (the client refreshes its map past it).
+struct ErrorResponse {
+  static constexpr FrameType kType = FrameType::kErrorResponse;
+  FrameHeader header;
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  bool wrong_owner = false;
+  uint64_t current_epoch = 0;
+  std::string message;  // at most kMaxErrorMessageBytes
+
+  // From a non-OK status; the message is cut to kMaxErrorMessageBytes. An OK
+  // status becomes INTERNAL (a bug in the caller).
+  static ErrorResponse FromStatus(const FrameHeader& header, const absl::Status& status,
+                                  uint64_t current_epoch);
+  static ErrorResponse WrongOwner(const FrameHeader& header, uint64_t current_epoch,
+                                  std::string_view message);
+  // The status the caller of the failed request sees.
+  absl::Status ToStatus() const;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ErrorResponse> Decode(std::string_view frame);
+  friend bool operator==(const ErrorResponse&, const ErrorResponse&) = default;
+};
+
+}  // namespace kvf::protocol
+
+#endif  // KVF_NODE_PROTOCOL_FRAMES_H_
