@@ -4,9 +4,26 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace kvf {
+
+std::string EncodeDataAddress(std::string_view worker_address) {
+  return absl::Base64Escape(absl::string_view(worker_address.data(), worker_address.size()));
+}
+
+absl::StatusOr<std::string> DecodeDataAddress(std::string_view data_address) {
+  std::string raw;
+  if (data_address.empty() ||
+      !absl::Base64Unescape(absl::string_view(data_address.data(), data_address.size()), &raw) ||
+      raw.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data_address '", std::string(data_address.substr(0, 32)),
+                     data_address.size() > 32 ? "...'" : "'", " is not a base64 worker address"));
+  }
+  return raw;
+}
 
 std::string_view NodeStateName(NodeState state) {
   switch (state) {

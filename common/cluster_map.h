@@ -37,6 +37,12 @@ struct NodeInfo {
   NodeState state = NodeState::kJoining;
 };
 
+// A node's data_address is its transport worker address (Transport::
+// address(), binary) in standard base64, so it travels in protobuf strings
+// and prints. The agent encodes it when it joins; clients and peers decode it.
+std::string EncodeDataAddress(std::string_view worker_address);
+absl::StatusOr<std::string> DecodeDataAddress(std::string_view data_address);
+
 struct RingParams {
   uint32_t replication = 2;  // R owners per key
   // Bounded-load mode: no node's share of the key space above

@@ -2,37 +2,10 @@
 
 #include <string_view>
 
+#include "proto/auth.h"
 #include "proto/cluster_map_convert.h"
 
 namespace kvf {
-namespace {
-
-// Compares without an early exit, so timing does not reveal a token prefix.
-bool SameSecret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-constexpr std::string_view kBearer = "Bearer ";
-
-}  // namespace
-
-bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token) {
-  if (token.empty()) return false;
-  const auto& md = ctx.client_metadata();
-  for (auto it = md.find("authorization"); it != md.end() && it->first == "authorization"; ++it) {
-    std::string_view v(it->second.data(), it->second.size());
-    if (v.substr(0, kBearer.size()) == kBearer && SameSecret(v.substr(kBearer.size()), token)) {
-      return true;
-    }
-  }
-  for (auto it = md.find("x-kvf-token"); it != md.end() && it->first == "x-kvf-token"; ++it) {
-    if (SameSecret(std::string_view(it->second.data(), it->second.size()), token)) return true;
-  }
-  return false;
-}
 
 CoordinatorGrpcService::CoordinatorGrpcService(CoordinatorService* core, std::string token)
     : core_(core), token_(std::move(token)) {}

@@ -18,13 +18,11 @@
 
 #include "coordinator/coordinator_service.h"
 #include "grpcpp/server_context.h"
+#include "proto/auth.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace kvf {
 
-// True when `ctx` carries `token` in either accepted header. An empty
-// `token` never matches.
-bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token);
 
 class CoordinatorGrpcService final : public proto::Coordinator::Service {
  public:

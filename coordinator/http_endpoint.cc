@@ -1,7 +1,5 @@
 #include "coordinator/http_endpoint.h"
 
-#include <httplib.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/cluster_map_convert.h"
@@ -59,39 +57,27 @@ std::string MetricsText(const CoordinatorStats& s, const RpcCounters& rpc) {
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
     const std::string& host, int port, const CoordinatorService* core,
     std::function<RpcCounters()> rpc_counters) {
+  HttpHandlers handlers;
+  handlers.metrics = [core, rpc_counters] {
+    return MetricsText(core->Stats(), rpc_counters ? rpc_counters() : RpcCounters{});
+  };
+  handlers.health = [core]() -> absl::StatusOr<std::string> {
+    if (core->shutting_down()) return absl::UnavailableError("shutting down");
+    return absl::StrCat("ok epoch=", core->epoch(), "\n");
+  };
   std::unique_ptr<HttpEndpoint> ep(new HttpEndpoint());
-  ep->server_ = std::make_unique<httplib::Server>();
-  ep->server_->Get("/metrics", [core, rpc_counters](const httplib::Request&,
-                                                    httplib::Response& res) {
-    res.set_content(MetricsText(core->Stats(), rpc_counters ? rpc_counters() : RpcCounters{}),
-                    "text/plain; version=0.0.4");
-  });
-  ep->server_->Get("/healthz", [core](const httplib::Request&, httplib::Response& res) {
-    if (core->shutting_down()) {
-      res.status = 503;
-      res.set_content("shutting down\n", "text/plain");
-    } else {
-      res.set_content(absl::StrCat("ok epoch=", core->epoch(), "\n"), "text/plain");
-    }
-  });
-  if (port == 0) {
-    ep->port_ = ep->server_->bind_to_any_port(host);
-  } else {
-    ep->port_ = ep->server_->bind_to_port(host, port) ? port : -1;
-  }
-  if (ep->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("http: cannot listen on ", host, ":", port));
-  }
-  httplib::Server* server = ep->server_.get();
-  ep->thread_ = std::thread([server] { server->listen_after_bind(); });
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(host, port, handlers);
+  if (!server.ok()) return server.status();
+  ep->server_ = *std::move(server);
   return ep;
 }
 
 HttpEndpoint::~HttpEndpoint() { Stop(); }
 
 void HttpEndpoint::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_) server_->Stop();
 }
+
+int HttpEndpoint::port() const { return server_ ? server_->port() : 0; }
 
 }  // namespace kvf

@@ -8,11 +8,8 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/http_server.h"
 #include "coordinator/coordinator_service.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace kvf {
 
@@ -35,13 +32,11 @@ class HttpEndpoint {
       std::function<RpcCounters()> rpc_counters);
   ~HttpEndpoint();
   void Stop();
-  int port() const { return port_; }
+  int port() const;
 
  private:
   HttpEndpoint() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
+  std::unique_ptr<HttpServer> server_;
 };
 
 }  // namespace kvf

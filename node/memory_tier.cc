@@ -23,11 +23,12 @@ absl::Status CheckRange(uint64_t offset, size_t size, uint64_t capacity, absl::s
 
 class HostTier final : public MemoryTier {
  public:
-  HostTier(std::byte* base, uint64_t capacity, std::optional<HostRegistration> registration)
-      : base_(base), capacity_(capacity), registration_(std::move(registration)) {}
+  HostTier(std::byte* base, uint64_t capacity, std::optional<HostRegistration> registration,
+           bool owned = true)
+      : base_(base), capacity_(capacity), registration_(std::move(registration)), owned_(owned) {}
   ~HostTier() override {
     registration_.reset();  // unregister before freeing
-    std::free(base_);
+    if (owned_) std::free(base_);
   }
 
   TierKind kind() const override {
@@ -54,6 +55,7 @@ class HostTier final : public MemoryTier {
   std::byte* const base_;
   const uint64_t capacity_;
   std::optional<HostRegistration> registration_;
+  const bool owned_;
 };
 
 class DeviceTier final : public MemoryTier {
@@ -108,6 +110,17 @@ absl::StatusOr<std::unique_ptr<MemoryTier>> CreateHostTier(uint64_t bytes, bool 
     }
   }
   return std::make_unique<HostTier>(static_cast<std::byte*>(base), bytes, std::move(registration));
+}
+
+absl::StatusOr<std::unique_ptr<MemoryTier>> CreateBorrowedHostTier(std::byte* base,
+                                                                  uint64_t bytes) {
+  if (base == nullptr || bytes == 0) {
+    return absl::InvalidArgumentError("borrowed host tier needs memory and a size");
+  }
+  if (reinterpret_cast<uintptr_t>(base) % 64 != 0) {
+    return absl::InvalidArgumentError("borrowed host tier must be 64-byte aligned");
+  }
+  return std::make_unique<HostTier>(base, bytes, std::nullopt, /*owned=*/false);
 }
 
 absl::StatusOr<std::unique_ptr<MemoryTier>> CreateDeviceTier(uint64_t bytes, int device) {

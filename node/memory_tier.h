@@ -51,6 +51,11 @@ absl::StatusOr<std::unique_ptr<MemoryTier>> CreateHostTier(uint64_t bytes, bool 
 
 // One cudaMalloc arena on `device`. FAILED_PRECONDITION when the build has no
 // CUDA or the machine has no such device.
+// A host tier over memory the caller owns and keeps alive longer than the
+// tier (e.g. an arena allocated by the transport so peers can reach it with
+// one-sided RMA). Not freed, not pinned by the tier.
+absl::StatusOr<std::unique_ptr<MemoryTier>> CreateBorrowedHostTier(std::byte* base, uint64_t bytes);
+
 absl::StatusOr<std::unique_ptr<MemoryTier>> CreateDeviceTier(uint64_t bytes, int device);
 
 }  // namespace kvf

@@ -94,6 +94,7 @@ class ShardStoreImpl final : public ShardStore {
   uint64_t EvictToTarget(uint64_t target_used_bytes) override;
   AgeHistogram Ages() const override;
   uint64_t EvictOlderThan(absl::Duration age) override;
+  std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const override;
   void SetEpoch(uint64_t epoch) override;
   ShardStoreStats Stats() const override;
 
@@ -316,6 +317,7 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     e.version = result.version;
     e.codec = options.codec;
     e.mutable_entry = options.mutable_entry;
+    e.placement_hash = options.placement_hash;
     e.tier = put.page.tier;
     e.offset = put.page.offset;
     e.size = put.size;
@@ -329,6 +331,7 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     e.version = result.version;
     e.codec = options.codec;
     e.mutable_entry = options.mutable_entry;
+    e.placement_hash = options.placement_hash;
     e.tier = put.page.tier;
     e.offset = put.page.offset;
     e.size = put.size;
@@ -578,6 +581,17 @@ AgeHistogram ShardStoreImpl::Ages() const {
   return ages;
 }
 
+std::vector<StoredBlock> ShardStoreImpl::Scan(const std::function<bool(uint64_t)>& want) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredBlock> out;
+  index_.ForEach([&](EntryId, const Entry& e) {
+    if (want(e.placement_hash)) {
+      out.push_back(StoredBlock{e.ns, e.key, e.placement_hash, InfoOf(e), e.mutable_entry});
+    }
+  });
+  return out;
+}
+
 uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age) {
   absl::MutexLock lock(&mu_);
   const absl::Time cutoff = clock_.Now() - age;
@@ -654,7 +668,10 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreO
     }
   }
   if (options.host_bytes > 0) {
-    KVF_ASSIGN_OR_RETURN(auto host, CreateHostTier(options.host_bytes, options.pin_host));
+    KVF_ASSIGN_OR_RETURN(auto host,
+                         options.host_memory != nullptr
+                             ? CreateBorrowedHostTier(options.host_memory, options.host_bytes)
+                             : CreateHostTier(options.host_bytes, options.pin_host));
     KVF_RETURN_IF_ERROR(add_tier(std::move(host)));
   }
   if (tiers.empty()) {

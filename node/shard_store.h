@@ -3,6 +3,7 @@
 #define KVF_NODE_SHARD_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,10 @@ struct ShardStoreOptions {
   // Bytes of host memory; pinned through CUDA when `pin_host` and a device exist.
   uint64_t host_bytes = uint64_t{1} << 30;
   bool pin_host = true;
+  // When set, the host tier lives in these `host_bytes` bytes, owned by the
+  // caller and outliving the store (the agent passes its transport-allocated
+  // arena); `pin_host` is ignored.
+  std::byte* host_memory = nullptr;
   // Bytes of GPU memory (device 0), used first when a device exists; ignored
   // (with a log line) where none does.
   uint64_t device_bytes = 0;
@@ -71,6 +76,18 @@ struct PutOptions {
   // An explicit version (replica sync, migration): stored only if newer than
   // the one held, else FAILED_PRECONDITION. Unset: the store assigns one.
   std::optional<Version> version;
+  // The placement hash of the block's segment (common/placement.h), kept with
+  // the entry so migration can find the blocks of a hash range (Scan).
+  uint64_t placement_hash = 0;
+};
+
+// One stored block as Scan reports it.
+struct StoredBlock {
+  NamespaceId ns = 0;
+  BlockKey key;
+  uint64_t placement_hash = 0;
+  BlockInfo info;
+  bool mutable_entry = false;
 };
 
 struct PutResult {
@@ -201,6 +218,10 @@ class ShardStore {
   // Bytes stored, by time since last access: what an agent reports with its
   // heartbeat for the coordinator's global eviction. O(entries) under the
   // store's lock (about a millisecond per million blocks).
+  // Every stored block whose placement hash `want` accepts, in one pass under
+  // the store's lock (keep `want` cheap: a range lookup, not I/O).
+  virtual std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const = 0;
+
   virtual AgeHistogram Ages() const = 0;
   // Evicts every unpinned block not accessed for `age` or longer (the
   // coordinator's cluster-wide cutoff). Returns how many it evicted.

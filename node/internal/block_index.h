@@ -25,6 +25,7 @@ struct Entry {
   uint8_t tier = 0;       // index into the store's tiers
   uint64_t offset = 0;    // page offset in that tier's arena
   uint64_t size = 0;      // stored bytes
+  uint64_t placement_hash = 0;
   uint32_t pins = 0;      // leases and in-flight copies; > 0 never evicted or freed
   absl::Time last_access;
   bool live = false;      // maintained by BlockIndex: false for a free slot

@@ -1,0 +1,338 @@
+#include "node/agent/agent.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <pthread.h>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/http_server.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "node/agent/agent_metrics.h"
+#include "node/agent/coordinator_link.h"
+#include "node/agent/data_plane.h"
+#include "node/agent/migrator.h"
+#include "node/agent/peer_links.h"
+#include "node/agent/replicator.h"
+#include "proto/agent_control.grpc.pb.h"
+#include "proto/auth.h"
+#include "proto/cluster_map_convert.h"
+#include "transport/transport.h"
+
+namespace kvf {
+namespace {
+
+absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) {
+  const size_t colon = hp.rfind(':');
+  if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), port) || *port < 0 ||
+      *port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", hp, "' is not host:port"));
+  }
+  *host = hp.substr(0, colon);
+  return absl::OkStatus();
+}
+
+// AgentControl: the coordinator hands this agent migration tasks and the
+// global eviction cutoff.
+class ControlService final : public proto::AgentControl::Service {
+ public:
+  ControlService(std::string token, Migrator* migrator, ShardStore* store)
+      : token_(std::move(token)), migrator_(migrator), store_(store) {}
+
+  grpc::Status AssignMigration(grpc::ServerContext* ctx, const proto::AssignMigrationRequest* req,
+                               proto::AssignMigrationResponse* resp) override {
+    if (!HasClusterToken(*ctx, token_)) return Unauthenticated();
+    std::vector<proto::MigrationTask> tasks(req->tasks().begin(), req->tasks().end());
+    resp->set_accepted(static_cast<uint32_t>(migrator_->Assign(std::move(tasks))));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ApplyEvictionCutoff(grpc::ServerContext* ctx,
+                                   const proto::EvictionCutoffRequest* req,
+                                   proto::EvictionCutoffResponse* resp) override {
+    if (!HasClusterToken(*ctx, token_)) return Unauthenticated();
+    const uint64_t before = store_->Stats().evicted_bytes;
+    store_->EvictOlderThan(absl::Milliseconds(req->cutoff_ms()));
+    resp->set_evicted_bytes(store_->Stats().evicted_bytes - before);
+    return grpc::Status::OK;
+  }
+
+ private:
+  static grpc::Status Unauthenticated() {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong cluster token");
+  }
+  const std::string token_;
+  Migrator* const migrator_;
+  ShardStore* const store_;
+};
+
+class AgentImpl final : public Agent {
+ public:
+  explicit AgentImpl(const AgentOptions& options) : options_(options) {}
+  ~AgentImpl() override { Shutdown(false); }
+
+  absl::Status Init();
+  void Shutdown(bool leave) override;
+  NodeId node_id() const override { return data_plane_ ? data_plane_->self() : kNoNode; }
+  std::string control_address() const override { return control_address_; }
+  std::string http_address() const override { return http_address_; }
+
+ private:
+  absl::Status JoinCluster();
+  void OnMap(const ClusterMap& map);
+  void MaintenanceLoop();
+  void Heartbeat();
+  // Drops blocks this node no longer owns once no migration out of it runs.
+  void CollectForeignBlocks();
+
+  const AgentOptions options_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<MemoryRegion> arena_;
+  std::unique_ptr<ShardStore> store_;
+  std::unique_ptr<DataPlane> data_plane_;
+  std::unique_ptr<PeerLinks> peers_;
+  std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<CoordinatorLink> link_;
+  std::unique_ptr<Migrator> migrator_;
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HttpServer> http_;
+  std::string control_address_;
+  std::string http_address_;
+  absl::Duration heartbeat_ = absl::Seconds(1);
+  bool link_watching_ = false;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t collected_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread maintenance_;
+  std::atomic<bool> shut_down_{false};
+};
+
+absl::Status AgentImpl::Init() {
+  if (options_.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
+  if (options_.token.empty()) return absl::InvalidArgumentError("a cluster token is required");
+  TransportConfig tc;
+  tc.name = "agent";
+  tc.progress = ProgressMode::kThread;
+  tc.ucx_tls = options_.ucx_tls;
+  KVF_ASSIGN_OR_RETURN(transport_, CreateTransport(tc));
+  KVF_ASSIGN_OR_RETURN(arena_, transport_->AllocateMemory(options_.host_bytes, MemoryType::kHost));
+  ShardStoreOptions so;
+  so.host_bytes = options_.host_bytes;
+  so.host_memory = static_cast<std::byte*>(arena_->data());
+  so.eviction_policy = options_.eviction_policy;
+  so.default_lease = options_.get_lease;
+  KVF_ASSIGN_OR_RETURN(store_, ShardStore::Create(so));
+
+  data_plane_ = std::make_unique<DataPlane>(
+      store_.get(), transport_.get(), arena_.get(),
+      DataPlaneOptions{.get_lease = options_.get_lease, .reservation_ttl = options_.get_lease});
+  peers_ = std::make_unique<PeerLinks>(transport_.get());
+  replicator_ = std::make_unique<Replicator>(store_.get(), data_plane_.get(), peers_.get(),
+                                             transport_.get(), ReplicatorOptions{});
+  KVF_RETURN_IF_ERROR(data_plane_->Start(
+      [r = replicator_.get()](std::vector<CommitRecord> records) { r->Enqueue(std::move(records)); }));
+  link_ = std::make_unique<CoordinatorLink>(options_.coordinator, options_.token,
+                                            options_.rpc_timeout);
+  migrator_ = std::make_unique<Migrator>(
+      store_.get(), data_plane_.get(), replicator_.get(), peers_.get(),
+      [this](std::vector<proto::TaskProgress> progress) {
+        if (absl::Status s = link_->ReportMigration(node_id(), progress); !s.ok()) {
+          KVF_LOG(WARNING) << "agent: migration report failed (the coordinator resends): " << s;
+        }
+      });
+
+  // AgentControl.
+  control_ = std::make_unique<ControlService>(options_.token, migrator_.get(), store_.get());
+  std::string host;
+  int port = 0;
+  KVF_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host, &port));
+  int bound = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(control_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (!grpc_server_ || bound == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
+  }
+  control_address_ = absl::StrCat(host, ":", bound);
+
+  if (!options_.http_listen.empty()) {
+    KVF_RETURN_IF_ERROR(SplitHostPort(options_.http_listen, &host, &port));
+    HttpHandlers handlers;
+    handlers.metrics = [this] {
+      return AgentMetricsText(*store_, *data_plane_, *replicator_, *migrator_);
+    };
+    handlers.health = [this]() -> absl::StatusOr<std::string> {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return absl::UnavailableError("shutting down");
+      }
+      return absl::StrCat("ok node=", node_id(), " epoch=", data_plane_->epoch(), "\n");
+    };
+    KVF_ASSIGN_OR_RETURN(http_, HttpServer::Start(host, port, handlers));
+    http_address_ = absl::StrCat(host, ":", http_->port());
+  }
+
+  KVF_RETURN_IF_ERROR(JoinCluster());
+  maintenance_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kvf-maint");
+    MaintenanceLoop();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status AgentImpl::JoinCluster() {
+  proto::JoinRequest req;
+  req.set_address(control_address_);
+  req.set_data_address(EncodeDataAddress(transport_->address()));
+  std::string domain = options_.failure_domain;
+  if (domain.empty()) {
+    char name[256] = {};
+    gethostname(name, sizeof(name) - 1);
+    domain = name;
+  }
+  req.set_failure_domain(domain);
+  req.set_capacity_bytes(options_.host_bytes);
+  req.add_tiers("host");
+  req.set_node_id(data_plane_->self() != kNoNode ? data_plane_->self() : options_.node_id);
+  KVF_ASSIGN_OR_RETURN(proto::JoinResponse resp, link_->Join(req));
+  data_plane_->SetSelf(resp.node_id());
+  if (options_.heartbeat > absl::ZeroDuration()) {
+    heartbeat_ = options_.heartbeat;
+  } else {
+    heartbeat_ = std::max(absl::Milliseconds(50), absl::Milliseconds(resp.lease_ms()) / 3);
+  }
+  KVF_ASSIGN_OR_RETURN(ClusterMap map, ClusterMapFromProto(resp.map()));
+  OnMap(map);
+  if (!link_watching_) {
+    link_watching_ = true;
+    link_->StartWatch(map.epoch, [this](const ClusterMap& m) { OnMap(m); });
+  }
+  KVF_LOG(INFO) << "agent: node " << resp.node_id() << " joined at epoch " << map.epoch;
+  return absl::OkStatus();
+}
+
+void AgentImpl::OnMap(const ClusterMap& map) {
+  if (absl::Status s = data_plane_->SetMap(map); !s.ok()) {
+    KVF_LOG(WARNING) << "agent: cannot use map epoch " << map.epoch << ": " << s;
+    return;
+  }
+  store_->SetEpoch(data_plane_->epoch());
+  peers_->UpdateMap(map);
+}
+
+void AgentImpl::MaintenanceLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), heartbeat_);
+      if (stopping_) return;
+    }
+    Heartbeat();
+    data_plane_->Sweep();
+    CollectForeignBlocks();
+  }
+}
+
+void AgentImpl::Heartbeat() {
+  proto::HeartbeatRequest req;
+  req.set_node_id(node_id());
+  const ShardStoreStats stats = store_->Stats();
+  uint64_t used = 0;
+  for (const TierStats& t : stats.tiers) used += t.used_bytes;
+  req.set_used_bytes(used);
+  req.set_capacity_bytes(options_.host_bytes);
+  const AgeHistogram ages = store_->Ages();
+  for (uint64_t b : ages.bytes) req.mutable_ages()->add_bytes(b);
+  req.set_known_epoch(data_plane_->epoch());
+  absl::StatusOr<proto::HeartbeatResponse> resp = link_->Heartbeat(req);
+  if (!resp.ok()) {
+    KVF_LOG(WARNING) << "agent: heartbeat: " << resp.status();
+    if (absl::IsFailedPrecondition(resp.status()) || absl::IsNotFound(resp.status())) {
+      // Marked down (or the coordinator forgot us): re-join with our id.
+      if (absl::Status s = JoinCluster(); !s.ok()) KVF_LOG(WARNING) << "agent: re-join: " << s;
+    }
+    return;
+  }
+  if (resp->has_eviction_cutoff_ms()) {
+    store_->EvictOlderThan(absl::Milliseconds(resp->eviction_cutoff_ms()));
+  }
+  if (resp->epoch() > data_plane_->epoch()) {
+    // The watch lags: fetch the map now.
+    if (absl::StatusOr<ClusterMap> map = link_->GetClusterMap(); map.ok()) OnMap(*map);
+  }
+}
+
+void AgentImpl::CollectForeignBlocks() {
+  std::shared_ptr<const Ownership> own = data_plane_->ownership();
+  {
+    absl::MutexLock lock(&mu_);
+    if (own->epoch() == collected_epoch_) return;
+  }
+  if (migrator_->pending() > 0 || own->epoch() == 0) return;
+  const NodeId self = node_id();
+  std::vector<StoredBlock> foreign =
+      store_->Scan([&](uint64_t hash) { return !own->Owns(self, hash); });
+  size_t dropped = 0;
+  bool all = true;
+  for (const StoredBlock& b : foreign) {
+    if (store_->Remove(b.ns, b.key).ok()) {
+      ++dropped;
+    } else {
+      all = false;  // pinned by a reader: next round
+    }
+  }
+  if (dropped > 0) {
+    KVF_LOG(INFO) << "agent: dropped " << dropped << " blocks not owned at epoch " << own->epoch();
+  }
+  if (all) {
+    absl::MutexLock lock(&mu_);
+    collected_epoch_ = own->epoch();
+  }
+}
+
+void AgentImpl::Shutdown(bool leave) {
+  if (shut_down_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (data_plane_) data_plane_->SetServing(false);
+  if (maintenance_.joinable()) maintenance_.join();
+  if (leave && link_ && node_id() != kNoNode) {
+    if (absl::Status s = link_->Leave(node_id()); !s.ok()) {
+      KVF_LOG(WARNING) << "agent: leave: " << s;
+    }
+  }
+  if (link_) link_->StopWatch();
+  if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                                           std::chrono::seconds(1));
+  if (http_) http_->Stop();
+  migrator_.reset();
+  replicator_.reset();
+  data_plane_.reset();  // unpins outstanding leases
+  peers_.reset();
+  store_.reset();
+  arena_.reset();
+  transport_.reset();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options) {
+  auto agent = std::make_unique<AgentImpl>(options);
+  KVF_RETURN_IF_ERROR(agent->Init());
+  return agent;
+}
+
+}  // namespace kvf

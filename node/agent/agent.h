@@ -1,0 +1,54 @@
+// kvf-agent: one shard agent (DESIGN.md, "Shard agent"). Owns, in start
+// order: the transport and its arena (the host tier, allocated by the
+// transport so peers reach it with one-sided RMA), the shard store over that
+// arena, the data plane, the replicator and migrator, the AgentControl gRPC
+// service, the /metrics and /healthz endpoint, and the coordinator link
+// (join, heartbeats, map watch). Shutdown() stops serving (requests get
+// UNAVAILABLE), optionally leaves the cluster, and tears everything down in
+// reverse order.
+#ifndef KVF_NODE_AGENT_AGENT_H_
+#define KVF_NODE_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/cluster_map.h"
+
+namespace kvf {
+
+struct AgentOptions {
+  std::string coordinator;                   // host:port; required
+  std::string token;                         // the cluster token; required
+  std::string listen = "127.0.0.1:0";        // AgentControl gRPC; port 0 picks one
+  std::string http_listen = "127.0.0.1:0";   // /metrics, /healthz; empty: off
+  std::string failure_domain;                // rack/host/zone; empty: the host name
+  uint64_t host_bytes = uint64_t{1} << 30;   // the host tier
+  std::string eviction_policy = "lru";
+  std::string ucx_tls;                       // empty: UCX chooses
+  NodeId node_id = kNoNode;                  // re-join with this id
+  absl::Duration get_lease = absl::Seconds(10);
+  absl::Duration heartbeat = absl::ZeroDuration();  // zero: a third of the lease
+  absl::Duration rpc_timeout = absl::Seconds(5);
+};
+
+class Agent {
+ public:
+  // Starts everything and joins; returns once the agent serves.
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(const AgentOptions& options);
+  virtual ~Agent() = default;
+
+  // Stops serving; with `leave`, tells the coordinator this node leaves.
+  // Idempotent; the destructor calls Shutdown(false).
+  virtual void Shutdown(bool leave) = 0;
+
+  virtual NodeId node_id() const = 0;
+  virtual std::string control_address() const = 0;  // host:port actually bound
+  virtual std::string http_address() const = 0;     // empty when off
+};
+
+}  // namespace kvf
+
+#endif  // KVF_NODE_AGENT_AGENT_H_

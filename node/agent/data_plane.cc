@@ -1,0 +1,482 @@
+#include "node/agent/data_plane.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace kvf {
+namespace {
+
+using protocol::ErrorResponse;
+using protocol::FrameHeader;
+
+// Known-newer versions kept for keys a replica has not caught up on. Past
+// this the oldest half is forgotten; their stale copies were already dropped
+// (Invalidate removes unpinned stale blocks), so nothing stale is served.
+constexpr size_t kMaxKnownVersions = 1 << 20;
+
+FrameHeader Reply(const FrameHeader& request, uint64_t epoch) {
+  FrameHeader h = request;
+  h.sender_epoch = epoch;
+  return h;
+}
+
+std::vector<uint64_t> HashesOf(const std::vector<protocol::KeyRef>& keys) {
+  std::vector<uint64_t> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) out.push_back(k.placement_hash);
+  return out;
+}
+
+}  // namespace
+
+std::string_view DataOpName(DataOp op) {
+  switch (op) {
+    case DataOp::kLookup: return "lookup";
+    case DataOp::kGet: return "get";
+    case DataOp::kRelease: return "release";
+    case DataOp::kReserve: return "reserve";
+    case DataOp::kCommit: return "commit";
+    case DataOp::kRemove: return "remove";
+    case DataOp::kInvalidate: return "invalidate";
+    case DataOp::kRegister: return "register_namespace";
+  }
+  return "unknown";
+}
+
+bool Ownership::Owns(NodeId node, uint64_t hash) const {
+  for (const std::optional<Placement>* p : {&read, &target}) {
+    if (!p->has_value()) continue;
+    for (NodeId id : (*p)->Owners(hash)) {
+      if (id == node) return true;
+    }
+  }
+  return false;
+}
+
+OwnerList Ownership::Owners(uint64_t hash) const {
+  OwnerList out;
+  for (const std::optional<Placement>* p : {&read, &target}) {
+    if (!p->has_value()) continue;
+    for (NodeId id : (*p)->Owners(hash)) {
+      if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+    }
+  }
+  return out;
+}
+
+DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion* arena,
+                     DataPlaneOptions options)
+    : store_(store),
+      transport_(transport),
+      arena_(arena),
+      options_(options),
+      ownership_(std::make_shared<Ownership>()) {}
+
+DataPlane::~DataPlane() {
+  // Requests arriving from now on are refused without touching this object.
+  for (uint16_t type = 1; type <= protocol::kMaxFrameType; ++type) {
+    (void)transport_->RegisterHandler(type, [](std::string_view) -> absl::StatusOr<std::string> {
+      return absl::UnavailableError("agent is shutting down");
+    });
+  }
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, lease] : leases_) {
+    for (uint64_t l : lease.store_leases) (void)store_->Unpin(l);
+  }
+}
+
+absl::Status DataPlane::SetMap(const ClusterMap& map) {
+  auto next = std::make_shared<Ownership>();
+  next->map = map;
+  KVF_ASSIGN_OR_RETURN(Placement read, Placement::Build(Placement::ReadMembers(map), map.ring));
+  KVF_ASSIGN_OR_RETURN(Placement target,
+                       Placement::Build(Placement::TargetMembers(map), map.ring));
+  next->read.emplace(std::move(read));
+  next->target.emplace(std::move(target));
+  absl::MutexLock lock(&mu_);
+  if (map.epoch <= ownership_->epoch() && ownership_->epoch() != 0) return absl::OkStatus();
+  ownership_ = std::move(next);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const Ownership> DataPlane::ownership() const {
+  absl::MutexLock lock(&mu_);
+  return ownership_;
+}
+
+uint64_t DataPlane::epoch() const { return ownership()->epoch(); }
+
+std::optional<NamespaceSpec> DataPlane::Spec(NamespaceId ns) const {
+  absl::MutexLock lock(&mu_);
+  auto it = specs_.find(ns);
+  if (it == specs_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool DataPlane::IsStale(NamespaceId ns, const BlockKey& key, const Version& stored) const {
+  absl::MutexLock lock(&mu_);
+  auto it = known_.find(KeyOf{ns, key});
+  return it != known_.end() && it->second > stored;
+}
+
+uint64_t DataPlane::requests(DataOp op) const { return latency_[static_cast<int>(op)].count(); }
+
+uint64_t DataPlane::active_batch_leases() const {
+  absl::MutexLock lock(&mu_);
+  return leases_.size();
+}
+
+void DataPlane::Sweep() {
+  const absl::Time now = absl::Now();
+  std::vector<uint64_t> unpin;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.expires <= now) {
+        unpin.insert(unpin.end(), it->second.store_leases.begin(), it->second.store_leases.end());
+        leases_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    absl::erase_if(reservations_, [&](const auto& r) { return r.second.expires <= now; });
+  }
+  for (uint64_t l : unpin) (void)store_->Unpin(l);
+  store_->ExpireLeases();
+}
+
+absl::Status DataPlane::Start(CommitListener on_commit) {
+  on_commit_ = std::move(on_commit);
+  KVF_RETURN_IF_ERROR(Handle<protocol::RegisterNamespaceRequest>(
+      DataOp::kRegister, [this](const auto& r) { return OnRegister(r); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::LookupRequest>(DataOp::kLookup,
+                                                      [this](const auto& r) { return OnLookup(r); }));
+  KVF_RETURN_IF_ERROR(
+      Handle<protocol::GetRequest>(DataOp::kGet, [this](const auto& r) { return OnGet(r); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::ReleaseRequest>(
+      DataOp::kRelease, [this](const auto& r) { return OnRelease(r); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::ReserveRequest>(
+      DataOp::kReserve, [this](const auto& r) { return OnReserve(r); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::CommitRequest>(
+      DataOp::kCommit, [this](const auto& r) { return OnCommit(r); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::RemoveRequest>(
+      DataOp::kRemove, [this](const auto& r) { return OnRemove(r); }));
+  return Handle<protocol::InvalidateRequest>(DataOp::kInvalidate,
+                                             [this](const auto& r) { return OnInvalidate(r); });
+}
+
+template <typename Req, typename Fn>
+absl::Status DataPlane::Handle(DataOp op, Fn fn) {
+  return transport_->RegisterHandler(
+      static_cast<uint16_t>(Req::kType),
+      [this, op, fn](std::string_view bytes) -> absl::StatusOr<std::string> {
+        const absl::Time start = absl::Now();
+        const uint64_t epoch = this->epoch();
+        absl::StatusOr<Req> req = Req::Decode(bytes);
+        absl::StatusOr<std::string> out;
+        if (!req.ok()) {
+          ++bad_frames_;
+          absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
+          out = ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
+                    .Encode();
+        } else if (absl::Status s = op == DataOp::kRegister ? absl::OkStatus()
+                                                             : CheckHeader(req->header);
+                   !s.ok()) {
+          out = ErrorResponse::FromStatus(req->header, s, epoch).Encode();
+        } else {
+          out = fn(*req);
+          if (!out.ok()) out = ErrorResponse::FromStatus(req->header, out.status(), epoch).Encode();
+        }
+        if (!req.ok() || (out.ok() && protocol::DecodeHeader(*out).ok() &&
+                          protocol::DecodeHeader(*out)->type == protocol::FrameType::kErrorResponse)) {
+          ++errors_[static_cast<int>(op)];
+        }
+        latency_[static_cast<int>(op)].Record(absl::Now() - start);
+        return out;
+      });
+}
+
+absl::Status DataPlane::CheckHeader(const FrameHeader& h) const {
+  if (!serving_.load()) return absl::UnavailableError("agent is shutting down");
+  absl::MutexLock lock(&mu_);
+  auto it = specs_.find(h.namespace_id);
+  if (it == specs_.end()) {
+    return absl::NotFoundError(absl::StrCat("namespace ", absl::Hex(h.namespace_id),
+                                            " is not registered on node ", self_.load(),
+                                            "; send RegisterNamespaceRequest"));
+  }
+  const uint64_t fp = it->second.layout.Fingerprint();
+  if (fp != h.layout_fingerprint) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout fingerprint ", absl::Hex(h.layout_fingerprint), " differs from namespace ",
+        it->second.model_id, "'s ", absl::Hex(fp), " (", it->second.layout.DebugString(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataPlane::CheckOwner(const FrameHeader& h, const std::vector<uint64_t>& hashes,
+                                   std::string* wrong_owner_frame) {
+  std::shared_ptr<const Ownership> own = ownership();
+  const NodeId self = self_.load();
+  // No map yet, or the sender knows a newer one: trust the sender.
+  if (own->epoch() == 0 || h.sender_epoch > own->epoch() || self == kNoNode) {
+    return absl::OkStatus();
+  }
+  for (uint64_t hash : hashes) {
+    if (own->Owns(self, hash)) continue;
+    ++wrong_owner_;
+    const std::string why = absl::StrCat("node ", self, " does not own placement hash ",
+                                         absl::Hex(hash), " at epoch ", own->epoch());
+    KVF_ASSIGN_OR_RETURN(*wrong_owner_frame,
+                         ErrorResponse::WrongOwner(h, own->epoch(), why).Encode());
+    return absl::FailedPreconditionError(why);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> DataPlane::ArenaOffset(const BlockLocation& loc) const {
+  const auto* base = static_cast<const std::byte*>(arena_->data());
+  if (loc.address < base || loc.address + loc.size > base + arena_->size()) {
+    return absl::UnimplementedError(
+        absl::StrCat("block lives in the ", std::string(TierName(loc.tier)),
+                     " tier, which this agent does not expose to remote readers"));
+  }
+  return static_cast<uint64_t>(loc.address - base);
+}
+
+absl::StatusOr<std::string> DataPlane::OnRegister(const protocol::RegisterNamespaceRequest& r) {
+  if (!serving_.load()) return absl::UnavailableError("agent is shutting down");
+  KVF_ASSIGN_OR_RETURN(NamespaceId id, store_->RegisterNamespace(r.spec));
+  if (id != r.header.namespace_id) {
+    return absl::InvalidArgumentError("namespace id does not match its spec");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    specs_.emplace(id, r.spec);
+  }
+  return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r) {
+  std::string wrong;
+  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  std::vector<BlockKey> keys;
+  keys.reserve(r.keys.size());
+  for (const auto& k : r.keys) keys.push_back(k.key);
+  const std::vector<std::optional<BlockInfo>> found = store_->Lookup(r.header.namespace_id, keys);
+  protocol::LookupResponse resp;
+  resp.header = Reply(r.header, epoch());
+  resp.entries.resize(keys.size());
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!found[i]) continue;
+    auto it = known_.find(KeyOf{r.header.namespace_id, keys[i]});
+    if (it != known_.end() && it->second > found[i]->version) continue;  // stale: not held
+    resp.entries[i] = protocol::LookupEntry{true, found[i]->codec,
+                                            static_cast<uint32_t>(found[i]->size),
+                                            found[i]->version};
+  }
+  return resp.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r) {
+  std::string wrong;
+  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  const NamespaceId ns = r.header.namespace_id;
+  protocol::GetResponse resp;
+  resp.header = Reply(r.header, epoch());
+  resp.entries.resize(r.keys.size());
+  resp.descriptors.push_back(arena_->descriptor());
+  BatchLease batch;
+  batch.expires = absl::Now() + options_.get_lease;
+  for (size_t i = 0; i < r.keys.size(); ++i) {
+    protocol::GetEntry& e = resp.entries[i];
+    absl::StatusOr<Lease> lease = store_->Pin(ns, r.keys[i].key, options_.get_lease);
+    if (!lease.ok()) {
+      e.code = lease.status().code();
+      continue;
+    }
+    absl::StatusCode refuse = absl::StatusCode::kOk;
+    if (IsStale(ns, r.keys[i].key, lease->info.version)) {
+      ++stale_refusals_;
+      refuse = absl::StatusCode::kAborted;
+    } else if (r.has_min_version && lease->info.version < r.min_version) {
+      refuse = absl::StatusCode::kFailedPrecondition;
+    }
+    absl::StatusOr<uint64_t> offset = ArenaOffset(lease->location);
+    if (refuse == absl::StatusCode::kOk && !offset.ok()) refuse = offset.status().code();
+    if (refuse != absl::StatusCode::kOk) {
+      (void)store_->Unpin(lease->id);
+      e.code = refuse;
+      continue;
+    }
+    e.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(lease->info.size)};
+    e.version = lease->info.version;
+    e.codec = lease->info.codec;
+    batch.store_leases.push_back(lease->id);
+  }
+  resp.lease_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.get_lease));
+  if (!batch.store_leases.empty()) {
+    absl::MutexLock lock(&mu_);
+    resp.lease_id = next_lease_++;
+    leases_.emplace(resp.lease_id, std::move(batch));
+  }
+  absl::StatusOr<std::string> out = resp.Encode();
+  if (!out.ok() && resp.lease_id != 0) (void)OnRelease(protocol::ReleaseRequest{r.header, resp.lease_id});
+  return out;
+}
+
+absl::StatusOr<std::string> DataPlane::OnRelease(const protocol::ReleaseRequest& r) {
+  std::vector<uint64_t> unpin;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = leases_.find(r.lease_id);
+    if (it != leases_.end()) {
+      unpin = std::move(it->second.store_leases);
+      leases_.erase(it);
+    }
+  }
+  // An unknown lease already expired: releasing it is harmless.
+  for (uint64_t l : unpin) (void)store_->Unpin(l);
+  return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest& r) {
+  std::vector<uint64_t> hashes;
+  for (const auto& e : r.entries) hashes.push_back(e.placement_hash);
+  std::string wrong;
+  if (!CheckOwner(r.header, hashes, &wrong).ok()) return wrong;
+  const NamespaceId ns = r.header.namespace_id;
+  protocol::ReserveResponse resp;
+  resp.header = Reply(r.header, epoch());
+  resp.results.resize(r.entries.size());
+  resp.descriptors.push_back(arena_->descriptor());
+  const absl::Time expires = absl::Now() + options_.reservation_ttl;
+  for (size_t i = 0; i < r.entries.size(); ++i) {
+    const protocol::ReserveEntry& in = r.entries[i];
+    protocol::ReserveResult& out = resp.results[i];
+    if (in.has_version) {
+      // A copy from the primary or a migration: keep the newest only.
+      std::optional<BlockInfo> stored = store_->Lookup(ns, {&in.key, 1})[0];
+      if (stored && stored->version >= in.version) {
+        out.already_present = true;
+        out.version = stored->version;
+        continue;
+      }
+      if (IsStale(ns, in.key, in.version)) {
+        out.code = absl::StatusCode::kAborted;  // a newer version is already known
+        continue;
+      }
+    }
+    PutOptions options;
+    options.codec = in.codec;
+    options.mutable_entry = in.is_mutable;
+    options.parent = in.parent;
+    options.depth = in.depth;
+    options.placement_hash = in.placement_hash;
+    if (in.has_version) options.version = in.version;
+    absl::StatusOr<PutReservation> res =
+        store_->Reserve(ns, in.key, in.size, options, options_.reservation_ttl);
+    if (!res.ok()) {
+      out.code = res.status().code();
+      continue;
+    }
+    if (res->already_present) {
+      out.already_present = true;
+      out.version = res->version;
+      continue;
+    }
+    absl::StatusOr<uint64_t> offset = ArenaOffset(res->location);
+    if (!offset.ok()) {
+      (void)store_->Abort(res->id);
+      out.code = offset.status().code();
+      continue;
+    }
+    out.reservation_id = res->id;
+    out.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(res->location.size)};
+    absl::MutexLock lock(&mu_);
+    reservations_.emplace(res->id, Reservation{ns, in.key, in.placement_hash, expires});
+  }
+  return resp.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r) {
+  protocol::CommitResponse resp;
+  resp.header = Reply(r.header, epoch());
+  resp.results.resize(r.reservation_ids.size());
+  std::vector<CommitRecord> fanout;
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < r.reservation_ids.size(); ++i) {
+    const uint64_t id = r.reservation_ids[i];
+    Reservation res;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = reservations_.find(id);
+      if (it == reservations_.end() || it->second.ns != r.header.namespace_id) {
+        resp.results[i].code = absl::StatusCode::kNotFound;
+        continue;
+      }
+      res = it->second;
+      reservations_.erase(it);
+    }
+    absl::StatusOr<PutResult> put = store_->Commit(id);
+    if (!put.ok()) {
+      resp.results[i].code = put.status().code();
+      continue;
+    }
+    resp.results[i].version = put->version;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = known_.find(KeyOf{res.ns, res.key});
+      if (it != known_.end() && it->second <= put->version) known_.erase(it);
+    }
+    if (!r.no_fanout) fanout.push_back(CommitRecord{res.ns, res.key, res.placement_hash, put->version, now});
+  }
+  if (!fanout.empty() && on_commit_) on_commit_(std::move(fanout));
+  return resp.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r) {
+  std::string wrong;
+  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  protocol::RemoveResponse resp;
+  resp.header = Reply(r.header, epoch());
+  for (const auto& k : r.keys) {
+    resp.codes.push_back(store_->Remove(r.header.namespace_id, k.key).code());
+    absl::MutexLock lock(&mu_);
+    known_.erase(KeyOf{r.header.namespace_id, k.key});
+  }
+  return resp.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnInvalidate(const protocol::InvalidateRequest& r) {
+  const NamespaceId ns = r.header.namespace_id;
+  std::vector<BlockKey> keys;
+  for (const auto& inv : r.invalidations) keys.push_back(inv.key);
+  const std::vector<std::optional<BlockInfo>> stored = store_->Lookup(ns, keys);
+  std::vector<BlockKey> drop;
+  {
+    absl::MutexLock lock(&mu_);
+    if (known_.size() + keys.size() > kMaxKnownVersions) {
+      KVF_LOG(WARNING) << "agent: forgetting " << known_.size() / 2 << " known versions";
+      size_t n = known_.size() / 2;
+      for (auto it = known_.begin(); it != known_.end() && n > 0; --n) known_.erase(it++);
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const Version& v = r.invalidations[i].version;
+      if (stored[i] && stored[i]->version >= v) continue;
+      Version& known = known_[KeyOf{ns, keys[i]}];
+      known = std::max(known, v);
+      if (stored[i]) drop.push_back(keys[i]);
+    }
+  }
+  // Free stale copies now (a pinned one is dropped by its next refresh).
+  for (const BlockKey& k : drop) (void)store_->Remove(ns, k);
+  return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
+}
+
+}  // namespace kvf

@@ -1,0 +1,184 @@
+// The agent's data plane: the handlers for every request frame of
+// node/protocol/frames.h, served over transport/ messages against the shard
+// store (docs/data-path.md).
+//
+//  * Every request names a namespace the agent was told of
+//    (RegisterNamespaceRequest; NOT_FOUND otherwise) with the namespace's
+//    layout fingerprint (INVALID_ARGUMENT otherwise), and keys this agent owns
+//    at its map epoch (WRONG_OWNER with the epoch otherwise; a sender with a
+//    newer map is trusted).
+//  * Get pins every block under one batch lease and hands out offsets into the
+//    transport-registered arena; Release (or the lease's expiry) unpins.
+//  * Reserve/Commit are the store's two-phase put with the arena as the RMA
+//    target. A client commit (no_fanout = false) hands the committed keys to
+//    the commit listener (the replicator), which invalidates and syncs the
+//    other owners.
+//  * Invalidate records a newer version than the stored one: the stale copy is
+//    never served again (Get answers ABORTED for it, Lookup says not held) and
+//    is dropped when unpinned.
+//
+// Handlers run on the transport's progress thread: they only take this
+// class's and the store's mutexes, never block on the network.
+// Thread-safe.
+#ifndef KVF_NODE_AGENT_DATA_PLANE_H_
+#define KVF_NODE_AGENT_DATA_PLANE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/cluster_map.h"
+#include "common/latency_histogram.h"
+#include "common/namespace.h"
+#include "common/placement.h"
+#include "node/protocol/frames.h"
+#include "node/shard_store.h"
+#include "transport/transport.h"
+
+namespace kvf {
+
+// One committed block a replica must hear about.
+struct CommitRecord {
+  NamespaceId ns = 0;
+  BlockKey key;
+  uint64_t placement_hash = 0;
+  Version version;
+  absl::Time committed;
+};
+
+// Who owns what at one map epoch.
+struct Ownership {
+  ClusterMap map;
+  std::optional<Placement> read;    // active + draining nodes
+  std::optional<Placement> target;  // active + joining nodes
+  uint64_t epoch() const { return map.epoch; }
+  // Whether `node` holds (or is receiving) data for `hash` at this epoch.
+  bool Owns(NodeId node, uint64_t hash) const;
+  // Every owner of `hash` under either placement, read owners first.
+  OwnerList Owners(uint64_t hash) const;
+};
+
+enum class DataOp { kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister };
+inline constexpr int kNumDataOps = 8;
+std::string_view DataOpName(DataOp op);
+
+struct DataPlaneOptions {
+  absl::Duration get_lease = absl::Seconds(10);
+  absl::Duration reservation_ttl = absl::Seconds(10);
+};
+
+class DataPlane {
+ public:
+  using CommitListener = std::function<void(std::vector<CommitRecord>)>;
+
+  // `arena` is the store's host tier, registered with `transport`; every
+  // block location handed out is an offset into it.
+  DataPlane(ShardStore* store, Transport* transport, const MemoryRegion* arena,
+            DataPlaneOptions options);
+  ~DataPlane();
+  DataPlane(const DataPlane&) = delete;
+  DataPlane& operator=(const DataPlane&) = delete;
+
+  // Installs the handlers on the transport.
+  absl::Status Start(CommitListener on_commit);
+
+  void SetSelf(NodeId self) { self_.store(self); }
+  NodeId self() const { return self_.load(); }
+  // Installs a newer map (older ones are ignored).
+  absl::Status SetMap(const ClusterMap& map);
+  std::shared_ptr<const Ownership> ownership() const;
+  uint64_t epoch() const;
+
+  // While false, every request is answered UNAVAILABLE ("shutting down").
+  void SetServing(bool serving) { serving_.store(serving); }
+
+  std::optional<NamespaceSpec> Spec(NamespaceId ns) const;
+  // Whether a version newer than `stored` is known for the key.
+  bool IsStale(NamespaceId ns, const BlockKey& key, const Version& stored) const;
+
+  // Expires batch leases and reservations past their deadline.
+  void Sweep();
+
+  const MemoryRegion& arena() const { return *arena_; }
+  const LatencyHistogram& latency(DataOp op) const { return latency_[static_cast<int>(op)]; }
+  uint64_t requests(DataOp op) const;
+  uint64_t wrong_owner() const { return wrong_owner_.load(); }
+  uint64_t bad_frames() const { return bad_frames_.load(); }
+  uint64_t stale_refusals() const { return stale_refusals_.load(); }
+  uint64_t active_batch_leases() const;
+
+ private:
+  struct BatchLease {
+    std::vector<uint64_t> store_leases;
+    absl::Time expires;
+  };
+  struct Reservation {
+    NamespaceId ns = 0;
+    BlockKey key;
+    uint64_t placement_hash = 0;
+    absl::Time expires;
+  };
+  struct KeyOf {
+    NamespaceId ns;
+    BlockKey key;
+    friend bool operator==(const KeyOf&, const KeyOf&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const KeyOf& k) {
+      return H::combine(std::move(h), k.ns, k.key);
+    }
+  };
+
+  template <typename Req, typename Fn>
+  absl::Status Handle(DataOp op, Fn fn);
+  // Namespace, fingerprint and serving checks common to every request.
+  absl::Status CheckHeader(const protocol::FrameHeader& h) const;
+  // OK, or the WRONG_OWNER error frame's status for the first foreign hash.
+  absl::Status CheckOwner(const protocol::FrameHeader& h, const std::vector<uint64_t>& hashes,
+                          std::string* wrong_owner_frame);
+  absl::StatusOr<uint64_t> ArenaOffset(const BlockLocation& loc) const;
+
+  absl::StatusOr<std::string> OnRegister(const protocol::RegisterNamespaceRequest& r);
+  absl::StatusOr<std::string> OnLookup(const protocol::LookupRequest& r);
+  absl::StatusOr<std::string> OnGet(const protocol::GetRequest& r);
+  absl::StatusOr<std::string> OnRelease(const protocol::ReleaseRequest& r);
+  absl::StatusOr<std::string> OnReserve(const protocol::ReserveRequest& r);
+  absl::StatusOr<std::string> OnCommit(const protocol::CommitRequest& r);
+  absl::StatusOr<std::string> OnRemove(const protocol::RemoveRequest& r);
+  absl::StatusOr<std::string> OnInvalidate(const protocol::InvalidateRequest& r);
+
+  ShardStore* const store_;
+  Transport* const transport_;
+  const MemoryRegion* const arena_;
+  const DataPlaneOptions options_;
+  CommitListener on_commit_;
+  std::atomic<NodeId> self_{kNoNode};
+  std::atomic<bool> serving_{true};
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Ownership> ownership_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<NamespaceId, NamespaceSpec> specs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, BatchLease> leases_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, Reservation> reservations_ ABSL_GUARDED_BY(mu_);
+  // Newest version heard of (Invalidate) for keys whose stored copy is older.
+  absl::flat_hash_map<KeyOf, Version> known_ ABSL_GUARDED_BY(mu_);
+
+  std::array<LatencyHistogram, kNumDataOps> latency_;
+  std::array<std::atomic<uint64_t>, kNumDataOps> errors_{};
+  std::atomic<uint64_t> wrong_owner_{0};
+  std::atomic<uint64_t> bad_frames_{0};
+  std::atomic<uint64_t> stale_refusals_{0};
+};
+
+}  // namespace kvf
+
+#endif  // KVF_NODE_AGENT_DATA_PLANE_H_

@@ -1,0 +1,158 @@
+// kvf-agent: a shard agent of a kvfabric cluster (docs/agent.md). Joins the
+// coordinator, serves the data plane over UCX, prints
+//   kvf-agent ready node=ID control=HOST:PORT http=HOST:PORT
+// on stdout once it serves, and on SIGTERM/SIGINT stops serving and (with
+// --leave_on_exit, the default) leaves the cluster.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "common/status_macros.h"
+#include "google/protobuf/text_format.h"
+#include "node/agent/agent.h"
+#include "proto/agent_config.pb.h"
+
+ABSL_FLAG(std::string, config, "", "textproto kvf.proto.AgentConfig; flags override it");
+ABSL_FLAG(std::string, coordinator, "", "kvf-coordinator host:port");
+ABSL_FLAG(std::string, token, "", "the cluster token");
+ABSL_FLAG(std::string, token_file, "", "file holding the cluster token (instead of --token)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "AgentControl gRPC host:port; port 0 picks one");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:0", "/metrics and /healthz; empty turns it off");
+ABSL_FLAG(std::string, failure_domain, "", "rack/host/zone replicas avoid sharing; default host name");
+ABSL_FLAG(uint64_t, host_bytes, uint64_t{1} << 30, "bytes of host memory for blocks");
+ABSL_FLAG(std::string, eviction_policy, "lru", "lru, lfu, fifo, s3fifo, chain or chain-lru");
+ABSL_FLAG(std::string, ucx_tls, "", "UCX transports (UCX_TLS syntax); empty lets UCX choose");
+ABSL_FLAG(uint32_t, node_id, 0, "re-join with this node id (after a restart)");
+ABSL_FLAG(uint64_t, get_lease_ms, 10000, "read leases expire after this many milliseconds");
+ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the node goes down)");
+
+namespace kvf {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+// The config file first, then every flag that differs from its default.
+absl::StatusOr<proto::AgentConfig> LoadConfig() {
+  proto::AgentConfig c;
+  c.set_listen("127.0.0.1:0");
+  c.set_http_listen("127.0.0.1:0");
+  c.set_host_bytes(uint64_t{1} << 30);
+  c.set_eviction_policy("lru");
+  c.set_get_lease_ms(10000);
+  c.set_leave_on_exit(true);
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    KVF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    proto::AgentConfig file;
+    if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not an AgentConfig textproto"));
+    }
+    c.MergeFrom(file);
+    if (text.find("leave_on_exit") != std::string::npos) c.set_leave_on_exit(file.leave_on_exit());
+  }
+  auto set_str = [](const auto& flag, const char* def, std::string* field) {
+    if (std::string v = absl::GetFlag(flag); v != def) *field = v;
+  };
+  set_str(FLAGS_coordinator, "", c.mutable_coordinator());
+  set_str(FLAGS_token, "", c.mutable_token());
+  set_str(FLAGS_token_file, "", c.mutable_token_file());
+  set_str(FLAGS_listen, "127.0.0.1:0", c.mutable_listen());
+  set_str(FLAGS_http_listen, "127.0.0.1:0", c.mutable_http_listen());
+  set_str(FLAGS_failure_domain, "", c.mutable_failure_domain());
+  set_str(FLAGS_eviction_policy, "lru", c.mutable_eviction_policy());
+  set_str(FLAGS_ucx_tls, "", c.mutable_ucx_tls());
+  if (absl::GetFlag(FLAGS_host_bytes) != (uint64_t{1} << 30)) {
+    c.set_host_bytes(absl::GetFlag(FLAGS_host_bytes));
+  }
+  if (absl::GetFlag(FLAGS_node_id) != 0) c.set_node_id(absl::GetFlag(FLAGS_node_id));
+  if (absl::GetFlag(FLAGS_get_lease_ms) != 10000) c.set_get_lease_ms(absl::GetFlag(FLAGS_get_lease_ms));
+  if (!absl::GetFlag(FLAGS_leave_on_exit)) c.set_leave_on_exit(false);
+  if (!c.token_file().empty()) {
+    KVF_ASSIGN_OR_RETURN(std::string t, ReadFile(c.token_file()));
+    c.set_token(std::string(absl::StripAsciiWhitespace(t)));
+  }
+  if (c.coordinator().empty()) {
+    return absl::InvalidArgumentError("--coordinator=HOST:PORT is required");
+  }
+  if (c.token().empty()) {
+    return absl::InvalidArgumentError("a cluster token is required (--token or --token_file)");
+  }
+  if (c.host_bytes() < (uint64_t{16} << 20)) {
+    return absl::InvalidArgumentError("--host_bytes must be at least 16 MiB");
+  }
+  if (c.get_lease_ms() == 0) return absl::InvalidArgumentError("--get_lease_ms must be positive");
+  return c;
+}
+
+int Run() {
+  absl::StatusOr<proto::AgentConfig> c = LoadConfig();
+  if (!c.ok()) {
+    std::fprintf(stderr, "kvf-agent: %s\n", std::string(c.status().message()).c_str());
+    return 2;
+  }
+  AgentOptions options;
+  options.coordinator = c->coordinator();
+  options.token = c->token();
+  options.listen = c->listen();
+  options.http_listen = c->http_listen();
+  options.failure_domain = c->failure_domain();
+  options.host_bytes = c->host_bytes();
+  options.eviction_policy = c->eviction_policy();
+  options.ucx_tls = c->ucx_tls();
+  options.node_id = c->node_id();
+  options.get_lease = absl::Milliseconds(c->get_lease_ms());
+  absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(options);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "kvf-agent: %s\n", agent.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("kvf-agent ready node=%u control=%s http=%s\n", (*agent)->node_id(),
+              (*agent)->control_address().c_str(),
+              (*agent)->http_address().empty() ? "off" : (*agent)->http_address().c_str());
+  std::fflush(stdout);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  KVF_LOG(INFO) << "kvf-agent: signal " << sig << ", shutting down";
+  (*agent)->Shutdown(c->leave_on_exit());
+  agent->reset();
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvf
+
+int main(int argc, char** argv) {
+  kvf::ConfigureProcessForServing();
+  // Block the stop signals in every thread (UCX's and gRPC's included); Run()
+  // waits for them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  absl::SetProgramUsageMessage(
+      "kvf-agent --coordinator=HOST:PORT --token_file=FILE [--host_bytes=N] ...");
+  absl::ParseCommandLine(argc, argv);
+  return kvf::Run();
+}

@@ -1,0 +1,88 @@
+// An agent's connections to the other agents of the cluster, by node id:
+// connected lazily from the cluster map's data addresses, replaced when a
+// node's address changes (it restarted), with imported remote arenas cached
+// per connection and namespaces announced once per peer. Used by the
+// replicator (invalidations, lazy sync) and the migrator (block streaming).
+//
+// Thread-safe. Never called from the transport's progress thread (it blocks).
+#ifndef KVF_NODE_AGENT_PEER_LINKS_H_
+#define KVF_NODE_AGENT_PEER_LINKS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/cluster_map.h"
+#include "common/namespace.h"
+#include "node/protocol/frames.h"
+#include "node/protocol/reply.h"
+#include "transport/transport.h"
+
+namespace kvf {
+
+class PeerLinks {
+ public:
+  explicit PeerLinks(Transport* transport) : transport_(transport) {}
+  ~PeerLinks();
+  PeerLinks(const PeerLinks&) = delete;
+  PeerLinks& operator=(const PeerLinks&) = delete;
+
+  // Learns every node's data address (base64 in the map).
+  void UpdateMap(const ClusterMap& map);
+  // Adds or replaces one node's address (a migration task names it).
+  void SetAddress(NodeId node, const std::string& data_address);
+
+  // Sends `request` (a frame struct with Encode) to `node` and decodes the
+  // typed answer. Announces `spec`'s namespace to the node first, once per
+  // connection, and again when the node answers NOT_FOUND (it restarted).
+  template <typename Resp, typename Req>
+  absl::StatusOr<Resp> Exchange(NodeId node, const NamespaceSpec& spec, const Req& request,
+                                absl::Time deadline) {
+    auto bytes = request.Encode();
+    if (!bytes.ok()) return bytes.status();
+    for (int attempt = 0;; ++attempt) {
+      auto raw = Call(node, spec, static_cast<uint16_t>(Req::kType), *bytes, deadline);
+      if (!raw.ok()) return raw.status();
+      auto reply = protocol::DecodeReply<Resp>(*raw);
+      if (reply.ok() || attempt > 0 || !absl::IsNotFound(reply.status())) return reply;
+      ForgetNamespaces(node);
+    }
+  }
+
+  // The node's arena for one-sided access, imported once per connection.
+  // Shared: a reconnect drops the cache while transfers may still hold it.
+  absl::StatusOr<std::shared_ptr<const RemoteRegion>> Import(NodeId node, const RemoteDescriptor& descriptor,
+                                             absl::Time deadline);
+
+  // After a transfer or call failure: the next use reconnects.
+  void Reset(NodeId node);
+
+ private:
+  struct Link {
+    std::string address;  // raw worker address
+    PeerId peer = 0;
+    bool connected = false;
+    bool broken = false;
+    absl::flat_hash_set<NamespaceId> announced;
+    absl::flat_hash_map<uint64_t, std::shared_ptr<const RemoteRegion>> imports;  // by region id
+  };
+
+  absl::StatusOr<std::string> Call(NodeId node, const NamespaceSpec& spec, uint16_t type,
+                                   const std::string& frame, absl::Time deadline);
+  absl::StatusOr<PeerId> PeerLocked(NodeId node, Link& link) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetNamespaces(NodeId node);
+
+  Transport* const transport_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<NodeId, Link> links_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvf
+
+#endif  // KVF_NODE_AGENT_PEER_LINKS_H_

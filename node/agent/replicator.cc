@@ -1,0 +1,226 @@
+#include "node/agent/replicator.h"
+
+#include <map>
+#include <pthread.h>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace kvf {
+
+Replicator::Replicator(ShardStore* store, DataPlane* data_plane, PeerLinks* peers,
+                       Transport* transport, ReplicatorOptions options)
+    : store_(store),
+      data_plane_(data_plane),
+      peers_(peers),
+      transport_(transport),
+      options_(options),
+      thread_([this] { Run(); }) {}
+
+Replicator::~Replicator() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void Replicator::Enqueue(std::vector<CommitRecord> records) {
+  absl::MutexLock lock(&mu_);
+  queue_.insert(queue_.end(), std::make_move_iterator(records.begin()),
+                std::make_move_iterator(records.end()));
+}
+
+size_t Replicator::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
+void Replicator::Run() {
+  pthread_setname_np(pthread_self(), "kvf-sync");
+  for (;;) {
+    std::vector<CommitRecord> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stop_) return;
+      batch.swap(queue_);
+    }
+    Process(std::move(batch));
+  }
+}
+
+void Replicator::Process(std::vector<CommitRecord> batch) {
+  std::shared_ptr<const Ownership> own = data_plane_->ownership();
+  const NodeId self = data_plane_->self();
+  // (replica, namespace) -> the records it must hear about.
+  std::map<std::pair<NodeId, NamespaceId>, std::vector<const CommitRecord*>> work;
+  for (const CommitRecord& r : batch) {
+    for (NodeId owner : own->Owners(r.placement_hash)) {
+      if (owner != self) work[{owner, r.ns}].push_back(&r);
+    }
+  }
+  if (work.empty()) return;
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  // 1. Invalidations, at once.
+  absl::flat_hash_map<const CommitRecord*, int> acked;
+  for (auto& [target, records] : work) {
+    const auto [node, ns] = target;
+    std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
+    if (!spec) continue;
+    for (size_t start = 0; start < records.size(); start += protocol::kMaxInvalidations) {
+      const size_t end = std::min(records.size(), start + protocol::kMaxInvalidations);
+      protocol::InvalidateRequest req;
+      req.header = {.request_id = 0, .sender_epoch = own->epoch(), .namespace_id = ns,
+                    .layout_fingerprint = spec->layout.Fingerprint()};
+      for (size_t i = start; i < end; ++i) {
+        req.invalidations.push_back({records[i]->key, records[i]->version});
+      }
+      auto ack = peers_->Exchange<protocol::AckResponse>(node, *spec, req, deadline);
+      if (!ack.ok()) {
+        ++sync_failures_;
+        KVF_LOG(WARNING) << "sync: invalidation to node " << node << " failed: " << ack.status();
+        continue;
+      }
+      for (size_t i = start; i < end; ++i) ++acked[records[i]];
+    }
+  }
+  const absl::Time invalidated = absl::Now();
+  for (const auto& [r, n] : acked) invalidation_latency_.Record(invalidated - r->committed);
+
+  // 2. The data, lazily: give concurrent commits a moment to join the batch.
+  if (options_.sync_delay > absl::ZeroDuration()) absl::SleepFor(options_.sync_delay);
+  for (auto& [target, records] : work) {
+    const auto [node, ns] = target;
+    std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
+    if (!spec) continue;
+    std::vector<StoredBlock> blocks;
+    for (const CommitRecord* r : records) {
+      StoredBlock b;
+      b.ns = ns;
+      b.key = r->key;
+      b.placement_hash = r->placement_hash;
+      b.info.version = r->version;
+      blocks.push_back(b);
+    }
+    absl::StatusOr<PushResult> pushed = Push(node, *spec, blocks);
+    if (!pushed.ok()) {
+      ++sync_failures_;
+      KVF_LOG(WARNING) << "sync: push to node " << node << " failed: " << pushed.status();
+      continue;
+    }
+    const absl::Time done = absl::Now();
+    for (const CommitRecord* r : records) sync_latency_.Record(done - r->committed);
+  }
+}
+
+absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec,
+                                            absl::Span<const StoredBlock> blocks) {
+  PushResult result;
+  const NamespaceId ns = spec.Id();
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  const protocol::FrameHeader header{.request_id = 0, .sender_epoch = data_plane_->epoch(),
+                                     .namespace_id = ns,
+                                     .layout_fingerprint = spec.layout.Fingerprint()};
+  for (size_t start = 0; start < blocks.size(); start += protocol::kMaxReserveKeys) {
+    const size_t end = std::min(blocks.size(), start + protocol::kMaxReserveKeys);
+    // Pin what is still here (and still the version we mean to send).
+    std::vector<Lease> leases;
+    protocol::ReserveRequest reserve;
+    reserve.header = header;
+    for (size_t i = start; i < end; ++i) {
+      absl::StatusOr<Lease> lease = store_->Pin(ns, blocks[i].key, options_.timeout);
+      if (!lease.ok()) continue;
+      if (blocks[i].info.version != Version{} && lease->info.version < blocks[i].info.version) {
+        (void)store_->Unpin(lease->id);
+        continue;
+      }
+      protocol::ReserveEntry e;
+      e.key = blocks[i].key;
+      e.placement_hash = blocks[i].placement_hash;
+      e.size = static_cast<uint32_t>(lease->info.size);
+      e.codec = lease->info.codec;
+      e.is_mutable = blocks[i].mutable_entry || lease->info.version.counter > 0;
+      e.has_version = true;
+      e.version = lease->info.version;
+      reserve.entries.push_back(e);
+      leases.push_back(*std::move(lease));
+    }
+    auto unpin = [&] {
+      for (const Lease& l : leases) (void)store_->Unpin(l.id);
+    };
+    if (reserve.entries.empty()) continue;
+    absl::StatusOr<protocol::ReserveResponse> reserved =
+        peers_->Exchange<protocol::ReserveResponse>(to, spec, reserve, deadline);
+    if (!reserved.ok()) {
+      unpin();
+      return reserved.status();
+    }
+    protocol::CommitRequest commit;
+    commit.header = header;
+    commit.no_fanout = true;
+    std::vector<std::unique_ptr<TransferRequest>> posted;
+    absl::Status failed;
+    // One batch per destination descriptor (an agent has one arena).
+    std::map<uint32_t, TransferBatch> batches;
+    std::map<uint32_t, std::shared_ptr<const RemoteRegion>> regions;
+    for (size_t i = 0; i < reserved->results.size() && i < leases.size(); ++i) {
+      const protocol::ReserveResult& r = reserved->results[i];
+      if (r.code != absl::StatusCode::kOk) continue;
+      if (r.already_present) {
+        ++result.blocks;
+        continue;
+      }
+      const uint32_t d = r.location.descriptor_index;
+      if (!regions.contains(d)) {
+        absl::StatusOr<std::shared_ptr<const RemoteRegion>> region =
+            peers_->Import(to, reserved->descriptors[d], deadline);
+        if (!region.ok()) {
+          failed = region.status();
+          break;
+        }
+        regions[d] = *region;
+        TransferBatch& b = batches[d];
+        b.kind = TransferKind::kPut;
+        b.remote = regions[d].get();
+        b.local_region = &data_plane_->arena();
+      }
+      batches[d].ops.push_back(TransferOp{leases[i].location.address, r.location.size,
+                                          r.location.offset});
+      commit.reservation_ids.push_back(r.reservation_id);
+      result.bytes += r.location.size;
+    }
+    for (auto& [d, batch] : batches) {
+      if (!failed.ok()) break;
+      absl::StatusOr<std::unique_ptr<TransferRequest>> req = transport_->Post(std::move(batch));
+      if (!req.ok()) {
+        failed = req.status();
+        break;
+      }
+      posted.push_back(*std::move(req));
+    }
+    for (auto& req : posted) {
+      absl::Status s = req->Wait(deadline);
+      if (!s.ok() && failed.ok()) failed = s;
+    }
+    posted.clear();
+    unpin();
+    if (!failed.ok()) {
+      peers_->Reset(to);
+      return failed;
+    }
+    if (commit.reservation_ids.empty()) continue;
+    KVF_ASSIGN_OR_RETURN(protocol::CommitResponse committed,
+                         peers_->Exchange<protocol::CommitResponse>(to, spec, commit, deadline));
+    for (const protocol::CommitResult& c : committed.results) {
+      if (c.code == absl::StatusCode::kOk) ++result.blocks;
+    }
+  }
+  return result;
+}
+
+}  // namespace kvf

@@ -1,0 +1,89 @@
+// Versioned lazy sync, the primary's side (docs/data-path.md, "Coherency"):
+// committed keys are queued; a named thread sends every other owner an
+// invalidation for them at once (one InvalidateRequest per owner and
+// namespace), then pushes the blocks themselves in batches (Reserve with the
+// primary's version, one-sided put from this agent's arena, Commit without
+// further fan-out). Push() is also how the migrator streams a key range to
+// its new owner.
+//
+// A replica that is down or refuses is skipped: the coordinator re-replicates
+// after a failure, and a replica that missed an invalidation never held the
+// key or is caught by a later one. Thread-safe.
+#ifndef KVF_NODE_AGENT_REPLICATOR_H_
+#define KVF_NODE_AGENT_REPLICATOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/latency_histogram.h"
+#include "node/agent/data_plane.h"
+#include "node/agent/peer_links.h"
+#include "node/shard_store.h"
+
+namespace kvf {
+
+struct ReplicatorOptions {
+  // How long the data push waits to gather more keys after the invalidations
+  // went out (the "lazy" in lazy sync). Invalidations never wait.
+  absl::Duration sync_delay = absl::Microseconds(200);
+  absl::Duration timeout = absl::Seconds(5);
+};
+
+// What one Push achieved.
+struct PushResult {
+  uint64_t blocks = 0;  // now held by the destination (written or already there)
+  uint64_t bytes = 0;   // written
+};
+
+class Replicator {
+ public:
+  Replicator(ShardStore* store, DataPlane* data_plane, PeerLinks* peers, Transport* transport,
+             ReplicatorOptions options);
+  ~Replicator();  // stops the thread; queued work is dropped
+  Replicator(const Replicator&) = delete;
+  Replicator& operator=(const Replicator&) = delete;
+
+  // Non-blocking: called from the commit handler.
+  void Enqueue(std::vector<CommitRecord> records);
+
+  // Copies `blocks` (all of namespace `spec`) to node `to`, keeping their
+  // versions. Blocks evicted meanwhile are skipped. Blocks the destination
+  // refused are counted out of PushResult::blocks.
+  absl::StatusOr<PushResult> Push(NodeId to, const NamespaceSpec& spec,
+                                  absl::Span<const StoredBlock> blocks);
+
+  size_t queued() const;
+  // Commit -> every other owner acknowledged the invalidation.
+  const LatencyHistogram& invalidation_latency() const { return invalidation_latency_; }
+  // Commit -> every other owner holds the new version.
+  const LatencyHistogram& sync_latency() const { return sync_latency_; }
+  uint64_t sync_failures() const { return sync_failures_.load(); }
+
+ private:
+  void Run();
+  void Process(std::vector<CommitRecord> batch);
+
+  ShardStore* const store_;
+  DataPlane* const data_plane_;
+  PeerLinks* const peers_;
+  Transport* const transport_;
+  const ReplicatorOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::vector<CommitRecord> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  LatencyHistogram invalidation_latency_;
+  LatencyHistogram sync_latency_;
+  std::atomic<uint64_t> sync_failures_{0};
+  std::thread thread_;
+};
+
+}  // namespace kvf
+
+#endif  // KVF_NODE_AGENT_REPLICATOR_H_

@@ -1,0 +1,22 @@
+// The cluster token on gRPC calls: every Coordinator and AgentControl RPC
+// carries it as 'authorization: Bearer <token>' (or 'x-kvf-token').
+#ifndef KVF_PROTO_AUTH_H_
+#define KVF_PROTO_AUTH_H_
+
+#include <string>
+
+#include "grpcpp/client_context.h"
+#include "grpcpp/server_context.h"
+
+namespace kvf {
+
+// True when `ctx` carries `token` in either accepted header. An empty
+// `token` never matches. Compares in constant time.
+bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token);
+
+// Adds `token` to an outgoing call.
+void AddClusterToken(grpc::ClientContext* ctx, const std::string& token);
+
+}  // namespace kvf
+
+#endif  // KVF_PROTO_AUTH_H_
