@@ -365,6 +365,44 @@ INSTANTIATE_TEST_SUITE_P(Policies, ShardStoreTest, ::testing::ValuesIn(AllPolici
                            return name;
                          });
 
+TEST_P(ShardStoreTest, ScanReportsBlocksByPlacementHash) {
+  for (uint64_t i = 0; i < 8; ++i) {
+    PutOptions o;
+    o.placement_hash = 1000 + i;
+    ASSERT_TRUE(PutKey(i, 0, o).ok());
+  }
+  const std::vector<StoredBlock> odd =
+      store_->Scan([](uint64_t h) { return h >= 1000 && h % 2 == 1; });
+  ASSERT_EQ(odd.size(), 4u);
+  for (const StoredBlock& b : odd) {
+    EXPECT_EQ(b.ns, ns_);
+    EXPECT_EQ(b.placement_hash % 2, 1u);
+    EXPECT_EQ(b.info.size, 4 * kKiB);
+    EXPECT_EQ(b.key, Key(b.placement_hash - 1000));
+  }
+  EXPECT_TRUE(store_->Scan([](uint64_t) { return false; }).empty());
+}
+
+TEST(ShardStore, BorrowedHostMemoryHoldsTheBlocks) {
+  std::vector<std::byte> arena(256 * kKiB + 64);
+  std::byte* base = arena.data() + (64 - reinterpret_cast<uintptr_t>(arena.data()) % 64) % 64;
+  ShardStoreOptions o;
+  o.host_bytes = 256 * kKiB;
+  o.host_memory = base;
+  o.slab_bytes = 64 * kKiB;
+  auto store = ShardStore::Create(o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const NamespaceId ns = *(*store)->RegisterNamespace(SmallNs());
+  const auto data = Payload(Key(7), 0);
+  ASSERT_TRUE((*store)->Put(ns, Key(7), data).ok());
+  auto lease = (*store)->Pin(ns, Key(7));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_GE(lease->location.address, base);
+  EXPECT_LE(lease->location.address + data.size(), base + o.host_bytes);
+  EXPECT_EQ(std::memcmp(lease->location.address, data.data(), data.size()), 0);
+  ASSERT_TRUE((*store)->Unpin(lease->id).ok());
+}
+
 TEST(ShardStore, CreateRejectsBadOptions) {
   ShardStoreOptions o;
   o.host_bytes = 0;
