@@ -16,10 +16,12 @@ namespace kvf {
 
 class LatencyHistogram {
  public:
-  // Upper bounds in microseconds: 1, 2, 5, 10, ... 10 s, then +Inf.
-  static constexpr std::array<uint64_t, 22> kBoundsUs = {
-      1,     2,     5,      10,     20,     50,      100,     200,     500,     1000,    2000,
-      5000,  10000, 20000,  50000,  100000, 200000,  500000,  1000000, 2000000, 5000000, 10000000};
+  // Upper bounds in microseconds, 1 µs to 10 s (finer where the data path's
+  // targets are: 100-300 µs), then +Inf.
+  static constexpr std::array<uint64_t, 28> kBoundsUs = {
+      1,     2,     5,     10,     20,     30,     50,     75,      100,     150,
+      200,   300,   500,   750,    1000,   2000,   5000,   10000,   20000,   50000,
+      100000, 200000, 500000, 1000000, 2000000, 5000000, 10000000, 30000000};
 
   void Record(absl::Duration d);
 

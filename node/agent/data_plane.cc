@@ -149,8 +149,9 @@ void DataPlane::Sweep() {
   store_->ExpireLeases();
 }
 
-absl::Status DataPlane::Start(CommitListener on_commit) {
+absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove) {
   on_commit_ = std::move(on_commit);
+  on_remove_ = std::move(on_remove);
   KVF_RETURN_IF_ERROR(Handle<protocol::RegisterNamespaceRequest>(
       DataOp::kRegister, [this](const auto& r) { return OnRegister(r); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::LookupRequest>(DataOp::kLookup,
@@ -445,6 +446,11 @@ absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r
   if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
   protocol::RemoveResponse resp;
   resp.header = Reply(r.header, epoch());
+  if (on_remove_) {
+    std::vector<BlockKey> keys;
+    for (const auto& k : r.keys) keys.push_back(k.key);
+    on_remove_(r.header.namespace_id, keys);
+  }
   for (const auto& k : r.keys) {
     resp.codes.push_back(store_->Remove(r.header.namespace_id, k.key).code());
     absl::MutexLock lock(&mu_);

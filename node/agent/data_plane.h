@@ -79,6 +79,8 @@ struct DataPlaneOptions {
 class DataPlane {
  public:
   using CommitListener = std::function<void(std::vector<CommitRecord>)>;
+  // Keys removed by a client: queued replica syncs of them are dropped.
+  using RemoveListener = std::function<void(NamespaceId, const std::vector<BlockKey>&)>;
 
   // `arena` is the store's host tier, registered with `transport`; every
   // block location handed out is an offset into it.
@@ -89,7 +91,7 @@ class DataPlane {
   DataPlane& operator=(const DataPlane&) = delete;
 
   // Installs the handlers on the transport.
-  absl::Status Start(CommitListener on_commit);
+  absl::Status Start(CommitListener on_commit, RemoveListener on_remove = nullptr);
 
   void SetSelf(NodeId self) { self_.store(self); }
   NodeId self() const { return self_.load(); }
@@ -160,6 +162,7 @@ class DataPlane {
   const MemoryRegion* const arena_;
   const DataPlaneOptions options_;
   CommitListener on_commit_;
+  RemoveListener on_remove_;
   std::atomic<NodeId> self_{kNoNode};
   std::atomic<bool> serving_{true};
 

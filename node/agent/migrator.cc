@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "common/logging.h"
 
 namespace kvf {
@@ -106,6 +107,15 @@ std::vector<proto::TaskProgress> Migrator::Execute(std::vector<proto::MigrationT
       std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
       if (!spec) continue;  // never registered here: nothing stored either
       absl::StatusOr<PushResult> pushed = replicator_->Push(tasks[i].to_node(), *spec, list);
+      if (!pushed.ok() && absl::IsFailedPrecondition(pushed.status()) &&
+          absl::StrContains(pushed.status().message(), "WRONG_OWNER")) {
+        // The map moved on since the task was planned: the destination no
+        // longer owns the range. The copies stay here; a newer map brings
+        // its own tasks. Report the task finished so nobody waits on it.
+        KVF_LOG(INFO) << "migration task " << tasks[i].task_id() << " is obsolete: "
+                      << pushed.status().message();
+        break;
+      }
       if (!pushed.ok()) {
         error = std::string(pushed.status().message());
         break;

@@ -1,5 +1,6 @@
 #include "node/agent/replicator.h"
 
+#include <algorithm>
 #include <map>
 #include <pthread.h>
 #include <utility>
@@ -32,6 +33,14 @@ void Replicator::Enqueue(std::vector<CommitRecord> records) {
   absl::MutexLock lock(&mu_);
   queue_.insert(queue_.end(), std::make_move_iterator(records.begin()),
                 std::make_move_iterator(records.end()));
+}
+
+void Replicator::Cancel(NamespaceId ns, const std::vector<BlockKey>& keys) {
+  absl::MutexLock lock(&mu_);
+  if (queue_.empty()) return;
+  std::erase_if(queue_, [&](const CommitRecord& r) {
+    return r.ns == ns && std::find(keys.begin(), keys.end(), r.key) != keys.end();
+  });
 }
 
 size_t Replicator::queued() const {

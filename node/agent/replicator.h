@@ -50,6 +50,8 @@ class Replicator {
 
   // Non-blocking: called from the commit handler.
   void Enqueue(std::vector<CommitRecord> records);
+  // Drops queued (not yet started) syncs of these keys: they were removed.
+  void Cancel(NamespaceId ns, const std::vector<BlockKey>& keys);
 
   // Copies `blocks` (all of namespace `spec`) to node `to`, keeping their
   // versions. Blocks evicted meanwhile are skipped. Blocks the destination

@@ -134,8 +134,8 @@ struct KeyRef {
 // header's namespace_id must equal spec.Id() and its layout_fingerprint
 // spec.layout.Fingerprint(); Decode checks both and spec.Validate().
 // Idempotent. A request naming a namespace the agent was never told of gets
-// FAILED_PRECONDITION ("namespace ... is not registered"): the client sends
-// this frame and retries.
+// a request-level NOT_FOUND ("namespace ... is not registered"): the client
+// sends this frame and retries.
 struct RegisterNamespaceRequest {
   static constexpr FrameType kType = FrameType::kRegisterNamespaceRequest;
   FrameHeader header;

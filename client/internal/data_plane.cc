@@ -1,0 +1,197 @@
+#include "client/internal/data_plane.h"
+
+#include <random>
+#include <utility>
+
+#include "client/internal/plan.h"
+
+namespace kvf::client_internal {
+
+using protocol::DecodeHeader;
+using protocol::ErrorResponse;
+using protocol::FrameType;
+
+DataPlane::DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout)
+    : transport_(transport), maps_(maps), timeout_(timeout) {
+  std::random_device rd;
+  next_request_id_ = (uint64_t{rd()} << 32) | rd();
+}
+
+DataPlane::~DataPlane() {
+  // Imports must go before the transport (owned by the Client, destroyed
+  // after us).
+  absl::MutexLock l(&mu_);
+  peers_.clear();
+}
+
+protocol::FrameHeader DataPlane::Header(const NamespaceState& ns) {
+  protocol::FrameHeader h;
+  h.request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
+  auto snap = maps_->Current();
+  h.sender_epoch = snap != nullptr ? snap->map.epoch : 0;
+  h.namespace_id = ns.id;
+  h.layout_fingerprint = ns.fingerprint;
+  return h;
+}
+
+absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) {
+  auto snap = maps_->Current();
+  const NodeInfo* info = snap != nullptr ? snap->map.Find(node) : nullptr;
+  if (info == nullptr || info->data_address.empty()) {
+    return MarkUnreachable(absl::UnavailableError(
+        absl::StrCat("node ", node, " has no data address in the cluster map")));
+  }
+  // Map addresses are base64 of the worker address (common/cluster_map.h).
+  auto worker = DecodeDataAddress(info->data_address);
+  if (!worker.ok()) {
+    return MarkUnreachable(absl::UnavailableError(absl::StrCat(
+        "node ", node, ": bad data address in the map: ", std::string(worker.status().message()))));
+  }
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end()) {
+    if (it->second.address == info->data_address) return it->second.peer;
+    // The node restarted with a new worker: same PeerId, new connection.
+    absl::Status s = transport_->Reconnect(it->second.peer, *worker);
+    if (!s.ok()) return MarkUnreachable(s);
+    it->second.address = info->data_address;
+    it->second.registered.clear();
+    it->second.imports.clear();
+    return it->second.peer;
+  }
+  auto peer = transport_->Connect(*worker);
+  if (!peer.ok()) return MarkUnreachable(peer.status());
+  Peer& p = peers_[node];
+  p.peer = *peer;
+  p.address = info->data_address;
+  return p.peer;
+}
+
+bool DataPlane::IsRegistered(NodeId node, NamespaceId ns) {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  return it != peers_.end() && it->second.registered.contains(ns);
+}
+
+absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState& ns) {
+  protocol::RegisterNamespaceRequest req;
+  req.header = Header(ns);
+  req.spec = ns.spec;
+  KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
+  auto resp = transport_->Call(peer, static_cast<uint16_t>(FrameType::kRegisterNamespaceRequest),
+                               bytes, absl::Now() + timeout_);
+  if (!resp.ok()) {
+    return MarkUnreachable(absl::Status(
+        resp.status().code(), absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
+  }
+  KVF_ASSIGN_OR_RETURN(auto hdr, DecodeHeader(*resp));
+  if (hdr.type == FrameType::kErrorResponse) {
+    KVF_ASSIGN_OR_RETURN(auto err, ErrorResponse::Decode(*resp));
+    return absl::Status(err.code, absl::StrCat("node ", node, ": registering namespace ",
+                                               ns.spec.DebugString(), ": ", err.message));
+  }
+  KVF_RETURN_IF_ERROR(protocol::AckResponse::Decode(*resp).status());
+  absl::MutexLock l(&mu_);
+  peers_[node].registered.insert(ns.id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> DataPlane::Exchange(NodeId node, const NamespaceState& ns,
+                                                uint16_t type, const std::string& bytes) {
+  KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
+  if (!IsRegistered(node, ns.id)) KVF_RETURN_IF_ERROR(Register(node, peer, ns));
+  for (int attempt = 0;; ++attempt) {
+    auto resp = transport_->Call(peer, type, bytes, absl::Now() + timeout_);
+    if (!resp.ok()) {
+      return MarkUnreachable(absl::Status(
+          resp.status().code(),
+          absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
+    }
+    auto hdr = DecodeHeader(*resp);
+    if (!hdr.ok()) {
+      return absl::Status(hdr.status().code(), absl::StrCat("node ", node, " answered a bad frame: ",
+                                                            std::string(hdr.status().message())));
+    }
+    if (hdr->type != FrameType::kErrorResponse) return *std::move(resp);
+    KVF_ASSIGN_OR_RETURN(ErrorResponse err, ErrorResponse::Decode(*resp));
+    switch (ClassifyError(err)) {
+      case ErrorAction::kRegisterAndRetry:
+        if (attempt == 0) {
+          {
+            absl::MutexLock l(&mu_);
+            peers_[node].registered.erase(ns.id);
+          }
+          KVF_RETURN_IF_ERROR(Register(node, peer, ns));
+          continue;
+        }
+        break;
+      case ErrorAction::kRefreshAndRetry: {
+        absl::Status s = maps_->RefreshTo(err.current_epoch, absl::Now() + timeout_);
+        (void)s;  // the caller re-plans with whatever map it has now
+        return WrongOwnerError(err.current_epoch, absl::StrCat("node ", node, ": ", err.message));
+      }
+      case ErrorAction::kFail:
+        break;
+    }
+    return absl::Status(err.code, absl::StrCat("node ", node, ": ", err.message));
+  }
+}
+
+absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(
+    NodeId node, const RemoteDescriptor& descriptor) {
+  KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
+  std::string wire = descriptor.Serialize();
+  {
+    absl::MutexLock l(&mu_);
+    auto& imports = peers_[node].imports;
+    auto it = imports.find(descriptor.region_id);
+    if (it != imports.end() && it->second.first == wire) return it->second.second;
+  }
+  auto region = transport_->ImportRemote(peer, descriptor, absl::Now() + timeout_);
+  if (!region.ok()) {
+    absl::Status s(region.status().code(), absl::StrCat("importing a region of node ", node, ": ",
+                                                        std::string(region.status().message())));
+    return region.status().code() == absl::StatusCode::kNotFound ? s : MarkUnreachable(s);
+  }
+  std::shared_ptr<RemoteRegion> shared(std::move(*region));
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end() && it->second.peer == peer) {
+    it->second.imports[descriptor.region_id] = {std::move(wire), shared};
+  }
+  return shared;
+}
+
+void DataPlane::DropImport(NodeId node, uint64_t region_id) {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end()) it->second.imports.erase(region_id);
+}
+
+absl::Status DataPlane::Transfer(NodeId node, const RemoteDescriptor& descriptor,
+                                 TransferBatch batch) {
+  for (int attempt = 0;; ++attempt) {
+    KVF_ASSIGN_OR_RETURN(std::shared_ptr<RemoteRegion> remote, Import(node, descriptor));
+    batch.remote = remote.get();
+    auto req = transport_->Post(batch);
+    if (!req.ok()) {
+      if (req.status().code() == absl::StatusCode::kFailedPrecondition && attempt == 0) {
+        DropImport(node, descriptor.region_id);
+        continue;
+      }
+      return MarkUnreachable(absl::Status(
+          req.status().code(),
+          absl::StrCat("posting to node ", node, ": ", std::string(req.status().message()))));
+    }
+    absl::Status s = (*req)->Wait(absl::Now() + timeout_);
+    if (!s.ok()) {
+      if (s.code() == absl::StatusCode::kDeadlineExceeded) (*req)->Cancel();
+      req->reset();  // waits until the backend lets go of the buffers
+      return MarkUnreachable(absl::Status(
+          s.code(), absl::StrCat("transfer with node ", node, ": ", std::string(s.message()))));
+    }
+    return absl::OkStatus();
+  }
+}
+
+}  // namespace kvf::client_internal

@@ -1,0 +1,103 @@
+// The client's connections to agents: one transport PeerId per node (opened
+// lazily, reconnected when the map shows a new data address), per-agent
+// namespace registration, one request/response exchange with the protocol's
+// error handling (register-and-retry, WRONG_OWNER → map refresh), and the
+// cache of imported remote regions.
+//
+// Thread-safety: all methods are safe from any thread; no lock is held while
+// a request is in flight.
+#ifndef KVF_CLIENT_INTERNAL_DATA_PLANE_H_
+#define KVF_CLIENT_INTERNAL_DATA_PLANE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/internal/map_watcher.h"
+#include "common/namespace.h"
+#include "common/status_macros.h"
+#include "node/protocol/frames.h"
+#include "transport/transport.h"
+
+namespace kvf::client_internal {
+
+struct NamespaceState {
+  NamespaceSpec spec;
+  NamespaceId id = 0;
+  uint64_t fingerprint = 0;
+};
+
+class DataPlane {
+ public:
+  DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout);
+  ~DataPlane();
+
+  // Sends `req` to `node` (the header is filled here) and decodes the typed
+  // answer. Errors: unreachable nodes are marked (IsUnreachable), WRONG_OWNER
+  // too (IsWrongOwner; the map was refreshed), otherwise the agent's code and
+  // message prefixed with the node.
+  template <typename Resp, typename Req>
+  absl::StatusOr<Resp> Send(NodeId node, const NamespaceState& ns, Req req) {
+    req.header = Header(ns);
+    KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
+    KVF_ASSIGN_OR_RETURN(std::string resp, Exchange(node, ns, static_cast<uint16_t>(Req::kType), bytes));
+    auto decoded = Resp::Decode(resp);
+    if (!decoded.ok()) {
+      return absl::Status(decoded.status().code(),
+                          absl::StrCat("node ", node, " answered a bad frame: ",
+                                       std::string(decoded.status().message())));
+    }
+    return decoded;
+  }
+
+  // The transport peer of `node`, connecting or reconnecting as needed.
+  absl::StatusOr<PeerId> PeerFor(NodeId node);
+
+  // The imported region for `descriptor` on `node`'s current connection.
+  absl::StatusOr<std::shared_ptr<RemoteRegion>> Import(NodeId node,
+                                                       const RemoteDescriptor& descriptor);
+  // Forgets an import (after Post said it is stale).
+  void DropImport(NodeId node, uint64_t region_id);
+
+  // Posts `batch` against `descriptor` of `node` and waits for it; re-imports
+  // once when the import went stale. Transfer failures are marked unreachable.
+  absl::Status Transfer(NodeId node, const RemoteDescriptor& descriptor, TransferBatch batch);
+
+  Transport* transport() const { return transport_; }
+  absl::Duration timeout() const { return timeout_; }
+
+ private:
+  struct Peer {
+    PeerId peer = 0;
+    std::string address;
+    absl::flat_hash_set<NamespaceId> registered;
+    // region id -> (serialised descriptor, import)
+    absl::flat_hash_map<uint64_t, std::pair<std::string, std::shared_ptr<RemoteRegion>>> imports;
+  };
+
+  protocol::FrameHeader Header(const NamespaceState& ns);
+  absl::StatusOr<std::string> Exchange(NodeId node, const NamespaceState& ns, uint16_t type,
+                                       const std::string& bytes);
+  absl::Status Register(NodeId node, PeerId peer, const NamespaceState& ns);
+  bool IsRegistered(NodeId node, NamespaceId ns);
+
+  Transport* const transport_;
+  MapWatcher* const maps_;
+  const absl::Duration timeout_;
+  std::atomic<uint64_t> next_request_id_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<NodeId, Peer> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvf::client_internal
+
+#endif  // KVF_CLIENT_INTERNAL_DATA_PLANE_H_

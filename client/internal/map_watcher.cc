@@ -1,0 +1,148 @@
+#include "client/internal/map_watcher.h"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/cluster_map_convert.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace kvf::client_internal {
+namespace {
+
+std::chrono::system_clock::time_point ToChrono(absl::Time t) {
+  return absl::ToChronoTime(t);
+}
+
+}  // namespace
+
+struct MapWatcher::Rpc {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<proto::Coordinator::Stub> stub;
+};
+
+MapWatcher::MapWatcher(std::string address, std::string token, absl::Duration rpc_timeout)
+    : address_(std::move(address)), token_(std::move(token)), rpc_timeout_(rpc_timeout) {}
+
+absl::StatusOr<std::unique_ptr<MapWatcher>> MapWatcher::Start(std::string address,
+                                                             std::string token,
+                                                             absl::Duration rpc_timeout) {
+  if (address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  std::unique_ptr<MapWatcher> w(new MapWatcher(std::move(address), std::move(token), rpc_timeout));
+  w->rpc_ = std::make_unique<Rpc>();
+  w->rpc_->channel = grpc::CreateChannel(w->address_, grpc::InsecureChannelCredentials());
+  w->rpc_->stub = proto::Coordinator::NewStub(w->rpc_->channel);
+  absl::Status s = w->FetchOnce(absl::Now() + rpc_timeout);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("GetClusterMap from coordinator ", w->address_,
+                                               ": ", std::string(s.message())));
+  }
+  w->watcher_ = std::thread([p = w.get()] {
+    pthread_setname_np(pthread_self(), "kvf-cl-watch");
+    p->WatchLoop();
+  });
+  return w;
+}
+
+MapWatcher::~MapWatcher() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+    if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+  }
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::shared_ptr<const MapSnapshot> MapWatcher::Current() const {
+  absl::MutexLock l(&mu_);
+  return snapshot_;
+}
+
+absl::Status MapWatcher::Install(ClusterMap map) {
+  {
+    absl::MutexLock l(&mu_);
+    if (snapshot_ != nullptr && snapshot_->map.epoch >= map.epoch) return absl::OkStatus();
+  }
+  KVF_ASSIGN_OR_RETURN(Placement placement,
+                       Placement::Build(Placement::ReadMembers(map), map.ring));
+  auto snap = std::make_shared<MapSnapshot>(MapSnapshot{std::move(map), std::move(placement)});
+  absl::MutexLock l(&mu_);
+  if (snapshot_ == nullptr || snapshot_->map.epoch < snap->map.epoch) snapshot_ = std::move(snap);
+  return absl::OkStatus();
+}
+
+absl::Status MapWatcher::FetchOnce(absl::Time deadline) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+  ctx.set_deadline(ToChrono(deadline));
+  proto::ClusterMap pm;
+  grpc::Status gs = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
+  if (!gs.ok()) return FromGrpcStatus(gs);
+  KVF_ASSIGN_OR_RETURN(ClusterMap map, ClusterMapFromProto(pm));
+  return Install(std::move(map));
+}
+
+absl::Status MapWatcher::RefreshTo(uint64_t min_epoch, absl::Time deadline) {
+  absl::Duration backoff = absl::Milliseconds(5);
+  for (;;) {
+    {
+      auto snap = Current();
+      if (snap != nullptr && snap->map.epoch >= min_epoch) return absl::OkStatus();
+    }
+    absl::Status s = FetchOnce(std::min(deadline, absl::Now() + rpc_timeout_));
+    {
+      auto snap = Current();
+      if (snap != nullptr && snap->map.epoch >= min_epoch) return absl::OkStatus();
+    }
+    if (absl::Now() + backoff >= deadline) {
+      if (!s.ok()) return s;
+      return absl::DeadlineExceededError(
+          absl::StrCat("cluster map did not reach epoch ", min_epoch, " in time"));
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Milliseconds(100));
+  }
+}
+
+void MapWatcher::WatchLoop() {
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+    proto::WatchClusterMapRequest req;
+    {
+      absl::MutexLock l(&mu_);
+      if (stop_) return;
+      watch_ctx_ = &ctx;
+      req.set_after_epoch(snapshot_ != nullptr ? snapshot_->map.epoch : 0);
+    }
+    auto reader = rpc_->stub->WatchClusterMap(&ctx, req);
+    proto::ClusterMap pm;
+    while (reader->Read(&pm)) {
+      auto map = ClusterMapFromProto(pm);
+      if (!map.ok()) {
+        KVF_LOG(WARNING) << "kvf client: bad cluster map from the watch: " << map.status();
+        continue;
+      }
+      absl::Status s = Install(*std::move(map));
+      if (!s.ok()) {
+        KVF_LOG(WARNING) << "kvf client: cannot place with the new map: " << s;
+      }
+    }
+    grpc::Status gs = reader->Finish();
+    absl::MutexLock l(&mu_);
+    watch_ctx_ = nullptr;
+    if (stop_) return;
+    // Reconnect after a short pause, unless told to stop meanwhile.
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(200));
+    if (stop_) return;
+  }
+}
+
+}  // namespace kvf::client_internal

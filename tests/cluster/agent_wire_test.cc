@@ -1,0 +1,386 @@
+// The agent's data port under bad and adversarial input, spoken in raw frames
+// over a real transport to real kvf-agent processes: garbage frames,
+// unregistered namespaces, wrong layouts, oversize blocks, keys the agent does
+// not own, and a reader that vanishes holding a lease. The agent must answer
+// each with a clear error and keep serving.
+#include <signal.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/placement.h"
+#include "gtest/gtest.h"
+#include "node/protocol/frames.h"
+#include "node/protocol/reply.h"
+#include "tests/cluster/local_cluster.h"
+#include "transport/transport.h"
+
+namespace kvf::testing {
+namespace {
+
+using protocol::FrameType;
+
+NamespaceSpec TinySpec(std::string model = "wire-test") {
+  NamespaceSpec s;
+  s.model_id = std::move(model);
+  s.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 8,
+                      .dtype = DType::kFp16};
+  s.segment_blocks = 4;
+  return s;
+}
+
+class AgentWireTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+#ifndef KVF_AGENT_BIN
+    GTEST_SKIP() << "kvf-agent is not built";
+#endif
+    LocalClusterOptions o;
+    o.agents = 2;
+    o.replication = 1;
+    o.extra_agent_flags = {"--get_lease_ms=300"};
+    auto c = LocalCluster::Start(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = std::move(*c);
+    auto map = cluster_->GetClusterMap();
+    ASSERT_TRUE(map.ok()) << map.status();
+    map_ = *map;
+    auto placement = Placement::Build(Placement::ReadMembers(map_), map_.ring);
+    ASSERT_TRUE(placement.ok());
+    placement_.emplace(*std::move(placement));
+    TransportConfig tc;
+    tc.name = "wire-test";
+    auto t = CreateTransport(tc);
+    ASSERT_TRUE(t.ok()) << t.status();
+    transport_ = std::move(*t);
+    for (const NodeInfo& n : map_.nodes) {
+      auto raw = DecodeDataAddress(n.data_address);
+      ASSERT_TRUE(raw.ok()) << raw.status();
+      auto peer = transport_->Connect(*raw);
+      ASSERT_TRUE(peer.ok()) << peer.status();
+      peers_[n.id] = *peer;
+    }
+    spec_ = TinySpec();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && cluster_) {
+      for (const AgentProcess& a : cluster_->agents()) {
+        std::cerr << "---- " << a.log_prefix << ".err\n" << cluster_->TailLog(a.log_prefix) << "\n";
+      }
+    }
+    regions_.clear();
+    transport_.reset();
+    cluster_.reset();
+  }
+
+  protocol::FrameHeader Header(const NamespaceSpec& spec) const {
+    return {.request_id = 1, .sender_epoch = map_.epoch, .namespace_id = spec.Id(),
+            .layout_fingerprint = spec.layout.Fingerprint()};
+  }
+
+  absl::StatusOr<std::string> Raw(NodeId node, FrameType type, const std::string& bytes) {
+    return transport_->Call(peers_.at(node), static_cast<uint16_t>(type), bytes,
+                            absl::Now() + absl::Seconds(10));
+  }
+
+  template <typename Resp, typename Req>
+  absl::StatusOr<Resp> Send(NodeId node, const Req& req, protocol::ReplyError* err = nullptr) {
+    auto bytes = req.Encode();
+    if (!bytes.ok()) return bytes.status();
+    auto raw = Raw(node, Req::kType, *bytes);
+    if (!raw.ok()) return raw.status();
+    return protocol::DecodeReply<Resp>(*raw, err);
+  }
+
+  absl::Status Register(NodeId node, const NamespaceSpec& spec) {
+    protocol::RegisterNamespaceRequest r;
+    r.header = Header(spec);
+    r.spec = spec;
+    return Send<protocol::AckResponse>(node, r).status();
+  }
+
+  // A key whose (single, R=1) owner is `node`, and its placement hash.
+  protocol::KeyRef KeyOwnedBy(NodeId node, uint64_t salt = 0) {
+    for (uint64_t i = salt * 100000;; ++i) {
+      protocol::KeyRef k{BlockKey{0x77, i}, 0};
+      k.placement_hash = PlacementHash(spec_.Id(), k.key);
+      if (placement_->Owners(k.placement_hash)[0] == node) return k;
+    }
+  }
+
+  // Reserve, one-sided put, commit: what a client does.
+  absl::Status PutBlock(NodeId node, const protocol::KeyRef& k, const std::vector<char>& data) {
+    protocol::ReserveRequest rr;
+    rr.header = Header(spec_);
+    protocol::ReserveEntry e;
+    e.key = k.key;
+    e.placement_hash = k.placement_hash;
+    e.size = static_cast<uint32_t>(data.size());
+    rr.entries.push_back(e);
+    auto reserved = Send<protocol::ReserveResponse>(node, rr);
+    if (!reserved.ok()) return reserved.status();
+    const protocol::ReserveResult& r = reserved->results[0];
+    if (r.code != absl::StatusCode::kOk) return absl::Status(r.code, "reserve refused");
+    if (r.already_present) return absl::OkStatus();
+    auto region = Import(node, reserved->descriptors[r.location.descriptor_index]);
+    if (!region.ok()) return region.status();
+    TransferBatch b;
+    b.kind = TransferKind::kPut;
+    b.remote = *region;
+    b.ops.push_back({const_cast<char*>(data.data()), data.size(), r.location.offset});
+    auto posted = transport_->Post(std::move(b));
+    if (!posted.ok()) return posted.status();
+    if (absl::Status s = (*posted)->Wait(absl::Now() + absl::Seconds(10)); !s.ok()) return s;
+    protocol::CommitRequest c;
+    c.header = Header(spec_);
+    c.reservation_ids.push_back(r.reservation_id);
+    auto committed = Send<protocol::CommitResponse>(node, c);
+    if (!committed.ok()) return committed.status();
+    return absl::Status(committed->results[0].code, "commit");
+  }
+
+  absl::StatusOr<const RemoteRegion*> Import(NodeId node, const RemoteDescriptor& d) {
+    auto it = regions_.find(d.region_id);
+    if (it != regions_.end()) return it->second.get();
+    auto region = transport_->ImportRemote(peers_.at(node), d, absl::Now() + absl::Seconds(10));
+    if (!region.ok()) return region.status();
+    return (regions_[d.region_id] = std::move(*region)).get();
+  }
+
+  std::vector<char> Block(uint8_t seed) const {
+    std::vector<char> data(spec_.layout.BytesPerBlock());
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(seed + i * 7);
+    return data;
+  }
+
+  std::unique_ptr<LocalCluster> cluster_;
+  ClusterMap map_;
+  std::optional<Placement> placement_;
+  std::unique_ptr<Transport> transport_;
+  std::map<NodeId, PeerId> peers_;
+  std::map<uint64_t, std::unique_ptr<RemoteRegion>> regions_;
+  NamespaceSpec spec_;
+};
+
+TEST_F(AgentWireTest, GarbageFramesGetErrorsAndTheAgentKeepsServing) {
+  const NodeId node = map_.nodes[0].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  std::mt19937_64 rng(42);
+  protocol::LookupRequest valid;
+  valid.header = Header(spec_);
+  valid.keys.push_back(KeyOwnedBy(node));
+  const std::string good = *valid.Encode();
+  static constexpr FrameType kRequests[] = {
+      FrameType::kLookupRequest,  FrameType::kGetRequest,    FrameType::kReleaseRequest,
+      FrameType::kReserveRequest, FrameType::kCommitRequest, FrameType::kRemoveRequest,
+      FrameType::kInvalidateRequest, FrameType::kRegisterNamespaceRequest};
+  // A response type sent as a request: the transport says nobody serves it.
+  EXPECT_EQ(Raw(node, FrameType::kGetResponse, good).status().code(),
+            absl::StatusCode::kUnimplemented);
+  for (int i = 0; i < 300; ++i) {
+    std::string junk;
+    if (i % 3 == 0) {  // random bytes
+      junk.resize(rng() % 200);
+      for (char& c : junk) c = static_cast<char>(rng());
+    } else {  // a valid frame with a few bytes flipped or cut
+      junk = good;
+      if (i % 3 == 1) {
+        for (int f = 0; f < 3; ++f) junk[rng() % junk.size()] ^= static_cast<char>(1 + rng() % 255);
+      } else {
+        junk.resize(rng() % junk.size());
+      }
+    }
+    const auto type = kRequests[rng() % std::size(kRequests)];
+    auto raw = Raw(node, type, junk);
+    ASSERT_TRUE(raw.ok()) << "the agent must answer, not drop the connection: " << raw.status();
+    auto h = protocol::DecodeHeader(*raw);
+    ASSERT_TRUE(h.ok()) << h.status();
+    if (h->type == FrameType::kErrorResponse) {
+      auto e = protocol::ErrorResponse::Decode(*raw);
+      ASSERT_TRUE(e.ok());
+      EXPECT_NE(e->code, absl::StatusCode::kOk);
+      EXPECT_FALSE(e->message.empty());
+    }
+  }
+  // Still serving, and still correct.
+  auto resp = Send<protocol::LookupResponse>(node, valid);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  ASSERT_EQ(resp->entries.size(), 1u);
+  EXPECT_FALSE(resp->entries[0].held);
+}
+
+TEST_F(AgentWireTest, UnknownNamespaceAndWrongLayoutAreErrorsNotBytes) {
+  const NodeId node = map_.nodes[0].id;
+  const protocol::KeyRef k = KeyOwnedBy(node);
+  protocol::LookupRequest req;
+  req.header = Header(spec_);
+  req.keys.push_back(k);
+  auto unregistered = Send<protocol::LookupResponse>(node, req);
+  EXPECT_EQ(unregistered.status().code(), absl::StatusCode::kNotFound) << unregistered.status();
+  EXPECT_TRUE(absl::StrContains(unregistered.status().message(), "not registered"));
+
+  ASSERT_TRUE(Register(node, spec_).ok());
+  ASSERT_TRUE(PutBlock(node, k, Block(1)).ok());
+  // Same namespace id, another layout fingerprint: refused before any lookup.
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.header.layout_fingerprint ^= 1;
+  get.keys.push_back(k);
+  auto wrong = Send<protocol::GetResponse>(node, get);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument) << wrong.status();
+  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "layout fingerprint"));
+  // A namespace spec whose id does not match the header is refused too.
+  protocol::RegisterNamespaceRequest reg;
+  reg.header = Header(spec_);
+  reg.spec = TinySpec("other-model");
+  EXPECT_FALSE(reg.Encode().ok());
+}
+
+TEST_F(AgentWireTest, OversizeBlocksAreRefusedPerKey) {
+  const NodeId node = map_.nodes[0].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  protocol::ReserveRequest rr;
+  rr.header = Header(spec_);
+  protocol::ReserveEntry e;
+  const protocol::KeyRef k = KeyOwnedBy(node);
+  e.key = k.key;
+  e.placement_hash = k.placement_hash;
+  e.size = static_cast<uint32_t>(spec_.layout.BytesPerBlock() * 4);
+  rr.entries.push_back(e);
+  auto resp = Send<protocol::ReserveResponse>(node, rr);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_EQ(resp->results[0].code, absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(resp->results[0].reservation_id, 0u);
+}
+
+TEST_F(AgentWireTest, KeysOfAnotherOwnerGetWrongOwnerWithTheEpoch) {
+  ASSERT_EQ(map_.nodes.size(), 2u);
+  const NodeId a = map_.nodes[0].id;
+  const NodeId b = map_.nodes[1].id;
+  ASSERT_TRUE(Register(a, spec_).ok());
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.keys.push_back(KeyOwnedBy(b));
+  protocol::ReplyError err;
+  auto resp = Send<protocol::GetResponse>(a, get, &err);
+  EXPECT_EQ(resp.status().code(), absl::StatusCode::kFailedPrecondition) << resp.status();
+  EXPECT_TRUE(err.wrong_owner);
+  EXPECT_EQ(err.current_epoch, map_.epoch);
+  // A sender with a newer map is trusted (the agent may lag).
+  get.header.sender_epoch = map_.epoch + 1;
+  EXPECT_TRUE(Send<protocol::GetResponse>(a, get).ok());
+}
+
+TEST_F(AgentWireTest, AVanishedReadersLeaseExpiresAndTheBlockIsFreeAgain) {
+  const NodeId node = map_.nodes[0].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  const protocol::KeyRef k = KeyOwnedBy(node);
+  ASSERT_TRUE(PutBlock(node, k, Block(3)).ok());
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.keys.push_back(k);
+  auto resp = Send<protocol::GetResponse>(node, get);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  ASSERT_EQ(resp->entries[0].code, absl::StatusCode::kOk);
+  EXPECT_NE(resp->lease_id, 0u);
+  EXPECT_EQ(resp->lease_ttl_us, 300000u);
+  // The reader never releases. While the lease holds, the block cannot go.
+  protocol::RemoveRequest rm;
+  rm.header = Header(spec_);
+  rm.keys.push_back(k);
+  auto first = Send<protocol::RemoveResponse>(node, rm);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_NE(first->codes[0], absl::StatusCode::kOk);
+  // The agent expires it (its maintenance sweep) and the block is removable.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  absl::StatusCode code = first->codes[0];
+  while (code != absl::StatusCode::kOk && absl::Now() < deadline) {
+    auto again = Send<protocol::RemoveResponse>(node, rm);
+    ASSERT_TRUE(again.ok()) << again.status();
+    code = again->codes[0];
+    if (code != absl::StatusCode::kOk) absl::SleepFor(absl::Milliseconds(50));  // polling
+  }
+  EXPECT_EQ(code, absl::StatusCode::kOk) << "the lease never expired";
+}
+
+TEST_F(AgentWireTest, GetHandsOutTheCommittedBytes) {
+  const NodeId node = map_.nodes[1].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  const protocol::KeyRef k = KeyOwnedBy(node, 1);
+  const std::vector<char> data = Block(9);
+  ASSERT_TRUE(PutBlock(node, k, data).ok());
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.keys.push_back(k);
+  auto resp = Send<protocol::GetResponse>(node, get);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  const protocol::GetEntry& e = resp->entries[0];
+  ASSERT_EQ(e.code, absl::StatusCode::kOk);
+  ASSERT_EQ(e.location.size, data.size());
+  auto region = Import(node, resp->descriptors[e.location.descriptor_index]);
+  ASSERT_TRUE(region.ok()) << region.status();
+  std::vector<char> got(data.size());
+  TransferBatch b;
+  b.kind = TransferKind::kGet;
+  b.remote = *region;
+  b.ops.push_back({got.data(), got.size(), e.location.offset});
+  auto posted = transport_->Post(std::move(b));
+  ASSERT_TRUE(posted.ok()) << posted.status();
+  ASSERT_TRUE((*posted)->Wait(absl::Now() + absl::Seconds(10)).ok());
+  EXPECT_EQ(got, data);
+  protocol::ReleaseRequest rel;
+  rel.header = Header(spec_);
+  rel.lease_id = resp->lease_id;
+  EXPECT_TRUE(Send<protocol::AckResponse>(node, rel).ok());
+}
+
+TEST_F(AgentWireTest, AStaleCopyIsNeverServed) {
+  const NodeId node = map_.nodes[0].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  const protocol::KeyRef k = KeyOwnedBy(node, 2);
+  ASSERT_TRUE(PutBlock(node, k, Block(5)).ok());
+  protocol::LookupRequest look;
+  look.header = Header(spec_);
+  look.keys.push_back(k);
+  auto before = Send<protocol::LookupResponse>(node, look);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(before->entries[0].held);
+  // The primary (here: the test) announces a newer version.
+  protocol::InvalidateRequest inv;
+  inv.header = Header(spec_);
+  Version newer = before->entries[0].version;
+  newer.counter += 5;
+  inv.invalidations.push_back({k.key, newer});
+  ASSERT_TRUE(Send<protocol::AckResponse>(node, inv).ok());
+  auto after = Send<protocol::LookupResponse>(node, look);
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after->entries[0].held) << "a stale copy must not count as held";
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.keys.push_back(k);
+  auto got = Send<protocol::GetResponse>(node, get);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_NE(got->entries[0].code, absl::StatusCode::kOk) << "a stale copy was handed out";
+  // An older copy arriving late (lazy sync out of order) is refused too.
+  protocol::ReserveRequest rr;
+  rr.header = Header(spec_);
+  protocol::ReserveEntry e;
+  e.key = k.key;
+  e.placement_hash = k.placement_hash;
+  e.size = static_cast<uint32_t>(spec_.layout.BytesPerBlock());
+  e.has_version = true;
+  e.version = before->entries[0].version;
+  e.version.counter += 1;  // newer than stored, older than announced
+  rr.entries.push_back(e);
+  auto late = Send<protocol::ReserveResponse>(node, rr);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->results[0].code, absl::StatusCode::kAborted);
+}
+
+}  // namespace
+}  // namespace kvf::testing

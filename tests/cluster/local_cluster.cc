@@ -1,0 +1,283 @@
+#include "tests/cluster/local_cluster.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/cluster_map_convert.h"
+#include "proto/coordinator.grpc.pb.h"
+
+#ifndef KVF_COORDINATOR_BIN
+#error "KVF_COORDINATOR_BIN must name the kvf-coordinator binary"
+#endif
+#ifndef KVF_AGENT_BIN
+#define KVF_AGENT_BIN ""
+#endif
+
+namespace kvf::testing {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The value of `key=` in a space-separated ready line.
+std::string Field(const std::string& line, std::string_view key) {
+  for (absl::string_view part : absl::StrSplit(line, ' ')) {
+    if (absl::ConsumePrefix(&part, absl::StrCat(std::string(key), "="))) return std::string(part);
+  }
+  return "";
+}
+
+// Reaps `pid` if it exited; returns true and its status text if so.
+bool Reaped(pid_t pid, std::string* how) {
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) != pid) return false;
+  *how = WIFEXITED(status) ? absl::StrCat("exited with status ", WEXITSTATUS(status))
+                           : absl::StrCat("killed by signal ", WTERMSIG(status));
+  return true;
+}
+
+std::string Describe(const ClusterMap& map) {
+  std::string out;
+  for (const NodeInfo& n : map.nodes) {
+    absl::StrAppend(&out, " ", n.id, "=", std::string(NodeStateName(n.state)));
+  }
+  return out;
+}
+
+void KillAndReap(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+}  // namespace
+
+struct LocalCluster::Rpc {
+  std::unique_ptr<proto::Coordinator::Stub> stub;
+};
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
+    const LocalClusterOptions& options) {
+  std::unique_ptr<LocalCluster> c(new LocalCluster(options));
+  std::string tmpl = (std::filesystem::temp_directory_path() / "kvf-cluster-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+  c->dir_ = tmpl;
+
+  std::vector<std::string> argv = {KVF_COORDINATOR_BIN,
+                                   "--listen=127.0.0.1:0",
+                                   "--http_listen=127.0.0.1:0",
+                                   absl::StrCat("--token=", options.token),
+                                   absl::StrCat("--replication=", options.replication),
+                                   absl::StrCat("--lease_ms=", options.lease_ms)};
+  argv.insert(argv.end(), options.extra_coordinator_flags.begin(),
+              options.extra_coordinator_flags.end());
+  KVF_ASSIGN_OR_RETURN(std::string line, c->Spawn(argv, c->dir_ + "/coordinator",
+                                                  "kvf-coordinator listening ",
+                                                  &c->coordinator_pid_));
+  c->coordinator_ = Field(line, "grpc");
+  c->coordinator_http_ = Field(line, "http");
+  if (c->coordinator_.empty()) {
+    return absl::InternalError(absl::StrCat("no grpc= in the coordinator's line: ", line));
+  }
+  c->rpc_ = std::make_unique<Rpc>();
+  c->rpc_->stub = proto::Coordinator::NewStub(
+      grpc::CreateChannel(c->coordinator_, grpc::InsecureChannelCredentials()));
+
+  for (int i = 0; i < options.agents; ++i) KVF_RETURN_IF_ERROR(c->StartAgent().status());
+  if (options.wait_active && options.agents > 0) {
+    KVF_RETURN_IF_ERROR(c->WaitForActive(options.agents, absl::Now() + options.start_timeout));
+  }
+  return c;
+}
+
+LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
+
+LocalCluster::~LocalCluster() {
+  for (AgentProcess& a : agents_) KillAndReap(a.pid);
+  KillAndReap(coordinator_pid_);
+  if (!dir_.empty() && ::getenv("KVF_KEEP_CLUSTER_DIR") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+absl::StatusOr<std::string> LocalCluster::Spawn(const std::vector<std::string>& args,
+                                                const std::string& prefix,
+                                                const std::string& ready_prefix, pid_t* pid) {
+  const std::string out_path = prefix + ".out";
+  const std::string err_path = prefix + ".err";
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) return absl::InternalError("fork failed");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0) ::_exit(125);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    ::setenv("KVF_LOG_LEVEL", "WARNING", 0);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  *pid = child;
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  for (;;) {
+    std::string out = ReadFile(out_path);
+    // Only whole lines count: the ready line is complete once its newline is.
+    out.resize(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n'));
+    for (absl::string_view l : absl::StrSplit(out, '\n')) {
+      if (absl::StartsWith(l, ready_prefix)) return std::string(l);
+    }
+    std::string how;
+    if (Reaped(child, &how)) {
+      *pid = -1;
+      return absl::InternalError(absl::StrCat(args[0], " ", how, " before it was ready; stderr: ",
+                                              TailLog(prefix)));
+    }
+    if (absl::Now() > deadline) {
+      KillAndReap(child);
+      *pid = -1;
+      return absl::DeadlineExceededError(absl::StrCat(args[0], " printed no '", ready_prefix,
+                                                      "' line in time; stderr: ", TailLog(prefix)));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+int LocalCluster::running_agents() const {
+  int n = 0;
+  for (const AgentProcess& a : agents_) n += a.pid > 0 ? 1 : 0;
+  return n;
+}
+
+absl::StatusOr<int> LocalCluster::StartAgent(std::string domain) {
+  if (std::string(KVF_AGENT_BIN).empty()) {
+    return absl::UnimplementedError("kvf-agent was not built (KVF_AGENT_BIN is empty)");
+  }
+  const int index = static_cast<int>(agents_.size());
+  if (domain.empty()) {
+    domain = options_.failure_domains > 0 ? absl::StrCat("d", index % options_.failure_domains)
+                                          : absl::StrCat("d", index);
+  }
+  AgentProcess a;
+  a.failure_domain = domain;
+  a.log_prefix = absl::StrCat(dir_, "/agent-", index);
+  std::vector<std::string> argv = {KVF_AGENT_BIN,
+                                   absl::StrCat("--coordinator=", coordinator_),
+                                   absl::StrCat("--token=", options_.token),
+                                   "--listen=127.0.0.1:0",
+                                   "--http_listen=127.0.0.1:0",
+                                   absl::StrCat("--host_bytes=", options_.host_bytes),
+                                   absl::StrCat("--failure_domain=", domain)};
+  if (!options_.ucx_tls.empty()) argv.push_back(absl::StrCat("--ucx_tls=", options_.ucx_tls));
+  argv.insert(argv.end(), options_.extra_agent_flags.begin(), options_.extra_agent_flags.end());
+  KVF_ASSIGN_OR_RETURN(std::string line, Spawn(argv, a.log_prefix, "kvf-agent ready ", &a.pid));
+  uint32_t node = 0;
+  if (!absl::SimpleAtoi(Field(line, "node"), &node)) {
+    KillAndReap(a.pid);
+    return absl::InternalError(absl::StrCat("no node= in the agent's ready line: ", line));
+  }
+  a.node = node;
+  a.control = Field(line, "control");
+  a.http = Field(line, "http");
+  agents_.push_back(std::move(a));
+  return index;
+}
+
+absl::Status LocalCluster::SignalAgent(int index, int signal, absl::Duration timeout) {
+  if (index < 0 || index >= static_cast<int>(agents_.size()) || agents_[index].pid <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("agent ", index, " is not running"));
+  }
+  AgentProcess& a = agents_[index];
+  if (::kill(a.pid, signal) != 0) return absl::InternalError("kill failed");
+  if (signal != SIGKILL && signal != SIGTERM) return absl::OkStatus();
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string how;
+  while (!Reaped(a.pid, &how)) {
+    if (absl::Now() > deadline) {
+      KillAndReap(a.pid);
+      a.pid = -1;
+      return absl::DeadlineExceededError(absl::StrCat("agent ", index, " did not exit in time"));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  a.pid = -1;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ClusterMap> LocalCluster::GetClusterMap() const {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  proto::ClusterMap pm;
+  grpc::Status s = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return ClusterMapFromProto(pm);
+}
+
+absl::Status LocalCluster::WaitForMap(const std::function<bool(const ClusterMap&)>& pred,
+                                      absl::Time deadline) const {
+  absl::Status last;
+  for (;;) {
+    auto map = GetClusterMap();
+    if (map.ok() && pred(*map)) return absl::OkStatus();
+    if (!map.ok()) last = map.status();
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cluster map condition not reached in time",
+          map.ok() ? absl::StrCat(" (epoch ", map->epoch, ", nodes:", Describe(*map), ")")
+                   : absl::StrCat(": ", last.ToString())));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+absl::Status LocalCluster::WaitForActive(int n, absl::Time deadline) const {
+  return WaitForMap(
+      [n](const ClusterMap& m) {
+        int active = 0;
+        for (const NodeInfo& node : m.nodes) {
+          if (node.state == NodeState::kActive) ++active;
+          if (node.state == NodeState::kJoining || node.state == NodeState::kDraining) return false;
+        }
+        return active == n;
+      },
+      deadline);
+}
+
+std::string LocalCluster::TailLog(const std::string& log_prefix, size_t max_bytes) const {
+  std::string err = ReadFile(log_prefix + ".err");
+  if (err.size() > max_bytes) err = err.substr(err.size() - max_bytes);
+  return err;
+}
+
+}  // namespace kvf::testing
