@@ -50,6 +50,7 @@ struct PageRef {
 
 struct LeaseRecord {
   EntryId entry;
+  PageRef page;  // the page pinned: it outlives an overwrite of the entry
   absl::Time expires;
 };
 
@@ -125,6 +126,10 @@ class ShardStoreImpl final : public ShardStore {
   void ReleasePageLocked(const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     tiers_[page.tier].allocator.Free(page.offset);
   }
+  // Drops one pin on `page`, taken when it held `entry`. If the entry has
+  // since moved to another page (overwritten while pinned), the old page was
+  // retired and is freed with its last pin.
+  void UnpinLocked(EntryId entry, const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees an entry's page and forgets it. The policy must already have let go.
   void DropLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EvictOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -144,6 +149,9 @@ class ShardStoreImpl final : public ShardStore {
   absl::flat_hash_map<NamespaceId, NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);
   BlockIndex index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, LeaseRecord> leases_ ABSL_GUARDED_BY(mu_);
+  // Pages of overwritten versions still pinned by readers: (tier, offset) ->
+  // pins left. Freed when the count reaches zero.
+  absl::flat_hash_map<std::pair<uint8_t, uint64_t>, uint32_t> retired_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, PendingPut> reservations_ ABSL_GUARDED_BY(mu_);
   uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;  // shared by leases and reservations
   absl::Time next_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
@@ -233,6 +241,19 @@ bool ShardStoreImpl::EvictOneLocked() {
   return true;
 }
 
+void ShardStoreImpl::UnpinLocked(EntryId entry, const PageRef& page) {
+  const Entry& e = index_.at(entry);
+  if (e.live && e.tier == page.tier && e.offset == page.offset) {
+    if (--index_.at(entry).pins == 0) --pinned_entries_;
+    return;
+  }
+  auto it = retired_.find({page.tier, page.offset});
+  if (it != retired_.end() && --it->second == 0) {
+    ReleasePageLocked(page);
+    retired_.erase(it);
+  }
+}
+
 void ShardStoreImpl::DropLocked(EntryId id) {
   const Entry& e = index_.at(id);
   tiers_[e.tier].allocator.Free(e.offset);
@@ -277,10 +298,6 @@ absl::StatusOr<std::variant<PendingPut, PutResult>> ShardStoreImpl::BeginPutLock
           absl::StrCat("block ", key.ToHex(), ": version ", options.version->ToString(),
                        " is not newer than stored ", e.version.ToString()));
     }
-    if (e.pins > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("block ", key.ToHex(), " is pinned by a reader; retry after its lease"));
-    }
   }
   PendingPut put{.ns = ns, .key = key, .options = options, .size = size};
   KVF_ASSIGN_OR_RETURN(put.page, ReserveLocked(info, options.codec, &put.evicted));
@@ -302,16 +319,23 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
       result.already_present = true;
       return result;
     }
-    if ((options.version && *options.version <= e.version) || e.pins > 0) {
+    if (options.version && *options.version <= e.version) {
       ReleasePageLocked(put.page);
       return absl::FailedPreconditionError(absl::StrCat(
           "block ", put.key.ToHex(), " changed during the put (now version ",
-          e.version.ToString(), e.pins > 0 ? ", pinned" : "", ")"));
+          e.version.ToString(), ")"));
     }
     result.version = options.version
                          ? *options.version
                          : Version{std::max(epoch_, e.version.epoch), e.version.counter + 1};
-    ReleasePageLocked(PageRef{e.tier, e.offset});
+    if (e.pins > 0) {
+      // Readers keep the old version's page until their pins go.
+      retired_[{e.tier, e.offset}] += e.pins;
+      e.pins = 0;
+      --pinned_entries_;
+    } else {
+      ReleasePageLocked(PageRef{e.tier, e.offset});
+    }
     tier_stored_bytes_[e.tier] -= e.size;
     tier_stored_bytes_[put.page.tier] += put.size;
     e.version = result.version;
@@ -445,7 +469,7 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
   }
   absl::Status copied = tiers_[tier].memory->Read(offset, dst.first(info.size));
   absl::MutexLock lock(&mu_);
-  if (--index_.at(id).pins == 0) --pinned_entries_;
+  UnpinLocked(id, PageRef{tier, offset});
   if (!copied.ok()) return copied;
   ++hits_;
   TouchLocked(id, clock_.Now());
@@ -470,7 +494,7 @@ absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
   out.info = InfoOf(e);
   out.location = BlockLocation{out.info.tier, tiers_[e.tier].memory->base() + e.offset, e.size};
   out.expires = now + lease;
-  leases_.emplace(out.id, LeaseRecord{*id, out.expires});
+  leases_.emplace(out.id, LeaseRecord{*id, PageRef{e.tier, e.offset}, out.expires});
   next_expiry_ = std::min(next_expiry_, out.expires);
   ++hits_;
   TouchLocked(*id, now);
@@ -484,7 +508,7 @@ absl::Status ShardStoreImpl::Unpin(uint64_t lease_id) {
     return absl::NotFoundError(
         absl::StrCat("lease ", lease_id, " is unknown, already released or expired"));
   }
-  if (--index_.at(it->second.entry).pins == 0) --pinned_entries_;
+  UnpinLocked(it->second.entry, it->second.page);
   leases_.erase(it);
   return absl::OkStatus();
 }
@@ -500,7 +524,7 @@ uint64_t ShardStoreImpl::ExpireLeasesLocked(absl::Time now) {
   absl::Time next = absl::InfiniteFuture();
   for (auto it = leases_.begin(); it != leases_.end();) {
     if (it->second.expires <= now) {
-      if (--index_.at(it->second.entry).pins == 0) --pinned_entries_;
+      UnpinLocked(it->second.entry, it->second.page);
       leases_.erase(it++);
       ++expired;
     } else {

@@ -161,8 +161,9 @@ class ShardStore {
   //   NOT_FOUND           unknown namespace
   //   INVALID_ARGUMENT    size does not match the namespace's layout and codec
   //   RESOURCE_EXHAUSTED  no room even after evicting everything unpinned
-  //   FAILED_PRECONDITION an explicit version not newer than the stored one,
-  //                       or a mutable write to a pinned entry
+  //   FAILED_PRECONDITION an explicit version not newer than the stored one
+  // A mutable write to a pinned entry proceeds: the readers keep the old
+  // version's page (it is retired, and freed with its last pin).
   // On any error the store is unchanged, except for blocks evicted to make room.
   virtual absl::StatusOr<PutResult> Put(NamespaceId ns, const BlockKey& key,
                                         absl::Span<const std::byte> data,
@@ -175,7 +176,7 @@ class ShardStore {
   // A reservation not committed within `lease` (0 = the default lease)
   // expires and its page is freed. Commit re-checks what may have changed
   // meanwhile (a racing writer of the same immutable block wins and Commit
-  // reports already_present; a mutable entry pinned since is
+  // reports already_present; an explicit version overtaken meanwhile is
   // FAILED_PRECONDITION). Commit and Abort of an unknown or expired id:
   // NOT_FOUND.
   virtual absl::StatusOr<PutReservation> Reserve(NamespaceId ns, const BlockKey& key,
@@ -191,8 +192,9 @@ class ShardStore {
                                         absl::Span<std::byte> dst,
                                         std::optional<Version> min_version = {}) = 0;
 
-  // Pins a block for an RMA reader until Unpin or the lease's expiry; a pinned
-  // block is never evicted, freed or overwritten. `lease` 0 = the default.
+  // Pins a block for an RMA reader until Unpin or the lease's expiry: the
+  // pinned bytes are never evicted, freed or written over (an overwrite of a
+  // mutable entry goes to a new page). `lease` 0 = the default.
   virtual absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key,
                                     absl::Duration lease = absl::ZeroDuration()) = 0;
   // NOT_FOUND if the lease is unknown, already released or expired.

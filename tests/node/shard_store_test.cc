@@ -252,8 +252,11 @@ TEST_P(ShardStoreTest, LeaseLifecycle) {
   EXPECT_EQ(std::vector<std::byte>(lease->location.address, lease->location.address + 4 * kKiB),
             expected);
   EXPECT_EQ(store_->Remove(ns_, Key(1)).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(PutKey(1, 0, {.mutable_entry = true}).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  // An overwrite is not blocked by the lease; the leased bytes stay intact.
+  EXPECT_TRUE(PutKey(1, 7, {.mutable_entry = true}).ok());
+  EXPECT_EQ(std::vector<std::byte>(lease->location.address, lease->location.address + 4 * kKiB),
+            expected);
+  EXPECT_TRUE(Holds(1, 7));
   EXPECT_TRUE(store_->Unpin(lease->id).ok());
   EXPECT_EQ(store_->Unpin(lease->id).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->Unpin(123456).code(), absl::StatusCode::kNotFound);
@@ -527,17 +530,38 @@ TEST_F(ShardStoreReserveTest, RacingWritersOfOneBlockBothSucceedOnce) {
   EXPECT_TRUE(Holds(1));
 }
 
-TEST_F(ShardStoreReserveTest, MutableCommitRefusedIfPinnedMeanwhile) {
+TEST_F(ShardStoreReserveTest, MutableOverwriteOfAPinnedBlockKeepsTheReadersPage) {
   PutOptions m{.mutable_entry = true};
   const auto v1 = Payload(Key(1), 1);
   ASSERT_TRUE(store_->Put(ns_, Key(1), v1, m).ok());
   auto r = *store_->Reserve(ns_, Key(1), 4 * kKiB, m);
   Fill(r, 1, 2);
   auto lease = *store_->Pin(ns_, Key(1));
-  EXPECT_EQ(store_->Commit(r.id).status().code(), absl::StatusCode::kFailedPrecondition);
+  // The writer is not blocked by the reader...
+  auto committed = store_->Commit(r.id);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_GT(committed->version, lease.info.version);
+  EXPECT_TRUE(Holds(1, 2));  // new readers see the new version
+  // ...and the old reader's bytes stay put until it lets go.
+  EXPECT_EQ(std::memcmp(lease.location.address, v1.data(), v1.size()), 0);
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 8 * kKiB);
+  EXPECT_EQ(store_->Stats().pinned_entries, 0u);
   EXPECT_TRUE(store_->Unpin(lease.id).ok());
-  EXPECT_TRUE(Holds(1, 1));  // the reader's version is intact
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);  // the old page went back
+  EXPECT_TRUE(Holds(1, 2));
+}
+
+TEST_F(ShardStoreReserveTest, ARetiredPageIsFreedWhenItsLeaseExpires) {
+  PutOptions m{.mutable_entry = true};
+  ASSERT_TRUE(store_->Put(ns_, Key(1), Payload(Key(1), 1), m).ok());
+  auto lease = *store_->Pin(ns_, Key(1), absl::Seconds(1));
+  ASSERT_TRUE(store_->Put(ns_, Key(1), Payload(Key(1), 2), m).ok());
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 8 * kKiB);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(store_->ExpireLeases(), 1u);
   EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);
+  EXPECT_FALSE(store_->Unpin(lease.id).ok());  // already expired
+  EXPECT_TRUE(Holds(1, 2));
 }
 
 TEST_F(ShardStoreReserveTest, FullStoreEvictsForAReservation) {
