@@ -575,11 +575,17 @@ absl::Status ShardStoreImpl::Remove(NamespaceId ns, const BlockKey& key) {
   absl::MutexLock lock(&mu_);
   std::optional<EntryId> id = index_.Find(ns, key);
   if (!id) return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
-  if (index_.at(*id).pins > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("block ", key.ToHex(), " is pinned by a reader; retry after its lease"));
-  }
   policy_->Erase(*id);
+  Entry& e = index_.at(*id);
+  if (e.pins > 0) {
+    // Readers keep their bytes: the page is retired, freed with its last pin.
+    retired_[{e.tier, e.offset}] += e.pins;
+    e.pins = 0;
+    --pinned_entries_;
+    tier_stored_bytes_[e.tier] -= e.size;
+    index_.Erase(*id);
+    return absl::OkStatus();
+  }
   DropLocked(*id);
   return absl::OkStatus();
 }

@@ -210,7 +210,8 @@ class ShardStore {
   virtual std::vector<std::optional<BlockInfo>> Lookup(NamespaceId ns,
                                                        absl::Span<const BlockKey> keys) = 0;
 
-  // NOT_FOUND if absent; FAILED_PRECONDITION if pinned.
+  // NOT_FOUND if absent. A pinned block is removed too (no new reader finds
+  // it); its readers keep their bytes until their pins go.
   virtual absl::Status Remove(NamespaceId ns, const BlockKey& key) = 0;
 
   // Evicts by policy until used bytes <= `target_used_bytes` or only pinned

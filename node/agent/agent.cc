@@ -198,6 +198,7 @@ absl::Status AgentImpl::JoinCluster() {
   proto::JoinRequest req;
   req.set_address(control_address_);
   req.set_data_address(EncodeDataAddress(transport_->address()));
+  req.set_http_address(http_address_);
   std::string domain = options_.failure_domain;
   if (domain.empty()) {
     char name[256] = {};

@@ -17,6 +17,7 @@ using protocol::FrameHeader;
 // this the oldest half is forgotten; their stale copies were already dropped
 // (Invalidate removes unpinned stale blocks), so nothing stale is served.
 constexpr size_t kMaxKnownVersions = 1 << 20;
+constexpr absl::Duration kTombstoneTtl = absl::Seconds(2);
 
 FrameHeader Reply(const FrameHeader& request, uint64_t epoch) {
   FrameHeader h = request;
@@ -144,6 +145,7 @@ void DataPlane::Sweep() {
       }
     }
     absl::erase_if(reservations_, [&](const auto& r) { return r.second.expires <= now; });
+    absl::erase_if(removed_, [&](const auto& r) { return r.second + kTombstoneTtl <= now; });
   }
   for (uint64_t l : unpin) (void)store_->Unpin(l);
   store_->ExpireLeases();
@@ -360,6 +362,18 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
   for (size_t i = 0; i < r.entries.size(); ++i) {
     const protocol::ReserveEntry& in = r.entries[i];
     protocol::ReserveResult& out = resp.results[i];
+    {
+      absl::MutexLock lock(&mu_);
+      auto tomb = removed_.find(KeyOf{ns, in.key});
+      if (tomb != removed_.end()) {
+        if (!in.has_version) {
+          removed_.erase(tomb);  // a client writes it anew
+        } else if (tomb->second + kTombstoneTtl > absl::Now()) {
+          out.code = absl::StatusCode::kAborted;  // removed while this copy was in flight
+          continue;
+        }
+      }
+    }
     if (in.has_version) {
       // A copy from the primary or a migration: keep the newest only.
       std::optional<BlockInfo> stored = store_->Lookup(ns, {&in.key, 1})[0];
@@ -455,6 +469,7 @@ absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r
     resp.codes.push_back(store_->Remove(r.header.namespace_id, k.key).code());
     absl::MutexLock lock(&mu_);
     known_.erase(KeyOf{r.header.namespace_id, k.key});
+    removed_[KeyOf{r.header.namespace_id, k.key}] = absl::Now();
   }
   return resp.Encode();
 }

@@ -172,6 +172,10 @@ class DataPlane {
   absl::flat_hash_map<uint64_t, BatchLease> leases_ ABSL_GUARDED_BY(mu_);
   uint64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Reservation> reservations_ ABSL_GUARDED_BY(mu_);
+  // Keys a client removed recently: copies arriving from a primary's lazy
+  // sync or a migration (started before the remove) are refused for
+  // kTombstoneTtl, so a remove is not undone by a sync in flight.
+  absl::flat_hash_map<KeyOf, absl::Time> removed_ ABSL_GUARDED_BY(mu_);
   // Newest version heard of (Invalidate) for keys whose stored copy is older.
   absl::flat_hash_map<KeyOf, Version> known_ ABSL_GUARDED_BY(mu_);
 

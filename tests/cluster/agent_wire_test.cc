@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "httplib.h"
 #include "absl/strings/str_cat.h"
 #include "common/placement.h"
 #include "gtest/gtest.h"
@@ -23,6 +26,21 @@ namespace kvf::testing {
 namespace {
 
 using protocol::FrameType;
+
+// One gauge from an agent's /metrics page; -1 if absent.
+double Metric(const std::string& http, const std::string& name) {
+  const size_t colon = http.rfind(':');
+  httplib::Client cli(http.substr(0, colon), std::stoi(http.substr(colon + 1)));
+  auto res = cli.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (absl::StartsWith(line, name + " ")) {
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &v)) return v;
+    }
+  }
+  return -1;
+}
 
 NamespaceSpec TinySpec(std::string model = "wire-test") {
   NamespaceSpec s;
@@ -289,23 +307,26 @@ TEST_F(AgentWireTest, AVanishedReadersLeaseExpiresAndTheBlockIsFreeAgain) {
   ASSERT_EQ(resp->entries[0].code, absl::StatusCode::kOk);
   EXPECT_NE(resp->lease_id, 0u);
   EXPECT_EQ(resp->lease_ttl_us, 300000u);
-  // The reader never releases. While the lease holds, the block cannot go.
-  protocol::RemoveRequest rm;
-  rm.header = Header(spec_);
-  rm.keys.push_back(k);
-  auto first = Send<protocol::RemoveResponse>(node, rm);
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_NE(first->codes[0], absl::StatusCode::kOk);
-  // The agent expires it (its maintenance sweep) and the block is removable.
+  // The reader never releases: the agent holds one lease...
+  const std::string http = cluster_->agents()[0].http;
+  ASSERT_EQ(cluster_->agents()[0].node, node);
+  EXPECT_EQ(Metric(http, "kvf_agent_leases"), 1);
+  EXPECT_EQ(Metric(http, "kvf_agent_pinned_blocks"), 1);
+  // ...until its maintenance sweep expires it and the block is unpinned.
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  absl::StatusCode code = first->codes[0];
-  while (code != absl::StatusCode::kOk && absl::Now() < deadline) {
-    auto again = Send<protocol::RemoveResponse>(node, rm);
-    ASSERT_TRUE(again.ok()) << again.status();
-    code = again->codes[0];
-    if (code != absl::StatusCode::kOk) absl::SleepFor(absl::Milliseconds(50));  // polling
+  while ((Metric(http, "kvf_agent_leases") != 0 || Metric(http, "kvf_agent_pinned_blocks") != 0) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));  // polling with a deadline
   }
-  EXPECT_EQ(code, absl::StatusCode::kOk) << "the lease never expired";
+  EXPECT_EQ(Metric(http, "kvf_agent_leases"), 0) << "the lease never expired";
+  EXPECT_EQ(Metric(http, "kvf_agent_pinned_blocks"), 0);
+  // The block is still there for the next reader.
+  protocol::LookupRequest look;
+  look.header = Header(spec_);
+  look.keys.push_back(k);
+  auto held = Send<protocol::LookupResponse>(node, look);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_TRUE(held->entries[0].held);
 }
 
 TEST_F(AgentWireTest, GetHandsOutTheCommittedBytes) {

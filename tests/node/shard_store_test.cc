@@ -251,7 +251,6 @@ TEST_P(ShardStoreTest, LeaseLifecycle) {
   const auto expected = Payload(Key(1), 0);
   EXPECT_EQ(std::vector<std::byte>(lease->location.address, lease->location.address + 4 * kKiB),
             expected);
-  EXPECT_EQ(store_->Remove(ns_, Key(1)).code(), absl::StatusCode::kFailedPrecondition);
   // An overwrite is not blocked by the lease; the leased bytes stay intact.
   EXPECT_TRUE(PutKey(1, 7, {.mutable_entry = true}).ok());
   EXPECT_EQ(std::vector<std::byte>(lease->location.address, lease->location.address + 4 * kKiB),
@@ -549,6 +548,22 @@ TEST_F(ShardStoreReserveTest, MutableOverwriteOfAPinnedBlockKeepsTheReadersPage)
   EXPECT_TRUE(store_->Unpin(lease.id).ok());
   EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);  // the old page went back
   EXPECT_TRUE(Holds(1, 2));
+}
+
+TEST_F(ShardStoreReserveTest, RemovingAPinnedBlockKeepsTheReadersBytes) {
+  const auto v = Payload(Key(1), 3);
+  ASSERT_TRUE(store_->Put(ns_, Key(1), v).ok());
+  auto lease = *store_->Pin(ns_, Key(1));
+  ASSERT_TRUE(store_->Remove(ns_, Key(1)).ok());
+  EXPECT_FALSE(Holds(1, 3));  // gone for new readers
+  EXPECT_EQ(store_->Pin(ns_, Key(1)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(std::memcmp(lease.location.address, v.data(), v.size()), 0);
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 4 * kKiB);
+  EXPECT_TRUE(store_->Unpin(lease.id).ok());
+  EXPECT_EQ(store_->Stats().tiers[0].used_bytes, 0u);
+  // The page can be reused by another block.
+  ASSERT_TRUE(store_->Put(ns_, Key(2), Payload(Key(2), 0)).ok());
+  EXPECT_TRUE(Holds(2));
 }
 
 TEST_F(ShardStoreReserveTest, ARetiredPageIsFreedWhenItsLeaseExpires) {
