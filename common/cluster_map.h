@@ -35,6 +35,7 @@ struct NodeInfo {
   std::string failure_domain;  // rack, host, zone...: replicas avoid sharing one
   uint64_t capacity_bytes = 0;
   NodeState state = NodeState::kJoining;
+  std::string http_address;  // /metrics and /healthz, host:port (may be empty)
 };
 
 // A node's data_address is its transport worker address (Transport::

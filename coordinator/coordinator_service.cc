@@ -302,6 +302,9 @@ void CoordinatorService::FlipFinishedLocked() {
 
 absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRequest& request) {
   KVF_RETURN_IF_ERROR(ValidateHostPort("address", request.address()));
+  if (request.http_address().size() > 256) {
+    return absl::InvalidArgumentError("http_address is longer than 256 bytes");
+  }
   if (request.data_address().size() > kMaxDataAddressLength) {
     return absl::InvalidArgumentError(absl::StrCat("data_address is ", request.data_address().size(),
                                                    " bytes; at most ", kMaxDataAddressLength));
@@ -347,6 +350,7 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
     auto fill = [&](NodeEntry& e) {
       e.info.address = request.address();
       e.info.data_address = request.data_address();
+      e.info.http_address = request.http_address();
       e.info.failure_domain = request.failure_domain();
       e.info.capacity_bytes = request.capacity_bytes();
       e.tiers.assign(request.tiers().begin(), request.tiers().end());

@@ -1,0 +1,712 @@
+// kvfctl against real processes on loopback: a kvf-coordinator and kvf-agent
+// children (tests/cluster/local_cluster.h), kvfctl run as a subprocess, its
+// exit status, stdout and stderr checked. Nothing sleeps to synchronise; the
+// children die with the test (PR_SET_PDEATHSIG) and are killed by pid in
+// destructors.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/cluster/local_cluster.h"
+
+#ifndef KVFCTL_BIN
+#error "KVFCTL_BIN must name the kvfctl binary"
+#endif
+
+namespace kvf::testing {
+namespace {
+
+// ---- A minimal JSON reader: enough to check kvfctl's output is valid JSON
+// and to read fields from it.
+struct Json {
+  std::variant<std::nullptr_t, bool, double, std::string, std::vector<Json>,
+               std::map<std::string, Json>>
+      v;
+  bool is_object() const { return v.index() == 5; }
+  bool is_array() const { return v.index() == 4; }
+  const Json& operator[](const std::string& k) const {
+    static const Json kNull;
+    if (!is_object()) return kNull;
+    auto& m = std::get<5>(v);
+    auto it = m.find(k);
+    return it == m.end() ? kNull : it->second;
+  }
+  const std::vector<Json>& array() const {
+    static const std::vector<Json> kEmpty;
+    return is_array() ? std::get<4>(v) : kEmpty;
+  }
+  std::string str() const { return v.index() == 3 ? std::get<3>(v) : ""; }
+  double num() const { return v.index() == 2 ? std::get<2>(v) : -1; }
+  bool boolean() const { return v.index() == 1 && std::get<1>(v); }
+  bool is_null() const { return v.index() == 0; }
+};
+
+class JsonReader {
+ public:
+  explicit JsonReader(const std::string& s) : s_(s) {}
+  bool Parse(Json* out) {
+    if (!Value(out)) return false;
+    Ws();
+    return i_ == s_.size();
+  }
+
+ private:
+  void Ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool Lit(const char* lit) {
+    const size_t n = std::strlen(lit);
+    if (s_.compare(i_, n, lit) != 0) return false;
+    i_ += n;
+    return true;
+  }
+  bool String(std::string* out) {
+    if (i_ >= s_.size() || s_[i_] != '"') return false;
+    ++i_;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      char c = s_[i_++];
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c != '\\') {
+        *out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) return false;
+      c = s_[i_++];
+      switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+          *out += c;
+          break;
+        case 'n':
+          *out += '\n';
+          break;
+        case 't':
+          *out += '\t';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
+        case 'u': {
+          if (i_ + 4 > s_.size()) return false;
+          *out += static_cast<char>(std::stoi(s_.substr(i_, 4), nullptr, 16));
+          i_ += 4;
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    if (i_ >= s_.size()) return false;
+    ++i_;
+    return true;
+  }
+  bool Value(Json* out) {
+    Ws();
+    if (i_ >= s_.size()) return false;
+    const char c = s_[i_];
+    if (c == '{') {
+      ++i_;
+      std::map<std::string, Json> m;
+      Ws();
+      if (i_ < s_.size() && s_[i_] == '}') {
+        ++i_;
+      } else {
+        for (;;) {
+          Ws();
+          std::string k;
+          if (!String(&k)) return false;
+          Ws();
+          if (i_ >= s_.size() || s_[i_++] != ':') return false;
+          if (!Value(&m[k])) return false;
+          Ws();
+          if (i_ < s_.size() && s_[i_] == ',') {
+            ++i_;
+            continue;
+          }
+          if (i_ < s_.size() && s_[i_] == '}') {
+            ++i_;
+            break;
+          }
+          return false;
+        }
+      }
+      out->v = std::move(m);
+      return true;
+    }
+    if (c == '[') {
+      ++i_;
+      std::vector<Json> a;
+      Ws();
+      if (i_ < s_.size() && s_[i_] == ']') {
+        ++i_;
+      } else {
+        for (;;) {
+          a.emplace_back();
+          if (!Value(&a.back())) return false;
+          Ws();
+          if (i_ < s_.size() && s_[i_] == ',') {
+            ++i_;
+            continue;
+          }
+          if (i_ < s_.size() && s_[i_] == ']') {
+            ++i_;
+            break;
+          }
+          return false;
+        }
+      }
+      out->v = std::move(a);
+      return true;
+    }
+    if (c == '"') {
+      std::string str;
+      if (!String(&str)) return false;
+      out->v = std::move(str);
+      return true;
+    }
+    if (Lit("true")) {
+      out->v = true;
+      return true;
+    }
+    if (Lit("false")) {
+      out->v = false;
+      return true;
+    }
+    if (Lit("null")) {
+      out->v = nullptr;
+      return true;
+    }
+    size_t used = 0;
+    try {
+      out->v = std::stod(s_.substr(i_), &used);
+    } catch (...) {
+      return false;
+    }
+    i_ += used;
+    return used > 0;
+  }
+  const std::string& s_;
+  size_t i_ = 0;
+};
+
+// ---- Running kvfctl.
+struct CtlResult {
+  int code = -1;  // exit status; -1: killed (timed out)
+  std::string out, err;
+  absl::Duration took;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs kvfctl with `args` (and `env` added), capturing output in files under
+// `dir`; kills it after `timeout`.
+CtlResult RunCtl(const std::string& dir, std::vector<std::string> args,
+                 const std::vector<std::string>& env = {},
+                 absl::Duration timeout = absl::Seconds(60)) {
+  static int serial = 0;
+  const std::string prefix = absl::StrCat(dir, "/kvfctl-", ::getpid(), "-", serial++);
+  args.insert(args.begin(), KVFCTL_BIN);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const absl::Time start = absl::Now();
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);
+    int out = ::open((prefix + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open((prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0) ::_exit(125);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    ::unsetenv("KVF_COORDINATOR");
+    ::unsetenv("KVF_TOKEN");
+    for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  CtlResult r;
+  const absl::Time deadline = start + timeout;
+  int status = 0;
+  for (;;) {
+    if (::waitpid(child, &status, WNOHANG) == child) {
+      r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      break;
+    }
+    if (absl::Now() > deadline) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  r.took = absl::Now() - start;
+  r.out = ReadFile(prefix + ".out");
+  r.err = ReadFile(prefix + ".err");
+  return r;
+}
+
+std::string Describe(const CtlResult& r) {
+  return absl::StrCat("exit ", r.code, " after ", absl::FormatDuration(r.took), "\n--- stdout\n",
+                      r.out, "--- stderr\n", r.err);
+}
+
+bool AgentBuilt() {
+#ifdef KVF_AGENT_BIN
+  return std::string(KVF_AGENT_BIN).size() > 0;
+#else
+  return false;
+#endif
+}
+
+// A loopback port nobody listens on (bound, then released: nothing else on
+// this machine picks it in the moment between).
+int UnusedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "kvfctl-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// ---- Without a cluster.
+
+TEST(KvfctlCli, UsageErrorsExitTwo) {
+  TempDir dir;
+  const std::vector<std::vector<std::string>> bad = {
+      {},
+      {"frobnicate"},
+      {"--token=t", "nodes", "extra"},
+      {"--token=t", "drain"},
+      {"--token=t", "drain", "zero"},
+      {"--token=t", "drain", "0"},
+      {"--token=t", "--bogus_flag", "status"},
+      {"--token=t", "evict"},
+      {"--token=t", "evict", "--to=150"},
+      {"--token=t", "placement"},
+      {"--token=t", "placement", "abc", "--tokens=/nonexistent"},
+      {"--token=t", "placement", "0123", "--model=m"},  // neither a key nor 0x...
+      {"--token=t", "placement", "--tokens=/nonexistent/file", "--model=m"},
+      {"--token=t", "--token_file=/dev/null", "status"},
+      {"--token=t", "--timeout", "nonsense", "drain", "1"},
+      {"status"},                     // no token at all
+  };
+  for (const auto& args : bad) {
+    CtlResult r = RunCtl(dir.path(), args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << "\n" << Describe(r);
+    EXPECT_TRUE(absl::StrContains(r.err, "kvfctl")) << Describe(r);
+  }
+  CtlResult help = RunCtl(dir.path(), {"--help"});
+  EXPECT_EQ(help.code, 0) << Describe(help);
+  EXPECT_TRUE(absl::StrContains(help.out, "drain NODE")) << Describe(help);
+}
+
+TEST(KvfctlCli, UnreachableCoordinatorExitsFive) {
+  TempDir dir;
+  const std::string addr = absl::StrCat("127.0.0.1:", UnusedPort());
+  CtlResult r = RunCtl(dir.path(), {absl::StrCat("--coordinator=", addr), "--token=t", "status"});
+  EXPECT_EQ(r.code, 5) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("is kvf-coordinator running at ", addr)))
+      << Describe(r);
+  // The same through KVF_COORDINATOR / KVF_TOKEN.
+  CtlResult env =
+      RunCtl(dir.path(), {"nodes"}, {absl::StrCat("KVF_COORDINATOR=", addr), "KVF_TOKEN=t"});
+  EXPECT_EQ(env.code, 5) << Describe(env);
+  EXPECT_LT(r.took, absl::Seconds(10));
+}
+
+// ---- Against a cluster of real processes.
+
+class KvfctlCluster : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!AgentBuilt()) return;
+    LocalClusterOptions o;
+    o.agents = 3;
+    o.replication = 2;
+    auto c = LocalCluster::Start(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = c->release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
+    ASSERT_NE(cluster_, nullptr);
+  }
+  void TearDown() override {
+    if (HasFailure() && cluster_ != nullptr) {
+      for (const AgentProcess& a : cluster_->agents()) {
+        std::cerr << "---- " << a.log_prefix << ".err (node " << a.node << ")\n"
+                  << cluster_->TailLog(a.log_prefix, 3000) << "\n";
+      }
+    }
+  }
+
+  // kvfctl against the cluster with the right token.
+  static CtlResult Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {absl::StrCat("--coordinator=", cluster_->coordinator()),
+                               absl::StrCat("--token=", cluster_->token())});
+    return RunCtl(cluster_->dir(), args);
+  }
+  static Json ParseJson(const CtlResult& r) {
+    Json j;
+    EXPECT_TRUE(JsonReader(r.out).Parse(&j)) << "not one JSON value:\n" << Describe(r);
+    return j;
+  }
+
+  static LocalCluster* cluster_;
+};
+LocalCluster* KvfctlCluster::cluster_ = nullptr;
+
+TEST_F(KvfctlCluster, NodesJsonListsTheAgentsActive) {
+  CtlResult r = Ctl({"--json", "nodes"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  Json j = ParseJson(r);
+  ASSERT_TRUE(j["nodes"].is_array()) << Describe(r);
+  std::map<uint32_t, const Json*> by_id;
+  for (const Json& n : j["nodes"].array()) by_id[static_cast<uint32_t>(n["id"].num())] = &n;
+  for (const AgentProcess& a : cluster_->agents()) {
+    ASSERT_TRUE(by_id.count(a.node)) << "node " << a.node << "\n" << Describe(r);
+    const Json& n = *by_id[a.node];
+    EXPECT_EQ(n["state"].str(), "active");
+    EXPECT_EQ(n["address"].str(), a.control);
+    EXPECT_EQ(n["failure_domain"].str(), a.failure_domain);
+    EXPECT_EQ(n["capacity_bytes"].num(), 64.0 * 1024 * 1024);
+  }
+  EXPECT_GT(j["epoch"].num(), 0);
+
+  CtlResult table = Ctl({"nodes"});
+  ASSERT_EQ(table.code, 0) << Describe(table);
+  EXPECT_TRUE(absl::StrContains(table.out, "FAILURE DOMAIN")) << Describe(table);
+  EXPECT_TRUE(absl::StrContains(table.out, cluster_->agents()[0].control)) << Describe(table);
+}
+
+TEST_F(KvfctlCluster, StatusPrintsTheEpoch) {
+  auto map = cluster_->GetClusterMap();
+  ASSERT_TRUE(map.ok()) << map.status();
+  CtlResult r = Ctl({"status"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("epoch            ", map->epoch)))
+      << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, "active 3")) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, "usage            n/a: pass --coordinator_http"))
+      << Describe(r);
+  // Hit rate from the agents' HTTP addresses in the map.
+  EXPECT_TRUE(absl::StrContains(r.out, "hit rate")) << Describe(r);
+  EXPECT_FALSE(absl::StrContains(r.out, "pass --agent_http")) << Describe(r);
+
+  // With the HTTP endpoints: usage and hit rate are read, not guessed.
+  std::string agents;
+  for (const AgentProcess& a : cluster_->agents()) {
+    absl::StrAppend(&agents, agents.empty() ? "" : ",", a.http);
+  }
+  CtlResult full =
+      Ctl({"--json", "status", absl::StrCat("--coordinator_http=", cluster_->coordinator_http()),
+           absl::StrCat("--agent_http=", agents)});
+  ASSERT_EQ(full.code, 0) << Describe(full);
+  Json j = ParseJson(full);
+  EXPECT_EQ(j["epoch"].num(), static_cast<double>(map->epoch));
+  EXPECT_EQ(j["nodes_by_state"]["active"].num(), 3);
+  EXPECT_EQ(j["capacity_bytes"].num(), 3 * 64.0 * 1024 * 1024);
+  EXPECT_FALSE(j["used_bytes"].is_null()) << Describe(full);
+  EXPECT_FALSE(j["hit_rate"].is_null()) << Describe(full);
+}
+
+TEST_F(KvfctlCluster, WrongTokenExitsFourWithHint) {
+  CtlResult r = RunCtl(cluster_->dir(), {absl::StrCat("--coordinator=", cluster_->coordinator()),
+                                         "--token=not-the-token", "nodes"});
+  EXPECT_EQ(r.code, 4) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, "check --token/--token_file")) << Describe(r);
+
+  // A token file with the right token works (whitespace around it is ignored).
+  const std::string file = cluster_->dir() + "/token";
+  std::ofstream(file) << cluster_->token() << "\n";
+  CtlResult ok = RunCtl(cluster_->dir(), {absl::StrCat("--coordinator=", cluster_->coordinator()),
+                                          absl::StrCat("--token_file=", file), "nodes"});
+  EXPECT_EQ(ok.code, 0) << Describe(ok);
+}
+
+TEST_F(KvfctlCluster, PlacementOfTokensGivesLiveOwnersPerSegment) {
+  // 100 tokens, 4 tokens a block, 8 blocks a segment: 25 blocks, 4 segments.
+  const std::string file = cluster_->dir() + "/tokens.txt";
+  {
+    std::ofstream out(file);
+    for (int i = 0; i < 100; ++i) out << (i * 7919 % 32000) << (i % 10 == 9 ? "\n" : " ");
+  }
+  CtlResult r = Ctl({"--json", "placement", absl::StrCat("--tokens=", file), "--model=llama-test",
+                     "--block_tokens=4", "--segment_blocks=8"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  Json j = ParseJson(r);
+  std::set<uint32_t> live;
+  for (const AgentProcess& a : cluster_->agents()) live.insert(a.node);
+  EXPECT_EQ(j["replication"].num(), 2);
+  EXPECT_EQ(j["blocks"].num(), 25);
+  const auto& segs = j["segments"].array();
+  ASSERT_EQ(segs.size(), 4u) << Describe(r);
+  for (size_t s = 0; s < segs.size(); ++s) {
+    EXPECT_EQ(segs[s]["segment"].num(), static_cast<double>(s));
+    EXPECT_EQ(segs[s]["first_block"].num(), 8.0 * s);
+    EXPECT_TRUE(absl::StartsWith(segs[s]["placement_hash"].str(), "0x"));
+    const auto& owners = segs[s]["owners"].array();
+    ASSERT_EQ(owners.size(), 2u) << Describe(r);
+    std::set<uint32_t> distinct;
+    std::set<std::string> domains;
+    for (const Json& o : owners) {
+      const uint32_t id = static_cast<uint32_t>(o["id"].num());
+      EXPECT_TRUE(live.count(id)) << id;
+      EXPECT_EQ(o["state"].str(), "active");
+      distinct.insert(id);
+      domains.insert(o["failure_domain"].str());
+    }
+    EXPECT_EQ(distinct.size(), 2u);
+    EXPECT_EQ(domains.size(), 2u);  // one agent per domain
+    EXPECT_TRUE(owners[0]["primary"].boolean());
+  }
+
+  // The same head key, asked for alone, has the same owners; so does its hash.
+  const std::string head = segs[1]["head_key"].str();
+  CtlResult one = Ctl({"--json", "placement", head, "--model=llama-test", "--block_tokens=4",
+                       "--segment_blocks=8"});
+  ASSERT_EQ(one.code, 0) << Describe(one);
+  Json jo = ParseJson(one);
+  ASSERT_EQ(jo["segments"].array().size(), 1u);
+  EXPECT_EQ(jo["segments"].array()[0]["placement_hash"].str(), segs[1]["placement_hash"].str());
+  CtlResult by_hash = Ctl({"placement", segs[1]["placement_hash"].str()});
+  ASSERT_EQ(by_hash.code, 0) << Describe(by_hash);
+  const uint32_t primary = static_cast<uint32_t>(segs[1]["owners"].array()[0]["id"].num());
+  EXPECT_TRUE(absl::StrContains(by_hash.out, absl::StrCat(primary, " (primary, active")))
+      << Describe(by_hash);
+
+  // A namespace that does not validate is a usage error.
+  CtlResult no_model = Ctl({"placement", head});
+  EXPECT_EQ(no_model.code, 2) << Describe(no_model);
+}
+
+TEST_F(KvfctlCluster, MetricsOfANodeNeedItsHttpAddress) {
+  const AgentProcess& a = cluster_->agents()[0];
+  // The map carries the agent's HTTP address; --http overrides it.
+  CtlResult from_map = Ctl({"metrics", absl::StrCat(a.node)});
+  ASSERT_EQ(from_map.code, 0) << Describe(from_map);
+  EXPECT_TRUE(absl::StrContains(from_map.out, "kvf_agent_blocks")) << Describe(from_map);
+  CtlResult r = Ctl({"metrics", absl::StrCat(a.node), absl::StrCat("--http=", a.http)});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, "kvf_agent_hits_total")) << Describe(r);
+  // Another node's address is caught by its /healthz.
+  const AgentProcess& b = cluster_->agents()[1];
+  CtlResult wrong = Ctl({"metrics", absl::StrCat(a.node), absl::StrCat("--http=", b.http)});
+  EXPECT_EQ(wrong.code, 1) << Describe(wrong);
+  CtlResult json =
+      Ctl({"--json", "metrics", absl::StrCat(a.node), absl::StrCat("--http=", a.http)});
+  ASSERT_EQ(json.code, 0) << Describe(json);
+  EXPECT_GE(ParseJson(json)["metrics"]["kvf_agent_blocks"].num(), 0);
+}
+
+TEST_F(KvfctlCluster, JoinPrintsTheAgentCommand) {
+  const std::string file = cluster_->dir() + "/join-token";
+  std::ofstream(file) << cluster_->token();
+  CtlResult r = RunCtl(cluster_->dir(),
+                       {absl::StrCat("--coordinator=", cluster_->coordinator()),
+                        absl::StrCat("--token_file=", file), "join", "--", "--failure_domain=r9"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_EQ(r.out, absl::StrCat("kvf-agent --coordinator=", cluster_->coordinator(),
+                                " --token_file=", file, " --failure_domain=r9\n"))
+      << Describe(r);
+
+  // With the token in KVF_TOKEN the command refers to the variable rather
+  // than echoing the secret.
+  CtlResult env = RunCtl(cluster_->dir(), {"--json", "join"},
+                         {absl::StrCat("KVF_COORDINATOR=", cluster_->coordinator()),
+                          absl::StrCat("KVF_TOKEN=", cluster_->token())});
+  ASSERT_EQ(env.code, 0) << Describe(env);
+  Json j = ParseJson(env);
+  EXPECT_EQ(j["command"].str(), absl::StrCat("kvf-agent --coordinator=", cluster_->coordinator(),
+                                             " --token=\"$KVF_TOKEN\""));
+  EXPECT_FALSE(absl::StrContains(env.out, cluster_->token())) << Describe(env);
+
+  // A wrong token is caught before the command is printed.
+  CtlResult bad = RunCtl(cluster_->dir(), {absl::StrCat("--coordinator=", cluster_->coordinator()),
+                                           "--token=wrong", "join"});
+  EXPECT_EQ(bad.code, 4) << Describe(bad);
+  EXPECT_EQ(bad.out, "");
+}
+
+TEST_F(KvfctlCluster, EvictNeedsUsageAndStopsWhenBelowTarget) {
+  CtlResult no_http = Ctl({"evict", "--to=50"});
+  EXPECT_EQ(no_http.code, 2) << Describe(no_http);
+  EXPECT_TRUE(absl::StrContains(no_http.err, "--coordinator_http")) << Describe(no_http);
+  CtlResult dead =
+      Ctl({"evict", "--to=50", absl::StrCat("--coordinator_http=127.0.0.1:", UnusedPort())});
+  EXPECT_NE(dead.code, 0) << Describe(dead);
+  EXPECT_TRUE(absl::StrContains(dead.err, "cannot read cluster usage")) << Describe(dead);
+  // An idle cluster is below any target: nothing to do.
+  CtlResult r = Ctl({"--json", "evict", "--to", "90",
+                     absl::StrCat("--coordinator_http=", cluster_->coordinator_http())});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_TRUE(ParseJson(r)["reached"].boolean()) << Describe(r);
+}
+
+TEST_F(KvfctlCluster, IllegalTransitionFailsWithExitOne) {
+  const uint32_t node = cluster_->agents()[0].node;
+  CtlResult r = Ctl({"undrain", absl::StrCat(node)});  // it is active, not draining
+  EXPECT_EQ(r.code, 1) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, "Undrain")) << Describe(r);
+  CtlResult missing = Ctl({"drain", "999"});
+  EXPECT_EQ(missing.code, 1) << Describe(missing);
+  EXPECT_TRUE(absl::StrContains(missing.err, "kvfctl nodes")) << Describe(missing);
+}
+
+// Draining changes the cluster: its own cluster.
+class KvfctlDrain : public KvfctlCluster {
+ protected:
+  static void SetUpTestSuite() {}
+  static void TearDownTestSuite() {}
+  void SetUp() override {
+    if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
+    LocalClusterOptions o;
+    o.agents = 3;
+    o.replication = 2;
+    o.lease_ms = LeaseMs();
+    auto c = LocalCluster::Start(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    owned_ = std::move(*c);
+    cluster_ = owned_.get();
+  }
+  void TearDown() override {
+    KvfctlCluster::TearDown();
+    cluster_ = nullptr;
+    owned_.reset();
+  }
+  virtual uint64_t LeaseMs() const { return 3000; }
+  std::unique_ptr<LocalCluster> owned_;
+};
+
+// A lease long enough that a stopped agent stays `active` (not `down`) for
+// the whole test, however loaded the machine.
+class KvfctlDrainLongLease : public KvfctlDrain {
+ protected:
+  uint64_t LeaseMs() const override { return 60000; }
+};
+
+NodeState StateOf(const LocalCluster& c, NodeId id) {
+  auto map = c.GetClusterMap();
+  if (!map.ok()) return NodeState::kJoining;
+  const NodeInfo* n = map->Find(id);
+  return n == nullptr ? NodeState::kJoining : n->state;
+}
+
+TEST_F(KvfctlDrain, DrainWaitsUntilTheNodeHasLeft) {
+  const NodeId node = cluster_->agents()[2].node;
+  CtlResult r = Ctl({"drain", absl::StrCat(node), "--poll=50ms"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, "active -> draining")) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.out, "left the cluster")) << Describe(r);
+  EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
+
+  // Draining a node that has left is done already.
+  CtlResult again = Ctl({"--json", "drain", absl::StrCat(node)});
+  ASSERT_EQ(again.code, 0) << Describe(again);
+  EXPECT_EQ(ParseJson(again)["state"].str(), "left");
+}
+
+TEST_F(KvfctlDrain, NoWaitReturnsAtOnceAndUndrainCancels) {
+  const NodeId node = cluster_->agents()[1].node;
+  CtlResult r = Ctl({"--json", "drain", absl::StrCat(node), "--no-wait"});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  Json j = ParseJson(r);
+  EXPECT_FALSE(j["waited"].boolean());
+  EXPECT_TRUE(j["state"].str() == "draining" || j["state"].str() == "left") << Describe(r);
+  // It did not wait for the migration (the RPC itself may take seconds on a
+  // loaded machine: the coordinator hands tasks to agents before answering).
+  EXPECT_LT(r.took, absl::Seconds(30));
+  // Either still draining or already left (the migration may be quick), and
+  // undrain either succeeds or says why not with exit 1.
+  CtlResult u = Ctl({"undrain", absl::StrCat(node)});
+  if (u.code == 0) {
+    EXPECT_TRUE(absl::StrContains(u.out, "is active")) << Describe(u);
+  } else {
+    EXPECT_EQ(u.code, 1) << Describe(u);
+    EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
+  }
+}
+
+TEST_F(KvfctlDrainLongLease, TimeoutExitsThree) {
+  // Stop the node's agent so its drain cannot finish: a stopped agent copies
+  // nothing, and with a 60 s lease it is not marked down meanwhile.
+  const NodeId node = cluster_->agents()[0].node;
+  ASSERT_TRUE(cluster_->SignalAgent(0, SIGSTOP).ok());
+  CtlResult r = Ctl({"drain", absl::StrCat(node), "--timeout=300ms", "--poll=50ms"});
+  ASSERT_TRUE(cluster_->SignalAgent(0, SIGCONT).ok());
+  EXPECT_EQ(r.code, 3) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, "still draining")) << Describe(r);
+}
+
+TEST_F(KvfctlDrain, LeaveRemovesTheNode) {
+  const NodeId node = cluster_->agents()[0].node;
+  CtlResult r = Ctl({"--json", "leave", absl::StrCat(node)});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_EQ(ParseJson(r)["node"]["state"].str(), "left");
+  EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
+}
+
+}  // namespace
+}  // namespace kvf::testing

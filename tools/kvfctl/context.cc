@@ -1,0 +1,200 @@
+#include "tools/kvfctl/context.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/auth.h"
+
+namespace kvf::ctl {
+namespace {
+
+// "FAILED_PRECONDITION": gRPC and absl codes are the same numbers.
+std::string CodeName(const grpc::Status& status) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+}
+
+}  // namespace
+
+Metrics ParseMetrics(const std::string& text) {
+  Metrics out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    // The value follows the last space (labels may hold spaces only inside
+    // quotes, before it); an optional timestamp is not written by kvfabric.
+    const size_t space = line.rfind(' ');
+    if (space == absl::string_view::npos) continue;
+    double v = 0;
+    if (!absl::SimpleAtod(line.substr(space + 1), &v)) continue;
+    out[std::string(absl::StripAsciiWhitespace(line.substr(0, space)))] = v;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> HttpGet(const std::string& host_port, const std::string& path,
+                                    absl::Duration timeout) {
+  const size_t colon = host_port.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(host_port).substr(colon + 1), &port) || port <= 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", host_port, "' is not HOST:PORT"));
+  }
+  std::string host = host_port.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  httplib::Client client(host, port);
+  const int64_t us = absl::ToInt64Microseconds(timeout);
+  client.set_connection_timeout(us / 1000000, us % 1000000);
+  client.set_read_timeout(us / 1000000, us % 1000000);
+  httplib::Result res = client.Get(path.c_str());
+  if (!res) {
+    return absl::UnavailableError(
+        absl::StrCat("GET http://", host_port, path, ": ", httplib::to_string(res.error())));
+  }
+  if (res->status != 200) {
+    return absl::InternalError(
+        absl::StrCat("GET http://", host_port, path, ": HTTP ", res->status));
+  }
+  return res->body;
+}
+
+int Fail(int code, const std::string& message, const std::string& hint) {
+  std::fprintf(stderr, "kvfctl: %s\n", message.c_str());
+  if (!hint.empty()) std::fprintf(stderr, "  %s\n", hint.c_str());
+  return code;
+}
+
+Context::Context(Options options) : options_(std::move(options)) {}
+
+proto::Coordinator::Stub& Context::coordinator() {
+  if (stub_ == nullptr) {
+    grpc::ChannelArguments args;
+    // One quick attempt: an operator wants "unreachable" now, not after
+    // reconnect backoff.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    channel_ =
+        grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
+    stub_ = proto::Coordinator::NewStub(channel_);
+  }
+  return *stub_;
+}
+
+std::unique_ptr<grpc::ClientContext> Context::NewCall() const {
+  return NewCall(options_.rpc_timeout);
+}
+
+std::unique_ptr<grpc::ClientContext> Context::NewCall(absl::Duration timeout) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  AddClusterToken(ctx.get(), options_.token);
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
+  return ctx;
+}
+
+std::unique_ptr<grpc::ClientContext> Context::NewMutationCall() const {
+  return NewCall(std::max(options_.rpc_timeout, absl::Seconds(30)));
+}
+
+std::optional<proto::ClusterMap> Context::GetMap(int* exit_code) {
+  proto::ClusterMap map;
+  auto ctx = NewCall();
+  grpc::Status s = coordinator().GetClusterMap(ctx.get(), proto::GetClusterMapRequest(), &map);
+  if (!s.ok()) {
+    *exit_code = RpcFailed("GetClusterMap", s);
+    return std::nullopt;
+  }
+  return map;
+}
+
+int Context::RpcFailed(const std::string& what, const grpc::Status& status, bool mutation) const {
+  const std::string msg = absl::StrCat(what, " at ", options_.coordinator, ": ",
+                                       status.error_message(), " (", CodeName(status), ")");
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Fail(kExitUnauthenticated, msg,
+                  "the coordinator refused the cluster token: check --token/--token_file "
+                  "(or KVF_TOKEN)");
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      if (mutation) {
+        return Fail(kExitUnreachable, msg,
+                    "the coordinator did not answer in time; the change may have been made: "
+                    "`kvfctl nodes` shows the node's state before you retry");
+      }
+      [[fallthrough]];
+    case grpc::StatusCode::UNAVAILABLE:
+      return Fail(kExitUnreachable, msg,
+                  absl::StrCat("is kvf-coordinator running at ", options_.coordinator,
+                               "? (--coordinator or KVF_COORDINATOR)"));
+    case grpc::StatusCode::NOT_FOUND:
+      return Fail(kExitFailed, msg, "`kvfctl nodes` lists the node ids");
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return Fail(kExitFailed, msg,
+                  "the node is not in a state that allows this; `kvfctl nodes` shows its state");
+    default:
+      return Fail(kExitFailed, msg);
+  }
+}
+
+int Context::AgentRpcFailed(const std::string& what, const std::string& address,
+                            const grpc::Status& status) const {
+  const std::string msg = absl::StrCat(what, " at agent ", address, ": ", status.error_message(),
+                                       " (", CodeName(status), ")");
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Fail(kExitUnauthenticated, msg,
+                  "the agent refused the token: check --token/--token_file");
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return Fail(kExitUnreachable, msg,
+                  absl::StrCat("is kvf-agent running at ", address,
+                               "? (its control address as the cluster map has it)"));
+    default:
+      return Fail(kExitFailed, msg);
+  }
+}
+
+const char* StateName(int proto_state) {
+  switch (proto_state) {
+    case proto::NODE_STATE_JOINING:
+      return "joining";
+    case proto::NODE_STATE_ACTIVE:
+      return "active";
+    case proto::NODE_STATE_DRAINING:
+      return "draining";
+    case proto::NODE_STATE_DOWN:
+      return "down";
+    case proto::NODE_STATE_LEFT:
+      return "left";
+    default:
+      return "unknown";
+  }
+}
+
+bool IsLive(int proto_state) {
+  return proto_state == proto::NODE_STATE_JOINING || proto_state == proto::NODE_STATE_ACTIVE ||
+         proto_state == proto::NODE_STATE_DRAINING;
+}
+
+const proto::Node* FindNode(const proto::ClusterMap& map, uint32_t id) {
+  for (const proto::Node& n : map.nodes()) {
+    if (n.id() == id) return &n;
+  }
+  return nullptr;
+}
+
+}  // namespace kvf::ctl
