@@ -30,7 +30,7 @@
 #include "common/block_hash.h"
 #include "common/process.h"
 #include "httplib.h"
-#include "tests/cluster/local_cluster.h"
+#include "tools/launch/local_cluster.h"
 
 namespace kvf {
 namespace {
@@ -53,7 +53,7 @@ double Percentile(std::vector<double> v, double q) {
 
 // Sums a Prometheus histogram over agents and returns {p50, p99} upper bounds
 // in µs.
-std::pair<double, double> AgentHistogram(const testing::LocalCluster& c, const std::string& name) {
+std::pair<double, double> AgentHistogram(const launch::LocalCluster& c, const std::string& name) {
   std::vector<std::pair<double, double>> buckets;  // le (s), cumulative count
   for (const auto& a : c.agents()) {
     if (a.pid < 0) continue;
@@ -122,12 +122,12 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  testing::LocalClusterOptions co;
+  launch::LocalClusterOptions co;
   co.agents = args.agents;
   co.replication = args.replication;
   co.ucx_tls = args.tls;
   co.host_bytes = 512ull << 20;
-  auto cluster = testing::LocalCluster::Start(co);
+  auto cluster = launch::LocalCluster::Start(co);
   if (!cluster.ok()) {
     std::fprintf(stderr, "cluster: %s\n", cluster.status().ToString().c_str());
     return 1;

@@ -1,0 +1,438 @@
+#include "tools/launch/local_cluster.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "proto/cluster_map_convert.h"
+#include "proto/coordinator.grpc.pb.h"
+
+// Where the build put the binaries (one candidate of FindBinary).
+#ifndef KVF_COORDINATOR_BIN
+#define KVF_COORDINATOR_BIN ""
+#endif
+#ifndef KVF_AGENT_BIN
+#define KVF_AGENT_BIN ""
+#endif
+
+namespace kvf::launch {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The value of `key=` in a space-separated ready line.
+std::string Field(const std::string& line, std::string_view key) {
+  for (absl::string_view part : absl::StrSplit(line, ' ')) {
+    if (absl::ConsumePrefix(&part, absl::StrCat(std::string(key), "="))) return std::string(part);
+  }
+  return "";
+}
+
+// Reaps `pid` if it exited; returns true and its status text if so.
+bool Reaped(pid_t pid, std::string* how) {
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) != pid) return false;
+  *how = WIFEXITED(status) ? absl::StrCat("exited with status ", WEXITSTATUS(status))
+                           : absl::StrCat("killed by signal ", WTERMSIG(status));
+  return true;
+}
+
+std::string Describe(const ClusterMap& map) {
+  std::string out;
+  for (const NodeInfo& n : map.nodes) {
+    absl::StrAppend(&out, " ", n.id, "=", std::string(NodeStateName(n.state)));
+  }
+  return out;
+}
+
+void KillAndReap(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// Sends SIGTERM to each of `pids` (skipping <= 0), then reaps them until
+// `deadline`; SIGKILLs the rest. Sets each reaped entry to -1. Returns how many
+// had to be killed.
+int TerminateAndReap(std::vector<pid_t*> pids, absl::Duration timeout) {
+  for (pid_t* p : pids) {
+    if (*p > 0) ::kill(*p, SIGTERM);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    bool running = false;
+    for (pid_t* p : pids) {
+      std::string how;
+      if (*p > 0 && Reaped(*p, &how)) *p = -1;
+      running |= *p > 0;
+    }
+    if (!running) return 0;
+    if (absl::Now() > deadline) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  int killed = 0;
+  for (pid_t* p : pids) {
+    if (*p > 0) {
+      KillAndReap(*p);
+      *p = -1;
+      ++killed;
+    }
+  }
+  return killed;
+}
+
+bool IsExecutable(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FindBinary(const std::string& name) {
+  std::vector<fs::path> candidates;
+  const bool coordinator = name == "kvf-coordinator";
+  if (const char* env = ::getenv(coordinator ? "KVF_COORDINATOR_BIN" : "KVF_AGENT_BIN");
+      env != nullptr && *env != '\0') {
+    // An explicit override: use it or fail, never fall through silently.
+    if (IsExecutable(env)) return std::string(env);
+    return absl::NotFoundError(absl::StrCat("$",
+                                            coordinator ? "KVF_COORDINATOR_BIN" : "KVF_AGENT_BIN",
+                                            "=", env, " is not an executable file"));
+  }
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path self_dir = ec ? fs::path() : self.parent_path();
+  if (!self_dir.empty()) candidates.push_back(self_dir / name);
+  const std::string built = coordinator ? KVF_COORDINATOR_BIN : KVF_AGENT_BIN;
+  if (!built.empty()) candidates.push_back(built);
+  if (!self_dir.empty()) {
+    // The build tree: tools/launch/kvf-launch, tests/<suite>/<test>, bench/...
+    const char* folder = coordinator ? "coordinator" : "node";
+    candidates.push_back(self_dir / ".." / folder / name);
+    candidates.push_back(self_dir / ".." / ".." / folder / name);
+  }
+  if (const char* path = ::getenv("PATH"); path != nullptr) {
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+      candidates.push_back(fs::path(std::string(dir)) / name);
+    }
+  }
+  std::vector<std::string> tried;
+  for (const fs::path& c : candidates) {
+    if (IsExecutable(c)) return fs::weakly_canonical(c, ec).string();
+    tried.push_back(c.string());
+  }
+  return absl::NotFoundError(
+      absl::StrCat(name, " not found; looked at ", absl::StrJoin(tried, ", "), " (set $",
+                   coordinator ? "KVF_COORDINATOR_BIN" : "KVF_AGENT_BIN", " or put it on PATH)"));
+}
+
+struct LocalCluster::Rpc {
+  std::unique_ptr<proto::Coordinator::Stub> stub;
+};
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
+    const LocalClusterOptions& options) {
+  std::unique_ptr<LocalCluster> c(new LocalCluster(options));
+  if (options.dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "kvf-cluster-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+    c->dir_ = tmpl;
+    c->owns_dir_ = true;
+  } else {
+    std::error_code ec;
+    fs::create_directories(options.dir, ec);
+    if (ec)
+      return absl::InternalError(absl::StrCat("cannot create ", options.dir, ": ", ec.message()));
+    c->dir_ = fs::absolute(options.dir).string();
+  }
+
+  // The token goes to the children in a 0600 file, not on their command line.
+  c->token_file_ = c->dir_ + "/token";
+  {
+    const int fd = ::open(c->token_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", c->token_file_));
+    const std::string text = options.token + "\n";
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (!ok) return absl::InternalError(absl::StrCat("cannot write ", c->token_file_));
+  }
+
+  if (options.coordinator_address.empty()) {
+    c->coordinator_bin_ = options.coordinator_bin;
+    if (c->coordinator_bin_.empty()) {
+      KVF_ASSIGN_OR_RETURN(c->coordinator_bin_, FindBinary("kvf-coordinator"));
+    }
+    std::vector<std::string> argv = {c->coordinator_bin_,
+                                     absl::StrCat("--listen=", options.host, ":0"),
+                                     absl::StrCat("--http_listen=", options.host, ":0"),
+                                     absl::StrCat("--token_file=", c->token_file_),
+                                     absl::StrCat("--replication=", options.replication),
+                                     absl::StrCat("--lease_ms=", options.lease_ms)};
+    argv.insert(argv.end(), options.extra_coordinator_flags.begin(),
+                options.extra_coordinator_flags.end());
+    KVF_ASSIGN_OR_RETURN(std::string line,
+                         c->Spawn(argv, {}, c->dir_ + "/coordinator", "kvf-coordinator listening ",
+                                  &c->coordinator_pid_));
+    c->coordinator_ = Field(line, "grpc");
+    c->coordinator_http_ = Field(line, "http");
+    if (c->coordinator_.empty()) {
+      return absl::InternalError(absl::StrCat("no grpc= in the coordinator's line: ", line));
+    }
+  } else {
+    c->coordinator_ = options.coordinator_address;
+  }
+  c->rpc_ = std::make_unique<Rpc>();
+  c->rpc_->stub = proto::Coordinator::NewStub(
+      grpc::CreateChannel(c->coordinator_, grpc::InsecureChannelCredentials()));
+
+  for (int i = 0; i < options.agents; ++i) KVF_RETURN_IF_ERROR(c->StartAgent().status());
+  if (options.wait_active && options.agents > 0) {
+    KVF_RETURN_IF_ERROR(c->WaitForActive(options.agents, absl::Now() + options.start_timeout));
+  }
+  return c;
+}
+
+LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
+
+LocalCluster::~LocalCluster() {
+  for (AgentProcess& a : agents_) KillAndReap(a.pid);
+  KillAndReap(coordinator_pid_);
+  if (owns_dir_ && ::getenv("KVF_KEEP_CLUSTER_DIR") == nullptr) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
+
+void LocalCluster::Release() {
+  for (AgentProcess& a : agents_) a.pid = -1;
+  coordinator_pid_ = -1;
+  owns_dir_ = false;
+}
+
+absl::Status LocalCluster::StopAgents(absl::Duration timeout) {
+  std::vector<pid_t*> pids;
+  for (AgentProcess& a : agents_) pids.push_back(&a.pid);
+  if (int killed = TerminateAndReap(pids, timeout); killed > 0) {
+    return absl::DeadlineExceededError(absl::StrCat(killed, " agent(s) did not exit within ",
+                                                    absl::FormatDuration(timeout),
+                                                    " of SIGTERM and were killed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::Stop(absl::Duration timeout) {
+  absl::Status agents = StopAgents(timeout);
+  if (TerminateAndReap({&coordinator_pid_}, timeout) > 0 && agents.ok()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "kvf-coordinator did not exit within ", absl::FormatDuration(timeout), " and was killed"));
+  }
+  return agents;
+}
+
+absl::StatusOr<std::string> LocalCluster::Spawn(
+    const std::vector<std::string>& args,
+    const std::vector<std::pair<std::string, std::string>>& env, const std::string& prefix,
+    const std::string& ready_prefix, pid_t* pid) {
+  const std::string out_path = prefix + ".out";
+  const std::string err_path = prefix + ".err";
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const bool die_with_parent = options_.die_with_parent;
+  const std::string log_level = options_.log_level;
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) return absl::InternalError("fork failed");
+  if (child == 0) {
+    if (die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
+    }
+    // Own process group: a terminal's Ctrl-C goes to the launcher only.
+    ::setpgid(0, 0);
+    // The launcher may block signals (it sigwaits); the child starts clean.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int in = ::open("/dev/null", O_RDONLY);
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || out < 0 || err < 0) ::_exit(125);
+    ::dup2(in, STDIN_FILENO);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    // Nothing else of the parent's (its sockets, MPI's) leaks into the daemon.
+    ::syscall(SYS_close_range, 3u, ~0u, 0u);
+    if (!log_level.empty()) ::setenv("KVF_LOG_LEVEL", log_level.c_str(), 0);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  *pid = child;
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  for (;;) {
+    std::string out = ReadFile(out_path);
+    // Only whole lines count: the ready line is complete once its newline is.
+    out.resize(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n'));
+    for (absl::string_view l : absl::StrSplit(out, '\n')) {
+      if (absl::StartsWith(l, ready_prefix)) return std::string(l);
+    }
+    std::string how;
+    if (Reaped(child, &how)) {
+      *pid = -1;
+      return absl::InternalError(
+          absl::StrCat(args[0], " ", how, " before it was ready; stderr: ", TailLog(prefix)));
+    }
+    if (absl::Now() > deadline) {
+      KillAndReap(child);
+      *pid = -1;
+      return absl::DeadlineExceededError(absl::StrCat(args[0], " printed no '", ready_prefix,
+                                                      "' line in time; stderr: ", TailLog(prefix)));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+int LocalCluster::running_agents() const {
+  int n = 0;
+  for (const AgentProcess& a : agents_) n += a.pid > 0 ? 1 : 0;
+  return n;
+}
+
+absl::StatusOr<int> LocalCluster::StartAgent(std::string domain) {
+  if (agent_bin_.empty()) {
+    agent_bin_ = options_.agent_bin;
+    if (agent_bin_.empty()) {
+      absl::StatusOr<std::string> found = FindBinary("kvf-agent");
+      if (!found.ok()) return absl::UnimplementedError(std::string(found.status().message()));
+      agent_bin_ = *found;
+    }
+  }
+  const int index = static_cast<int>(agents_.size());
+  if (domain.empty()) {
+    domain = options_.failure_domains > 0 ? absl::StrCat("d", index % options_.failure_domains)
+                                          : absl::StrCat("d", index);
+  }
+  AgentProcess a;
+  a.failure_domain = domain;
+  a.log_prefix = absl::StrCat(dir_, "/agent-", index);
+  std::vector<std::string> argv = {agent_bin_,
+                                   absl::StrCat("--coordinator=", coordinator_),
+                                   absl::StrCat("--token_file=", token_file_),
+                                   absl::StrCat("--listen=", options_.host, ":0"),
+                                   absl::StrCat("--http_listen=", options_.host, ":0"),
+                                   absl::StrCat("--host_bytes=", options_.host_bytes),
+                                   absl::StrCat("--failure_domain=", domain)};
+  if (!options_.ucx_tls.empty()) argv.push_back(absl::StrCat("--ucx_tls=", options_.ucx_tls));
+  argv.insert(argv.end(), options_.extra_agent_flags.begin(), options_.extra_agent_flags.end());
+  KVF_ASSIGN_OR_RETURN(std::string line,
+                       Spawn(argv, options_.agent_env, a.log_prefix, "kvf-agent ready ", &a.pid));
+  uint32_t node = 0;
+  if (!absl::SimpleAtoi(Field(line, "node"), &node)) {
+    KillAndReap(a.pid);
+    return absl::InternalError(absl::StrCat("no node= in the agent's ready line: ", line));
+  }
+  a.node = node;
+  a.control = Field(line, "control");
+  a.http = Field(line, "http");
+  agents_.push_back(std::move(a));
+  return index;
+}
+
+absl::Status LocalCluster::SignalAgent(int index, int signal, absl::Duration timeout) {
+  if (index < 0 || index >= static_cast<int>(agents_.size()) || agents_[index].pid <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("agent ", index, " is not running"));
+  }
+  AgentProcess& a = agents_[index];
+  if (::kill(a.pid, signal) != 0) return absl::InternalError("kill failed");
+  if (signal != SIGKILL && signal != SIGTERM) return absl::OkStatus();
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string how;
+  while (!Reaped(a.pid, &how)) {
+    if (absl::Now() > deadline) {
+      KillAndReap(a.pid);
+      a.pid = -1;
+      return absl::DeadlineExceededError(absl::StrCat("agent ", index, " did not exit in time"));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  a.pid = -1;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ClusterMap> LocalCluster::GetClusterMap() const {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  proto::ClusterMap pm;
+  grpc::Status s = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return ClusterMapFromProto(pm);
+}
+
+absl::Status LocalCluster::WaitForMap(const std::function<bool(const ClusterMap&)>& pred,
+                                      absl::Time deadline) const {
+  absl::Status last;
+  for (;;) {
+    auto map = GetClusterMap();
+    if (map.ok() && pred(*map)) return absl::OkStatus();
+    if (!map.ok()) last = map.status();
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cluster map condition not reached in time",
+          map.ok() ? absl::StrCat(" (epoch ", map->epoch, ", nodes:", Describe(*map), ")")
+                   : absl::StrCat(": ", last.ToString())));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+absl::Status LocalCluster::WaitForActive(int n, absl::Time deadline) const {
+  return WaitForMap(
+      [n](const ClusterMap& m) {
+        int active = 0;
+        for (const NodeInfo& node : m.nodes) {
+          if (node.state == NodeState::kActive) ++active;
+          if (node.state == NodeState::kJoining || node.state == NodeState::kDraining) return false;
+        }
+        return active == n;
+      },
+      deadline);
+}
+
+std::string LocalCluster::TailLog(const std::string& log_prefix, size_t max_bytes) const {
+  std::string err = ReadFile(log_prefix + ".err");
+  if (err.size() > max_bytes) err = err.substr(err.size() - max_bytes);
+  return err;
+}
+
+}  // namespace kvf::launch
