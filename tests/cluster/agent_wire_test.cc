@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/placement.h"
 #include "gtest/gtest.h"
+#include "tests/cluster/scrape.h"
 #include "node/protocol/frames.h"
 #include "node/protocol/reply.h"
 #include "tests/cluster/local_cluster.h"
@@ -27,20 +28,6 @@ namespace {
 
 using protocol::FrameType;
 
-// One gauge from an agent's /metrics page; -1 if absent.
-double Metric(const std::string& http, const std::string& name) {
-  const size_t colon = http.rfind(':');
-  httplib::Client cli(http.substr(0, colon), std::stoi(http.substr(colon + 1)));
-  auto res = cli.Get("/metrics");
-  if (!res || res->status != 200) return -1;
-  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
-    if (absl::StartsWith(line, name + " ")) {
-      double v = 0;
-      if (absl::SimpleAtod(line.substr(name.size() + 1), &v)) return v;
-    }
-  }
-  return -1;
-}
 
 NamespaceSpec TinySpec(std::string model = "wire-test") {
   NamespaceSpec s;

@@ -17,6 +17,7 @@
 #include "proto/auth.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "tests/cluster/cluster_fixture.h"
+#include "tests/cluster/scrape.h"
 
 namespace kvf::testing {
 namespace {
@@ -30,21 +31,6 @@ NamespaceSpec SmallSpec() {
   return s;
 }
 
-// One gauge or counter from an agent's /metrics page; -1 if absent.
-double Metric(const std::string& http, const std::string& name) {
-  const size_t colon = http.rfind(':');
-  httplib::Client cli(http.substr(0, colon), std::stoi(http.substr(colon + 1)));
-  auto res = cli.Get("/metrics");
-  if (!res || res->status != 200) return -1;
-  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
-    if (line.substr(0, name.size()) == name && line.size() > name.size() &&
-        line[name.size()] == ' ') {
-      double v = 0;
-      if (absl::SimpleAtod(line.substr(name.size() + 1), &v)) return v;
-    }
-  }
-  return -1;
-}
 
 class ClusterChangeTest : public ClusterTest {
  protected:
