@@ -12,6 +12,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libopenmpi-dev openmpi-bin                      # mpirun launcher
   libcpp-httplib-dev                              # /metrics and /healthz
+  redis-server                                    # kvf-bench's peer: the issue names Redis as the store to beat
 )
 
 missing=()

@@ -125,9 +125,14 @@ absl::Status AgentImpl::Init() {
   tc.progress = ProgressMode::kThread;
   tc.ucx_tls = options_.ucx_tls;
   KVF_ASSIGN_OR_RETURN(transport_, CreateTransport(tc));
-  KVF_ASSIGN_OR_RETURN(arena_, transport_->AllocateMemory(options_.host_bytes, MemoryType::kHost));
+  // Whole MiB: the slab allocator carves the arena into slabs of MiB sizes.
+  const uint64_t host_bytes = options_.host_bytes / (1 << 20) * (1 << 20);
+  if (host_bytes < (uint64_t{16} << 20)) {
+    return absl::InvalidArgumentError("host_bytes must be at least 16 MiB");
+  }
+  KVF_ASSIGN_OR_RETURN(arena_, transport_->AllocateMemory(host_bytes, MemoryType::kHost));
   ShardStoreOptions so;
-  so.host_bytes = options_.host_bytes;
+  so.host_bytes = host_bytes;
   so.host_memory = static_cast<std::byte*>(arena_->data());
   so.eviction_policy = options_.eviction_policy;
   so.default_lease = options_.get_lease;
