@@ -51,14 +51,6 @@ ABSL_FLAG(std::string, config, "", "textproto kvf.proto.CoordinatorConfig; flags
 namespace kvf {
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
 absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) {
   size_t colon = hp.rfind(':');
   int p = -1;
@@ -85,7 +77,7 @@ absl::StatusOr<proto::CoordinatorConfig> LoadConfig() {
   c.set_low_watermark(0.80);
   c.set_default_segment_blocks(16);
   if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    KVF_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     proto::CoordinatorConfig file;
     if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": not a CoordinatorConfig textproto"));
@@ -114,7 +106,7 @@ absl::StatusOr<proto::CoordinatorConfig> LoadConfig() {
     c.set_default_segment_blocks(absl::GetFlag(FLAGS_default_segment_blocks));
   }
   if (!c.token_file().empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string t, ReadFile(c.token_file()));
+    KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
     c.set_token(std::string(absl::StripAsciiWhitespace(t)));
   }
   if (c.token().empty()) {
@@ -139,7 +131,7 @@ int Run() {
 
   std::shared_ptr<grpc::ChannelCredentials> agent_creds;
   if (const std::string ca = absl::GetFlag(FLAGS_agent_tls_ca); !ca.empty()) {
-    auto pem = ReadFile(ca);
+    auto pem = ReadFileToString(ca);
     if (!pem.ok()) {
       std::fprintf(stderr, "kvf-coordinator: %s\n", pem.status().ToString().c_str());
       return 2;
@@ -168,8 +160,8 @@ int Run() {
 
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!c.tls_cert().empty()) {
-    auto cert = ReadFile(c.tls_cert());
-    auto key = ReadFile(c.tls_key());
+    auto cert = ReadFileToString(c.tls_cert());
+    auto key = ReadFileToString(c.tls_key());
     if (!cert.ok() || !key.ok()) {
       std::fprintf(stderr, "kvf-coordinator: cannot read the TLS certificate or key\n");
       return 2;
@@ -232,12 +224,7 @@ int Run() {
                 << options.ring.replication << ", lease " << options.lease
                 << (c.tls_cert().empty() ? ", plaintext" : ", TLS");
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = WaitForStopSignal();
   KVF_LOG(INFO) << "kvf-coordinator: signal " << sig << ", shutting down";
 
   stop.Notify();
@@ -255,11 +242,7 @@ int main(int argc, char** argv) {
   kvf::ConfigureProcessForServing();
   // Block the stop signals in every thread (gRPC's included); Run() waits for
   // them with sigwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  kvf::BlockStopSignals();
   absl::SetProgramUsageMessage("kvf-coordinator --token_file=FILE [--listen=host:port] ...");
   absl::ParseCommandLine(argc, argv);
   return kvf::Run();

@@ -40,14 +40,6 @@ ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the nod
 namespace kvf {
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
 // The config file first, then every flag that differs from its default.
 absl::StatusOr<proto::AgentConfig> LoadConfig() {
   proto::AgentConfig c;
@@ -58,7 +50,7 @@ absl::StatusOr<proto::AgentConfig> LoadConfig() {
   c.set_get_lease_ms(10000);
   c.set_leave_on_exit(true);
   if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    KVF_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     proto::AgentConfig file;
     if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": not an AgentConfig textproto"));
@@ -84,7 +76,7 @@ absl::StatusOr<proto::AgentConfig> LoadConfig() {
   if (absl::GetFlag(FLAGS_get_lease_ms) != 10000) c.set_get_lease_ms(absl::GetFlag(FLAGS_get_lease_ms));
   if (!absl::GetFlag(FLAGS_leave_on_exit)) c.set_leave_on_exit(false);
   if (!c.token_file().empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string t, ReadFile(c.token_file()));
+    KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
     c.set_token(std::string(absl::StripAsciiWhitespace(t)));
   }
   if (c.coordinator().empty()) {
@@ -127,12 +119,7 @@ int Run() {
               (*agent)->http_address().empty() ? "off" : (*agent)->http_address().c_str());
   std::fflush(stdout);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = WaitForStopSignal();
   KVF_LOG(INFO) << "kvf-agent: signal " << sig << ", shutting down";
   (*agent)->Shutdown(c->leave_on_exit());
   agent->reset();
@@ -146,11 +133,7 @@ int main(int argc, char** argv) {
   kvf::ConfigureProcessForServing();
   // Block the stop signals in every thread (UCX's and gRPC's included); Run()
   // waits for them with sigwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  kvf::BlockStopSignals();
   absl::SetProgramUsageMessage(
       "kvf-agent --coordinator=HOST:PORT --token_file=FILE [--host_bytes=N] ...");
   absl::ParseCommandLine(argc, argv);
