@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -18,9 +19,11 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -29,6 +32,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/client.h"
+#include "common/block_hash.h"
 #include "gtest/gtest.h"
 #include "tests/cluster/local_cluster.h"
 
@@ -706,6 +711,70 @@ TEST_F(KvfctlDrain, LeaveRemovesTheNode) {
   ASSERT_EQ(r.code, 0) << Describe(r);
   EXPECT_EQ(ParseJson(r)["node"]["state"].str(), "left");
   EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
+}
+
+}  // namespace
+}  // namespace kvf::testing
+
+namespace kvf::testing {
+namespace {
+
+// The operator scenario: a workload reads while an operator drains a
+// node with kvfctl; no read fails, and the node ends up `left`.
+TEST_F(KvfctlDrain, DrainUnderAWorkloadFailsNoRead) {
+  ClientOptions co;
+  co.coordinator = cluster_->coordinator();
+  co.token = cluster_->token();
+  auto client = Client::Connect(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  NamespaceSpec spec;
+  spec.model_id = "kvfctl-drain";
+  spec.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 16,
+                         .dtype = DType::kFp16};
+  spec.segment_blocks = 4;
+  auto ns = (*client)->RegisterNamespace(spec);
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<BlockKey>> chains;
+  std::vector<std::vector<uint8_t>> data;
+  for (int s = 0; s < 6; ++s) {
+    std::vector<uint32_t> tokens(32 * 16);
+    for (auto& t : tokens) t = static_cast<uint32_t>(rng());
+    chains.push_back(*HashSequence(spec.hash, tokens, 16));
+    data.emplace_back(32 * ns->BlockBytes());
+    for (auto& b : data.back()) b = static_cast<uint8_t>(rng());
+    std::vector<ConstBlockBuffer> src;
+    for (int i = 0; i < 32; ++i) src.push_back({data.back().data() + i * ns->BlockBytes(), ns->BlockBytes()});
+    PutOptions po;
+    po.has_ack = true;
+    po.ack = AckMode::kAll;
+    auto put = (*client)->BatchPut(*ns, chains.back(), 0, src, po);
+    ASSERT_TRUE(put.ok() && put->all_ok()) << (put.ok() ? put->FirstError() : put.status());
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> bad{0}, rounds{0};
+  std::thread reader([&] {
+    std::vector<uint8_t> got(32 * ns->BlockBytes());
+    std::vector<BlockBuffer> dst;
+    for (int i = 0; i < 32; ++i) dst.push_back({got.data() + i * ns->BlockBytes(), ns->BlockBytes()});
+    while (!stop.load()) {
+      for (size_t s = 0; s < chains.size(); ++s) {
+        auto r = (*client)->BatchGet(*ns, chains[s], 0, dst);
+        if (!r.ok() || !r->all_ok() || got != data[s]) ++bad;
+      }
+      ++rounds;
+    }
+  });
+  const NodeId node = cluster_->agents()[0].node;
+  CtlResult r = Ctl({"drain", absl::StrCat(node), "--poll=50ms"});
+  const size_t after_drain = rounds.load();
+  while (rounds.load() < after_drain + 1) absl::SleepFor(absl::Milliseconds(10));  // one more full round
+  stop = true;
+  reader.join();
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
+  EXPECT_GT(rounds.load(), 0u);
+  EXPECT_EQ(bad.load(), 0u) << "reads failed while kvfctl drained node " << node;
 }
 
 }  // namespace
