@@ -1,0 +1,673 @@
+// Tests of the frame codec's validation (node/protocol/frames.h): one test per
+// rule, every truncation, and a bounded random-mutation loop.
+#include "tests/node/protocol/sample_frames.h"
+
+namespace kvf::protocol {
+namespace {
+
+// ---- Header rules ---------------------------------------------------------------------
+
+TEST(FrameHeaderRules, BadMagic) {
+  std::string b = SampleBytes<ReleaseRequest>();
+  b[0] = 'X';
+  ExpectInvalid<ReleaseRequest>(b, "magic");
+  EXPECT_FALSE(DecodeHeader(b).ok());
+}
+
+TEST(FrameHeaderRules, BadVersion) {
+  std::string b = SampleBytes<ReleaseRequest>();
+  Patch<uint16_t>(b, 4, 2);
+  ExpectInvalid<ReleaseRequest>(b, "version 2");
+  Patch<uint16_t>(b, 4, 0);
+  ExpectInvalid<ReleaseRequest>(b, "version 0");
+}
+
+TEST(FrameHeaderRules, UnknownType) {
+  std::string b = SampleBytes<AckResponse>();
+  for (uint16_t type : {uint16_t{0}, uint16_t{kMaxFrameType + 1}, uint16_t{0xffff}}) {
+    Patch<uint16_t>(b, 6, type);
+    auto h = DecodeHeader(b);
+    ASSERT_FALSE(h.ok());
+    EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(h.status().message()), HasSubstr("unknown type"));
+  }
+  // Every known type parses and has a name.
+  for (uint16_t type = 1; type <= kMaxFrameType; ++type) {
+    Patch<uint16_t>(b, 6, type);
+    auto h = DecodeHeader(b);
+    ASSERT_TRUE(h.ok()) << type;
+    EXPECT_NE(FrameTypeName(h->type), "unknown") << type;
+  }
+  EXPECT_EQ(FrameTypeName(FrameType::kRegisterNamespaceRequest), "RegisterNamespaceRequest");
+}
+
+TEST(FrameHeaderRules, WrongTypeForDecode) {
+  const std::string b = SampleBytes<LookupRequest>();
+  ExpectInvalid<RemoveRequest>(b, "expected a RemoveRequest");
+  ExpectInvalid<AckResponse>(SampleBytes<ErrorResponse>(), "expected a AckResponse");
+  ExpectInvalid<RegisterNamespaceRequest>(SampleBytes<AckResponse>(),
+                                          "expected a RegisterNamespaceRequest");
+}
+
+TEST(FrameHeaderRules, BodyLengthDisagreesWithFrame) {
+  std::string b = SampleBytes<ReleaseRequest>();
+  Patch<uint32_t>(b, 40, 9);  // says more than is there
+  ExpectRejected<ReleaseRequest>(b, absl::StatusCode::kDataLoss, "truncated");
+  Patch<uint32_t>(b, 40, 7);  // says less
+  ExpectInvalid<ReleaseRequest>(b, "trailing bytes");
+  Patch<uint32_t>(b, 40, 0xffffffff);
+  ExpectRejected<ReleaseRequest>(b, absl::StatusCode::kDataLoss, "truncated");
+}
+
+TEST(FrameHeaderRules, TrailingBytes) {
+  testing::ForEachFrame([&]<typename T>() {
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    std::string b = SampleBytes<T>();
+    b.push_back('\0');
+    ExpectInvalid<T>(b, "trailing bytes");  // header length unchanged
+    FixBodyLength(b);
+    auto m = DecodeExact<T>(b);  // the body itself is now one byte too long
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << m.status();
+  });
+}
+
+TEST(FrameHeaderRules, OversizeFrame) {
+  std::string b = SampleBytes<AckResponse>();
+  b.resize(kMaxMessageBytes + 1);
+  FixBodyLength(b);
+  auto h = DecodeHeader(b);
+  ASSERT_FALSE(h.ok());
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("exceeds kMaxMessageBytes"));
+
+  // Encode refuses a frame that would not fit one transport message.
+  GetResponse m = Sample<GetResponse>();
+  m.descriptors.assign(kMaxDescriptors, CudaArena());
+  for (auto& d : m.descriptors) d.rkey.assign(8000, 'k');
+  ExpectEncodeRefused(m, "exceeds kMaxMessageBytes");
+}
+
+// Every proper prefix of a valid frame is DATA_LOSS (never a crash or an
+// out-of-bounds read: DecodeExact gives ASan an exact buffer).
+TEST(FrameHeaderRules, EveryPrefixIsTruncation) {
+  testing::ForEachFrame([&]<typename T>() {
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    const std::string b = SampleBytes<T>();
+    for (size_t n = 0; n < b.size(); ++n) {
+      auto m = DecodeExact<T>(std::string_view(b).substr(0, n));
+      ASSERT_FALSE(m.ok()) << n;
+      EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss) << n << ": " << m.status();
+    }
+  });
+}
+
+// The same prefixes with the header's length made consistent: the body is
+// short for its counts, which is INVALID_ARGUMENT, still never a crash.
+TEST(FrameHeaderRules, EveryShortBodyIsRejected) {
+  testing::ForEachFrame([&]<typename T>() {
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    const std::string full = SampleBytes<T>();
+    for (size_t n = kFrameHeaderBytes; n < full.size(); ++n) {
+      std::string b = full.substr(0, n);
+      FixBodyLength(b);
+      auto m = DecodeExact<T>(b);
+      ASSERT_FALSE(m.ok()) << n;
+      EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << n << ": " << m.status();
+    }
+  });
+}
+
+// ---- Counts and body sizes ------------------------------------------------------------
+
+// Patches the u32 count at `offset` to max + 1: Decode must name the limit.
+template <typename T>
+void ExpectCountLimit(size_t offset, size_t max) {
+  SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+  std::string b = SampleBytes<T>();
+  Patch<uint32_t>(b, offset, static_cast<uint32_t>(max + 1));
+  ExpectInvalid<T>(b, absl::StrCat("count ", max + 1, " exceeds ", max));
+  Patch<uint32_t>(b, offset, 0xffffffff);
+  ExpectInvalid<T>(b, "exceeds");
+}
+
+TEST(FrameCounts, DecodeRefusesCountsOverMaxima) {
+  ExpectCountLimit<LookupRequest>(44, kMaxLookupKeys);
+  ExpectCountLimit<LookupResponse>(44, kMaxLookupKeys);
+  ExpectCountLimit<GetRequest>(44, kMaxGetKeys);
+  ExpectCountLimit<GetResponse>(60, kMaxGetKeys);
+  ExpectCountLimit<GetResponse>(64, kMaxDescriptors);
+  ExpectCountLimit<ReserveRequest>(44, kMaxReserveKeys);
+  ExpectCountLimit<ReserveResponse>(44, kMaxReserveKeys);
+  ExpectCountLimit<ReserveResponse>(48, kMaxDescriptors);
+  ExpectCountLimit<CommitRequest>(44, kMaxCommitIds);
+  ExpectCountLimit<CommitResponse>(44, kMaxCommitIds);
+  ExpectCountLimit<RemoveRequest>(44, kMaxRemoveKeys);
+  ExpectCountLimit<RemoveResponse>(44, kMaxRemoveKeys);
+  ExpectCountLimit<InvalidateRequest>(44, kMaxInvalidations);
+}
+
+TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
+  LookupRequest lookup;
+  lookup.keys.resize(kMaxLookupKeys + 1);
+  ExpectEncodeRefused(lookup, "exceeds 2048");
+  lookup.keys.resize(kMaxLookupKeys);
+  EXPECT_TRUE(lookup.Encode().ok());  // the maximum itself fits
+
+  LookupResponse lookup_response;
+  lookup_response.entries.resize(kMaxLookupKeys + 1);
+  ExpectEncodeRefused(lookup_response, "exceeds");
+  GetRequest get;
+  get.keys.resize(kMaxGetKeys + 1);
+  ExpectEncodeRefused(get, "exceeds");
+  GetResponse get_response;
+  get_response.entries.resize(kMaxGetKeys + 1, GetEntry{.code = absl::StatusCode::kNotFound});
+  ExpectEncodeRefused(get_response, "exceeds");
+  get_response.entries.clear();
+  get_response.descriptors.assign(kMaxDescriptors + 1, HostArena());
+  ExpectEncodeRefused(get_response, "exceeds");
+  ReserveRequest reserve;
+  reserve.entries.resize(kMaxReserveKeys + 1);
+  ExpectEncodeRefused(reserve, "exceeds");
+  reserve.entries.resize(kMaxReserveKeys);
+  for (auto& e : reserve.entries) {
+    e.has_version = true;
+    e.version = {~0ull, ~0ull};
+  }
+  EXPECT_TRUE(reserve.Encode().ok());
+  ReserveResponse reserve_response;
+  reserve_response.results.resize(kMaxReserveKeys + 1,
+                                  ReserveResult{.code = absl::StatusCode::kAborted});
+  ExpectEncodeRefused(reserve_response, "exceeds");
+  reserve_response.results.clear();
+  reserve_response.descriptors.assign(kMaxDescriptors + 1, HostArena());
+  ExpectEncodeRefused(reserve_response, "exceeds");
+  CommitRequest commit;
+  commit.reservation_ids.resize(kMaxCommitIds + 1);
+  ExpectEncodeRefused(commit, "exceeds");
+  CommitResponse commit_response;
+  commit_response.results.resize(kMaxCommitIds + 1);
+  ExpectEncodeRefused(commit_response, "exceeds");
+  RemoveRequest remove;
+  remove.keys.resize(kMaxRemoveKeys + 1);
+  ExpectEncodeRefused(remove, "exceeds");
+  RemoveResponse remove_response;
+  remove_response.codes.resize(kMaxRemoveKeys + 1);
+  ExpectEncodeRefused(remove_response, "exceeds");
+  InvalidateRequest invalidate;
+  invalidate.invalidations.resize(kMaxInvalidations + 1);
+  ExpectEncodeRefused(invalidate, "exceeds");
+  ErrorResponse error = Sample<ErrorResponse>();
+  error.message.assign(kMaxErrorMessageBytes + 1, 'x');
+  ExpectEncodeRefused(error, "exceeds");
+}
+
+// A count that disagrees with the body (header length consistent).
+TEST(FrameCounts, BodySizeMustMatchCounts) {
+  std::string b = SampleBytes<LookupRequest>();  // 3 keys
+  Patch<uint32_t>(b, 44, 2);
+  ExpectInvalid<LookupRequest>(b, "does not match key count 2");
+  Patch<uint32_t>(b, 44, 4);
+  ExpectInvalid<LookupRequest>(b, "does not match key count 4");
+
+  auto check = [](auto type_tag, size_t offset, uint32_t count, std::string_view needle) {
+    using T = decltype(type_tag);
+    std::string bytes = SampleBytes<T>();
+    Patch<uint32_t>(bytes, offset, count);
+    ExpectInvalid<T>(bytes, needle);
+  };
+  check(LookupResponse{}, 44, 4, "does not match");
+  check(GetRequest{}, 44, 3, "does not match");
+  check(GetResponse{}, 60, 1000, "too short for entry count");
+  check(GetResponse{}, 64, 3, "descriptor");
+  check(ReserveRequest{}, 44, 1, "does not match");
+  check(ReserveResponse{}, 44, 500, "too short for result count");
+  check(ReserveResponse{}, 48, 1, "trailing");
+  check(CommitRequest{}, 44, 2, "does not match");
+  check(CommitResponse{}, 44, 3, "does not match");
+  check(RemoveRequest{}, 44, 0, "does not match");
+  check(RemoveResponse{}, 44, 2, "does not match");
+  check(InvalidateRequest{}, 44, 3, "does not match");
+}
+
+// ---- Field rules ------------------------------------------------------------------
+
+TEST(FrameFields, BadCodecByte) {
+  std::string b = SampleBytes<LookupResponse>();
+  b[48 + 1] = 4;  // entry 0 codec
+  ExpectInvalid<LookupResponse>(b, "entry 0: codec byte 4");
+  b = SampleBytes<GetResponse>();
+  b[68 + 20] = 0x7f;
+  ExpectInvalid<GetResponse>(b, "codec byte 127");
+  b = SampleBytes<ReserveRequest>();
+  b[48 + 68 + 48] = 9;  // entry 1 codec
+  ExpectInvalid<ReserveRequest>(b, "entry 1: codec byte 9");
+
+  LookupResponse lookup = Sample<LookupResponse>();
+  lookup.entries[0].codec = static_cast<CodecId>(4);
+  ExpectEncodeRefused(lookup, "unknown codec");
+  GetResponse get = Sample<GetResponse>();
+  get.entries[0].codec = static_cast<CodecId>(200);
+  ExpectEncodeRefused(get, "unknown codec");
+  ReserveRequest reserve = Sample<ReserveRequest>();
+  reserve.entries[1].codec = static_cast<CodecId>(4);
+  ExpectEncodeRefused(reserve, "unknown codec");
+}
+
+TEST(FrameFields, NonBooleanBool) {
+  auto check = [](auto type_tag, size_t offset, std::string_view field) {
+    using T = decltype(type_tag);
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    std::string b = SampleBytes<T>();
+    b.at(offset) = 2;
+    ExpectInvalid<T>(b, absl::StrCat(std::string(field), " is 2, not a boolean"));
+  };
+  check(LookupResponse{}, 48, "held");
+  check(GetRequest{}, 48, "has_min_version");
+  check(ReserveRequest{}, 48 + 49, "mutable");
+  check(ReserveRequest{}, 48 + 50, "has_version");
+  check(ReserveResponse{}, 52 + 4, "already_present");
+  check(CommitRequest{}, 48, "no_fanout");
+  check(ErrorResponse{}, 48, "wrong_owner");
+}
+
+TEST(FrameFields, NonzeroReserved) {
+  auto check = [](auto type_tag, size_t offset) {
+    using T = decltype(type_tag);
+    SCOPED_TRACE(absl::StrCat(std::string(FrameTypeName(T::kType)), " at ", offset));
+    std::string b = SampleBytes<T>();
+    b.at(offset) = 1;
+    ExpectInvalid<T>(b, "reserved bytes");
+  };
+  for (size_t i : {50, 51}) check(LookupResponse{}, i);
+  for (size_t i : {49, 50, 51}) check(GetRequest{}, i);
+  for (size_t i : {21, 22, 23}) check(GetResponse{}, 68 + i);
+  check(ReserveRequest{}, 48 + 51);
+  for (size_t i : {5, 6, 7}) check(ReserveResponse{}, 52 + i);
+  for (size_t i : {49, 50, 51}) check(CommitRequest{}, i);
+  for (size_t i : {4, 5, 6, 7}) check(CommitResponse{}, 48 + i);
+  for (size_t i : {49, 50, 51}) check(ErrorResponse{}, i);
+}
+
+TEST(FrameFields, StatusCodeOutOfRange) {
+  auto check = [](auto type_tag, size_t offset) {
+    using T = decltype(type_tag);
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    std::string b = SampleBytes<T>();
+    Patch<uint32_t>(b, offset, 17);
+    ExpectInvalid<T>(b, "status code 17");
+    Patch<uint32_t>(b, offset, 0x80000000);
+    ExpectInvalid<T>(b, "status code");
+  };
+  check(GetResponse{}, 68 + 40);  // entry 1 (NOT_FOUND)
+  check(ReserveResponse{}, 52 + 2 * 48);
+  check(CommitResponse{}, 48 + 24);
+  check(RemoveResponse{}, 48 + 4);
+  check(ErrorResponse{}, 44);
+  std::string b = SampleBytes<ErrorResponse>();
+  Patch<uint32_t>(b, 44, 0);  // an error response cannot carry OK
+  ExpectInvalid<ErrorResponse>(b, "status code 0");
+
+  const auto bad = static_cast<absl::StatusCode>(17);
+  RemoveResponse remove = Sample<RemoveResponse>();
+  remove.codes[2] = bad;
+  ExpectEncodeRefused(remove, "status code 17");
+  GetResponse get = Sample<GetResponse>();
+  get.entries[1].code = bad;
+  ExpectEncodeRefused(get, "status code 17");
+  ReserveResponse reserve = Sample<ReserveResponse>();
+  reserve.results[2].code = bad;
+  ExpectEncodeRefused(reserve, "status code 17");
+  CommitResponse commit = Sample<CommitResponse>();
+  commit.results[1].code = bad;
+  ExpectEncodeRefused(commit, "status code 17");
+  ErrorResponse error = Sample<ErrorResponse>();
+  error.code = absl::StatusCode::kOk;
+  ExpectEncodeRefused(error, "status code 0");
+}
+
+TEST(FrameFields, DescriptorIndexOutOfRange) {
+  std::string b = SampleBytes<GetResponse>();
+  Patch<uint32_t>(b, 68 + 4, 2);  // entry 0 names descriptor 2 of 2
+  ExpectInvalid<GetResponse>(b, "descriptor index 2 out of range");
+  b = SampleBytes<ReserveResponse>();
+  Patch<uint32_t>(b, 52 + 32, 7);
+  ExpectInvalid<ReserveResponse>(b, "descriptor index 7 out of range");
+
+  GetResponse get = Sample<GetResponse>();
+  get.entries[2].location.descriptor_index = 2;
+  ExpectEncodeRefused(get, "out of range");
+  ReserveResponse reserve = Sample<ReserveResponse>();
+  reserve.descriptors.clear();
+  ExpectEncodeRefused(reserve, "out of range");
+}
+
+TEST(FrameFields, LocationOutsideDescriptor) {
+  // GetResponse entry 2: descriptor 1 (64 MiB), the last 100 bytes.
+  std::string b = SampleBytes<GetResponse>();
+  const size_t entry2 = 68 + 2 * 40;
+  Patch<uint32_t>(b, entry2 + 8, 101);  // size: one byte past the end
+  ExpectInvalid<GetResponse>(b, "outside descriptor 1");
+  Patch<uint32_t>(b, entry2 + 8, 100);
+  Patch<uint64_t>(b, entry2 + 12, ~uint64_t{0});  // offset + size would wrap
+  ExpectInvalid<GetResponse>(b, "outside descriptor 1");
+  Patch<uint64_t>(b, entry2 + 12, 0);
+  Patch<uint32_t>(b, entry2 + 8, 0);
+  ExpectInvalid<GetResponse>(b, "size 0");
+
+  b = SampleBytes<ReserveResponse>();
+  Patch<uint64_t>(b, 52 + 40, (64 << 20) - 65535);
+  ExpectInvalid<ReserveResponse>(b, "outside descriptor 1");
+
+  GetResponse get = Sample<GetResponse>();
+  get.entries[0].location.offset = (1 << 20) - 8191;
+  ExpectEncodeRefused(get, "outside descriptor 0");
+  ReserveResponse reserve = Sample<ReserveResponse>();
+  reserve.results[0].location.size = 0;
+  ExpectEncodeRefused(reserve, "size 0");
+}
+
+TEST(FrameFields, DescriptorsMustParseAndBeCanonical) {
+  // The first descriptor's bytes start after its u32 length.
+  std::string b = SampleBytes<GetResponse>();
+  const size_t first = 68 + 3 * 40 + 4;
+  b.at(first + 30) ^= 1;  // inside the size: the checksum no longer matches
+  ExpectInvalid<GetResponse>(b, "descriptor 0");
+  b = SampleBytes<ReserveResponse>();
+  Patch<uint32_t>(b, 52 + 3 * 48, 3);  // descriptor 0 length: too short to parse
+  ExpectInvalid<ReserveResponse>(b, "descriptor 0");
+
+  // Encode refuses a descriptor that would not parse (size 0).
+  GetResponse get = Sample<GetResponse>();
+  get.descriptors.push_back(RemoteDescriptor{.region_id = 1, .size = 0});
+  ExpectEncodeRefused(get, "descriptor 2");
+}
+
+TEST(FrameFields, FieldsThatMustBeZeroWhenAbsent) {
+  // GetRequest: a min_version without has_min_version.
+  GetRequest get = Sample<GetRequest>();
+  get.has_min_version = false;
+  ExpectEncodeRefused(get, "min_version");
+  std::string b = SampleBytes<GetRequest>();
+  b[48] = 0;
+  ExpectInvalid<GetRequest>(b, "set without has_min_version");
+
+  // ReserveRequest: a version without has_version.
+  ReserveRequest reserve = Sample<ReserveRequest>();
+  reserve.entries[1].has_version = false;
+  ExpectEncodeRefused(reserve, "version set without has_version");
+  b = SampleBytes<ReserveRequest>();
+  b[48 + 68 + 50] = 0;
+  ExpectInvalid<ReserveRequest>(b, "entry 1: version 6.1 set without has_version");
+
+  // GetResponse: an error entry with a location, version or codec.
+  GetResponse get_response = Sample<GetResponse>();
+  get_response.entries[1].version = {1, 1};
+  ExpectEncodeRefused(get_response, "error entry");
+  b = SampleBytes<GetResponse>();
+  b[68 + 40 + 20] = 1;  // entry 1 (NOT_FOUND) codec
+  ExpectInvalid<GetResponse>(b, "entry 1: error entry");
+
+  // ReserveResponse: each of the three shapes, mixed.
+  ReserveResponse rr = Sample<ReserveResponse>();
+  rr.results[2].reservation_id = 5;
+  ExpectEncodeRefused(rr, "error entry carries a result");
+  rr = Sample<ReserveResponse>();
+  rr.results[1].reservation_id = 5;
+  ExpectEncodeRefused(rr, "already_present with a reservation");
+  rr = Sample<ReserveResponse>();
+  rr.results[0].version = {1, 1};
+  ExpectEncodeRefused(rr, "reservation carries a version");
+  b = SampleBytes<ReserveResponse>();
+  b[52 + 2 * 48 + 4] = 1;  // error entry marked already_present
+  ExpectInvalid<ReserveResponse>(b, "entry 2: error entry carries a result");
+  b = SampleBytes<ReserveResponse>();
+  Patch<uint64_t>(b, 52 + 48 + 24, 9);  // already_present with a reservation id
+  ExpectInvalid<ReserveResponse>(b, "entry 1: already_present with a reservation");
+
+  // CommitResponse: an error with a version.
+  CommitResponse commit = Sample<CommitResponse>();
+  commit.results[1].version = {1, 0};
+  ExpectEncodeRefused(commit, "error entry carries a version");
+  b = SampleBytes<CommitResponse>();
+  b[48 + 24 + 8] = 1;
+  ExpectInvalid<CommitResponse>(b, "entry 1: error entry carries a version");
+
+  // ErrorResponse: wrong_owner only with FAILED_PRECONDITION.
+  ErrorResponse error = Sample<ErrorResponse>();
+  error.code = absl::StatusCode::kNotFound;
+  ExpectEncodeRefused(error, "wrong_owner");
+  b = SampleBytes<ErrorResponse>();
+  Patch<uint32_t>(b, 44, static_cast<uint32_t>(absl::StatusCode::kNotFound));
+  ExpectInvalid<ErrorResponse>(b, "wrong_owner with status code 5");
+}
+
+TEST(FrameFields, ErrorMessageLength) {
+  std::string b = SampleBytes<ErrorResponse>();
+  const uint32_t length = static_cast<uint32_t>(b.size() - 64);
+  Patch<uint32_t>(b, 60, length + 1);
+  ExpectInvalid<ErrorResponse>(b, "disagrees");
+  Patch<uint32_t>(b, 60, length - 1);
+  ExpectInvalid<ErrorResponse>(b, "disagrees");
+  Patch<uint32_t>(b, 60, kMaxErrorMessageBytes + 1);
+  ExpectInvalid<ErrorResponse>(b, "exceeds 4096");
+
+  ErrorResponse max = Sample<ErrorResponse>();
+  max.message.assign(kMaxErrorMessageBytes, 'm');
+  auto back = ErrorResponse::Decode(Encoded(max));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->message, max.message);
+}
+
+// ---- RegisterNamespace ------------------------------------------------------------------
+
+TEST(RegisterNamespace, HeaderMustNameTheSpec) {
+  RegisterNamespaceRequest m = Sample<RegisterNamespaceRequest>();
+  m.header.namespace_id ^= 1;
+  ExpectEncodeRefused(m, "namespace id");
+  m = Sample<RegisterNamespaceRequest>();
+  m.header.layout_fingerprint ^= 1;
+  ExpectEncodeRefused(m, "layout fingerprint");
+
+  std::string b = SampleBytes<RegisterNamespaceRequest>();
+  b[24] ^= 1;  // namespace id
+  ExpectInvalid<RegisterNamespaceRequest>(b, "namespace id");
+  b = SampleBytes<RegisterNamespaceRequest>();
+  b[32] ^= 1;  // layout fingerprint
+  ExpectInvalid<RegisterNamespaceRequest>(b, "layout fingerprint");
+  // A field changed in the body no longer matches the header's id.
+  b = SampleBytes<RegisterNamespaceRequest>();
+  const size_t segment_blocks = b.size() - 4;
+  Patch<uint32_t>(b, segment_blocks, 32);
+  ExpectInvalid<RegisterNamespaceRequest>(b, "namespace id");
+}
+
+// Re-encodes a spec with its header fixed up, so only Validate can refuse it.
+std::string RegisterBytes(const NamespaceSpec& spec) {
+  RegisterNamespaceRequest m = Sample<RegisterNamespaceRequest>();
+  m.spec = spec;
+  m.header.namespace_id = spec.Id();
+  m.header.layout_fingerprint = spec.layout.Fingerprint();
+  return m.Encode().value_or("");
+}
+
+TEST(RegisterNamespace, SpecMustValidate) {
+  auto refused = [](auto mutate, std::string_view needle) {
+    RegisterNamespaceRequest m = Sample<RegisterNamespaceRequest>();
+    mutate(m.spec);
+    m.header.namespace_id = m.spec.Id();
+    m.header.layout_fingerprint = m.spec.layout.Fingerprint();
+    ExpectEncodeRefused(m, needle);
+  };
+  refused([](NamespaceSpec& s) { s.model_id.clear(); }, "model_id");
+  refused([](NamespaceSpec& s) { s.model_id.assign(NamespaceSpec::kMaxStringLength + 1, 'm'); },
+          "model_id");
+  refused([](NamespaceSpec& s) { s.tenant.assign(NamespaceSpec::kMaxStringLength + 1, 't'); },
+          "tenant");
+  refused([](NamespaceSpec& s) { s.layout.num_layers = 0; }, "num_layers");
+  refused([](NamespaceSpec& s) { s.tp_rank = 2; }, "tp_rank");
+  refused([](NamespaceSpec& s) { s.segment_blocks = 0; }, "segment_blocks");
+  refused([](NamespaceSpec& s) { s.layout.dtype = static_cast<DType>(3); }, "dtype");
+  refused([](NamespaceSpec& s) { s.hash = static_cast<HashAlgorithm>(2); }, "hash");
+
+  // The largest strings fit.
+  NamespaceSpec big = Llama3Spec();
+  big.model_id.assign(NamespaceSpec::kMaxStringLength, 'm');
+  big.tenant.assign(NamespaceSpec::kMaxStringLength, 't');
+  const std::string b = RegisterBytes(big);
+  ASSERT_FALSE(b.empty());
+  auto back = RegisterNamespaceRequest::Decode(b);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spec.tenant, big.tenant);
+}
+
+TEST(RegisterNamespace, DecodeRefusesBadFields) {
+  const std::string base = SampleBytes<RegisterNamespaceRequest>();
+  const size_t model_len = Llama3Spec().model_id.size();
+  const size_t layout = 48 + model_len;
+  const size_t dtype = layout + 16;
+  const size_t tp_rank = dtype + 1;
+  const size_t hash = base.size() - 5;
+
+  std::string b = base;
+  b[dtype] = 3;
+  ExpectInvalid<RegisterNamespaceRequest>(b, "dtype");
+  b = base;
+  b[hash] = 2;
+  ExpectInvalid<RegisterNamespaceRequest>(b, "hash");
+  b = base;
+  Patch<uint32_t>(b, tp_rank, 2);  // == tp_size
+  ExpectInvalid<RegisterNamespaceRequest>(b, "tp_rank");
+  b = base;
+  Patch<uint32_t>(b, layout, 0);
+  ExpectInvalid<RegisterNamespaceRequest>(b, "num_layers");
+  b = base;
+  Patch<uint32_t>(b, 44, NamespaceSpec::kMaxStringLength + 1);
+  ExpectInvalid<RegisterNamespaceRequest>(b, "model_id length 257 exceeds 256");
+  b = base;
+  Patch<uint32_t>(b, 44, static_cast<uint32_t>(model_len + 1));  // runs into the layout
+  ExpectInvalid<RegisterNamespaceRequest>(b, "RegisterNamespaceRequest");
+  b = base;
+  Patch<uint32_t>(b, tp_rank + 8, NamespaceSpec::kMaxStringLength + 1);
+  ExpectInvalid<RegisterNamespaceRequest>(b, "tenant length 257 exceeds 256");
+  b = base;
+  Patch<uint32_t>(b, tp_rank + 8, 0xffff);
+  ExpectInvalid<RegisterNamespaceRequest>(b, "tenant");
+}
+
+// ---- ErrorResponse helpers ------------------------------------------------------------
+
+TEST(ErrorResponseHelpers, FromStatusKeepsCodeAndMessage) {
+  const auto e = ErrorResponse::FromStatus(Header(), absl::NotFoundError("no such block"), 77);
+  EXPECT_EQ(e.header, Header());
+  EXPECT_EQ(e.code, absl::StatusCode::kNotFound);
+  EXPECT_FALSE(e.wrong_owner);
+  EXPECT_EQ(e.current_epoch, 77u);
+  EXPECT_EQ(e.message, "no such block");
+  EXPECT_EQ(e.ToStatus(), absl::NotFoundError("no such block"));
+  auto back = ErrorResponse::Decode(Encoded(e));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, e);
+}
+
+TEST(ErrorResponseHelpers, FromStatusOfOkIsInternal) {
+  const auto e = ErrorResponse::FromStatus(Header(), absl::OkStatus(), 1);
+  EXPECT_EQ(e.code, absl::StatusCode::kInternal);
+  EXPECT_FALSE(e.ToStatus().ok());
+  EXPECT_TRUE(e.Encode().ok());
+}
+
+TEST(ErrorResponseHelpers, FromStatusCutsLongMessages) {
+  const std::string long_message(kMaxErrorMessageBytes + 100, 'z');
+  const auto e = ErrorResponse::FromStatus(Header(), absl::InternalError(long_message), 1);
+  EXPECT_EQ(e.message.size(), kMaxErrorMessageBytes);
+  EXPECT_TRUE(e.Encode().ok());
+  const auto w = ErrorResponse::WrongOwner(Header(), 1, long_message);
+  EXPECT_EQ(w.message.size(), kMaxErrorMessageBytes);
+  EXPECT_TRUE(w.Encode().ok());
+}
+
+TEST(ErrorResponseHelpers, WrongOwner) {
+  const auto e = ErrorResponse::WrongOwner(Header(), 99, "key 0xabc moved");
+  EXPECT_EQ(e.code, absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(e.wrong_owner);
+  EXPECT_EQ(e.current_epoch, 99u);
+  const absl::Status s = e.ToStatus();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("WRONG_OWNER"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("99"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("key 0xabc moved"));
+  auto back = ErrorResponse::Decode(Encoded(e));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, e);
+}
+
+TEST(ErrorResponseHelpers, ToStatusOfOkCodeIsInternal) {
+  ErrorResponse e;
+  e.code = absl::StatusCode::kOk;
+  EXPECT_EQ(e.ToStatus().code(), absl::StatusCode::kInternal);
+}
+
+// ---- Random mutation -------------------------------------------------------------------
+
+// A deterministic, bounded stand-in for the fuzzer that always runs: mutants
+// of every type's seed, decoded as every type from an exact-size buffer.
+// Whatever decodes must re-encode to the same bytes.
+TEST(FrameMutation, MutantsNeverCrashAndReencodeCanonically) {
+  std::vector<std::string> seeds;
+  testing::ForEachFrame([&]<typename T>() { seeds.push_back(SampleBytes<T>()); });
+  std::mt19937_64 rng(20240611);
+  auto uniform = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  constexpr int kMutants = 20000;
+  int decoded_mutants = 0;
+  for (int i = 0; i < kMutants; ++i) {
+    std::string b = seeds[uniform(seeds.size())];
+    const int edits = 1 + static_cast<int>(uniform(4));
+    for (int e = 0; e < edits; ++e) {
+      switch (uniform(6)) {
+        case 0:  // bit flip
+          if (!b.empty()) b[uniform(b.size())] ^= static_cast<char>(1 << uniform(8));
+          break;
+        case 1:  // truncate
+          b.resize(uniform(b.size() + 1));
+          break;
+        case 2:  // insert a byte
+          b.insert(b.begin() + static_cast<std::ptrdiff_t>(uniform(b.size() + 1)),
+                   static_cast<char>(rng()));
+          break;
+        case 3:  // erase a byte
+          if (!b.empty()) b.erase(b.begin() + static_cast<std::ptrdiff_t>(uniform(b.size())));
+          break;
+        case 4:  // an interesting u32 somewhere
+          if (b.size() >= 4) {
+            static constexpr uint32_t kValues[] = {0, 1, 2, 16, 17, 255, 256, 0xffff, 0xffffffff};
+            Patch<uint32_t>(b, uniform(b.size() - 3), kValues[uniform(std::size(kValues))]);
+          }
+          break;
+        case 5:  // a random byte
+          if (!b.empty()) b[uniform(b.size())] = static_cast<char>(rng());
+          break;
+      }
+    }
+    // Mostly keep the header's length honest, so mutants reach the bodies.
+    if (b.size() >= kFrameHeaderBytes && uniform(4) != 0) FixBodyLength(b);
+
+    std::unique_ptr<char[]> exact(new char[b.size() + 1]);
+    std::copy(b.begin(), b.end(), exact.get());
+    const std::string_view view(exact.get(), b.size());
+    (void)DecodeHeader(view);
+    bool any = false;
+    testing::ForEachFrame([&]<typename T>() {
+      bool decoded = false;
+      ASSERT_TRUE(testing::DecodeReencodes<T>(view, &decoded))
+          << FrameTypeName(T::kType) << " mutant " << i << ": " << Hex(b);
+      any = any || decoded;
+    });
+    if (any) ++decoded_mutants;
+  }
+  // The loop must exercise the success path, not only the header checks.
+  EXPECT_GT(decoded_mutants, kMutants / 20);
+  std::cout << decoded_mutants << " of " << kMutants << " mutants decoded\n";
+}
+
+}  // namespace
+}  // namespace kvf::protocol
