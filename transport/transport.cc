@@ -21,4 +21,8 @@ absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(const TransportConfig
 
 absl::StatusOr<std::string> NcclUniqueId() { return transport_internal::NewNcclUniqueId(); }
 
+absl::Status Transport::Notify(PeerId, uint16_t, std::string_view) {
+  return absl::UnimplementedError("Notify: this transport carries no messages");
+}
+
 }  // namespace kvf

@@ -239,6 +239,13 @@ class Transport {
   virtual absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
                                            absl::Time deadline) = 0;
 
+  // Sends a one-way message: the peer's handler for `type` runs and its
+  // answer (or error) is dropped. OK means handed to the fabric, not
+  // delivered: use it where a lost message is harmless (releasing a read
+  // lease that would expire anyway). Saves the round trip Call waits for.
+  // UNIMPLEMENTED where the backend carries no messages.
+  virtual absl::Status Notify(PeerId peer, uint16_t type, std::string_view message);
+
   // Drives progress once; returns whether anything happened. Needed in
   // kCaller mode by a process that only serves (handlers, RMA emulation).
   virtual bool Progress() = 0;

@@ -189,6 +189,16 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
     (void)transport->RegisterHandler(2, [](std::string_view req) -> absl::StatusOr<std::string> {
       return absl::NotFoundError(absl::StrCat("no such key: ", std::string(req)));
     });
+    // 3 appends its message to a log (one-way Notify messages land here);
+    // 4 answers with the log.
+    auto log = std::make_shared<std::string>();
+    (void)transport->RegisterHandler(3, [log](std::string_view req) -> absl::StatusOr<std::string> {
+      log->append(req).append(";");
+      return std::string("ignored");
+    });
+    (void)transport->RegisterHandler(4, [log](std::string_view) -> absl::StatusOr<std::string> {
+      return *log;
+    });
     if (!WriteMessage(fd, {"ready", transport->address()}).ok()) return;
   } else {
     if (!WriteMessage(fd, {"ready", ""}).ok()) return;

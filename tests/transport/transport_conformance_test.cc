@@ -329,6 +329,38 @@ TEST_P(TransportConformance, MessagesRoundTrip) {
   EXPECT_TRUE(t->Call(*id, 1, "again", Soon()).ok());
 }
 
+TEST_P(TransportConformance, NotifyIsOneWayAndOrderedWithCalls) {
+  auto t = MakeTransport();
+  ASSERT_NE(t, nullptr);
+  if (!t->capabilities().messages) {
+    EXPECT_EQ(t->Notify(1, 3, "x").code(), absl::StatusCode::kUnimplemented);
+    GTEST_SKIP() << "backend carries no messages";
+  }
+  auto peer = StartPeer();
+  ASSERT_NE(peer, nullptr);
+  auto id = t->Connect(peer->address());
+  ASSERT_TRUE(id.ok());
+  // Handler 3 logs each message and answers, but a Notify gets no answer:
+  // nothing comes back to this process (the response would be dropped as a
+  // stray frame otherwise). Messages on one connection arrive in order, so a
+  // Call after them sees them all.
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(t->Notify(*id, 3, absl::StrCat("m", i)).ok());
+  std::string want;
+  for (int i = 0; i < 100; ++i) absl::StrAppend(&want, "m", i, ";");
+  auto log = t->Call(*id, 4, "", Soon());
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ(*log, want);
+  // A handler error on a one-way message harms nothing.
+  EXPECT_TRUE(t->Notify(*id, 2, "missing").ok());
+  EXPECT_TRUE(t->Notify(*id, 77, "no handler").ok());
+  EXPECT_EQ(t->Notify(*id, 3, std::string(kMaxMessageBytes + 1, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->Notify(*id, kFirstReservedMessageType, "x").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->Notify(*id + 100, 3, "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(t->Call(*id, 1, "still", Soon()).ok());
+}
+
 TEST_P(TransportConformance, CallerDrivenProgress) {
   auto t = MakeTransport(ProgressMode::kCaller);
   ASSERT_NE(t, nullptr);

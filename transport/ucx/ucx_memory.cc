@@ -119,7 +119,16 @@ absl::StatusOr<std::unique_ptr<RemoteRegion>> UcxTransport::ImportRemote(
     return UcxError(ucp_ep_rkey_unpack(ep, d.rkey.data(), &rkey), "ucp_ep_rkey_unpack",
                     absl::StrCat("from ", conn->label()));
   }));
-  return std::make_unique<UcxRemoteRegion>(std::move(conn), d, UcpRkey(rkey, {}));
+  UcpRkey owned(rkey, {});
+  // A peer's host region allocated in shared memory (AllocateMemory) can be
+  // mapped here: then gets and puts are a memcpy by the posting thread, with
+  // no worker lock and no progress (docs/transport.md, "Mapped regions").
+  void* mapped = nullptr;
+  if (d.memory_type != MemoryType::kHost ||
+      ucp_rkey_ptr(rkey, d.address, &mapped) != UCS_OK) {
+    mapped = nullptr;
+  }
+  return std::make_unique<UcxRemoteRegion>(std::move(conn), d, std::move(owned), mapped);
 }
 
 absl::StatusOr<std::string> UcxTransport::ValidateRegion(std::string_view request) {

@@ -48,6 +48,25 @@ absl::StatusOr<std::string> UcxTransport::Call(PeerId peer, uint16_t type,
   return CallInternal(peer, type, request, deadline);
 }
 
+absl::Status UcxTransport::Notify(PeerId peer, uint16_t type, std::string_view message) {
+  if (type >= kFirstReservedMessageType) {
+    return absl::InvalidArgumentError(absl::StrCat("Notify: type ", type, " is reserved"));
+  }
+  if (message.size() > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("Notify: message of ", message.size(),
+                                                   " bytes exceeds ", kMaxMessageBytes));
+  }
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
+  // A request frame without a reply endpoint: the peer runs the handler and
+  // answers nobody (HandleRequest).
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.call_id = 0;
+  h.payload_length = static_cast<uint32_t>(message.size());
+  return SendFrame(*conn, h, message, /*want_reply=*/false);
+}
+
 absl::StatusOr<std::string> UcxTransport::CallInternal(PeerId peer, uint16_t type,
                                                        std::string_view request,
                                                        absl::Time deadline) {
@@ -71,7 +90,7 @@ absl::StatusOr<std::string> UcxTransport::CallInternal(PeerId peer, uint16_t typ
     absl::MutexLock l(&calls_mu_);
     calls_.erase(h.call_id);
   };
-  KVF_RETURN_IF_ERROR(SendFrame(*conn, h, request));
+  KVF_RETURN_IF_ERROR(SendFrame(*conn, h, request, /*want_reply=*/true));
 
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return pending->done; };
   if (caller_progress()) {
@@ -93,7 +112,8 @@ absl::StatusOr<std::string> UcxTransport::CallInternal(PeerId peer, uint16_t typ
   return std::move(pending->result);
 }
 
-absl::Status UcxTransport::SendFrame(Conn& conn, const FrameHeader& h, std::string_view payload) {
+absl::Status UcxTransport::SendFrame(Conn& conn, const FrameHeader& h, std::string_view payload,
+                                     bool want_reply) {
   OutgoingFrame* frame = frames_.Add(EncodeFrameHeader(h), std::string(payload));
   return conn.WithEndpoint([&](ucp_ep_h ep) -> absl::Status {
     ucp_request_param_t p{};
@@ -101,7 +121,8 @@ absl::Status UcxTransport::SendFrame(Conn& conn, const FrameHeader& h, std::stri
                      UCP_OP_ATTR_FIELD_FLAGS;
     p.cb.send = &OnFrameSent;
     p.user_data = frame;
-    p.flags = UCP_AM_SEND_FLAG_EAGER | (h.kind == FrameKind::kRequest ? UCP_AM_SEND_FLAG_REPLY : 0);
+    p.flags = UCP_AM_SEND_FLAG_EAGER | (want_reply ? UCP_AM_SEND_FLAG_REPLY : 0);
+    WorkerLock l(this);
     ucs_status_ptr_t r = ucp_am_send_nbx(ep, kAmId, frame->header.data(), frame->header.size(),
                                          frame->payload.data(), frame->payload.size(), &p);
     if (UCS_PTR_IS_PTR(r)) {  // OnFrameSent frees the frame

@@ -1,6 +1,8 @@
 // UCX backend: one-sided transfers. A batch is posted as one ucp_get_nbx or
 // ucp_put_nbx per op (plus one ucp_ep_flush_nbx for puts) and tracked by a
 // BatchState; UcxTransferRequest is the caller's lease on it.
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "transport/ucx/ucx_internal.h"
@@ -115,6 +117,29 @@ void OnOpDone(void* request, ucs_status_t status, void* user_data) {
   batch->OpDone(UcxError(status, "transfer", batch->what));
 }
 
+absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
+    const TransferBatch& batch, const UcxRemoteRegion& remote, std::shared_ptr<Conn> conn) {
+  // The peer's region is mapped here: the bytes move now, on this thread.
+  // Completion means they are in place (a put is visible to the peer: the
+  // mapping is coherent shared memory). A peer known to have failed still
+  // fails the batch, as the UCX path would.
+  KVF_RETURN_IF_ERROR(conn->health());
+  const bool get = batch.kind == TransferKind::kGet;
+  char* base = remote.mapped();
+  for (const TransferOp& op : batch.ops) {
+    if (get) {
+      std::memcpy(op.local, base + op.remote_offset, op.length);
+    } else {
+      std::memcpy(base + op.remote_offset, op.local, op.length);
+    }
+  }
+  auto request = std::make_unique<UcxTransferRequest>(
+      this, std::move(conn),
+      absl::StrCat("mapped ", get ? "get" : "put", " batch of ", batch.ops.size(), " ops"));
+  request->batch()->OpDone(absl::OkStatus());
+  return std::unique_ptr<TransferRequest>(std::move(request));
+}
+
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::Post(TransferBatch batch) {
   const bool get = batch.kind == TransferKind::kGet;
   if (!get && batch.kind != TransferKind::kPut) {
@@ -154,6 +179,10 @@ absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::Post(TransferBatc
       }
     }
   }
+  if (remote->mapped() != nullptr && !mapped_disabled_ &&
+      (local != nullptr ? local->memory_type() == MemoryType::kHost : !caps_.cuda_memory)) {
+    return PostMapped(batch, *remote, std::move(conn));
+  }
   const char* call = get ? "ucp_get_nbx" : "ucp_put_nbx";
   auto request = std::make_unique<UcxTransferRequest>(
       this, conn,
@@ -163,6 +192,7 @@ absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::Post(TransferBatc
   // Gets complete when their data has landed; puts are followed by one flush
   // so that completion means the bytes are visible at the peer.
   absl::Status posted = conn->WithEndpoint([&](ucp_ep_h ep) -> absl::Status {
+    WorkerLock l(this);
     auto track = [&](ucs_status_ptr_t r, const char* what) -> bool {
       if (UCS_PTR_IS_PTR(r)) {
         state->outstanding.fetch_add(1, std::memory_order_relaxed);

@@ -54,6 +54,8 @@ std::string DescribeResources(ucp_context_h context) {
 
 absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportConfig& config) {
   std::unique_ptr<UcxTransport> t(new UcxTransport(config));
+  const char* no_mapped = std::getenv("KVF_UCX_NO_MAPPED");
+  t->mapped_disabled_ = no_mapped != nullptr && std::string_view(no_mapped) == "1";
   const std::string ctx = absl::StrCat("for transport '", config.name, "'");
 
   ucp_config_t* raw_config = nullptr;
@@ -176,6 +178,8 @@ UcxTransport::~UcxTransport() {
 // Why it matters: on a machine with fewer cores than busy pollers (2 cores,
 // a peer in the same host, builds), a spinning thread takes the CPU the
 // process it waits for needs to answer.
+thread_local const UcxTransport* UcxTransport::WorkerLock::holder_ = nullptr;
+
 void UcxTransport::ProgressLoop() {
   const std::string name = absl::StrCat("kvf-tp-", config_.name).substr(0, 15);
   pthread_setname_np(pthread_self(), name.c_str());
@@ -188,7 +192,7 @@ void UcxTransport::ProgressLoop() {
   int idle = 0;
   int64_t sleep_ns = 100'000;
   while (!stop_.load(std::memory_order_relaxed)) {
-    if (ucp_worker_progress(worker_.get()) != 0) {
+    if (Progress()) {
       idle = 0;
       sleep_ns = 100'000;
       continue;
@@ -205,7 +209,7 @@ void UcxTransport::ProgressLoop() {
     // A poster that saw progress_sleeping_ false did not signal: its work was
     // queued before this store, so this last progress call sees it.
     progress_sleeping_.store(true, std::memory_order_seq_cst);
-    if (ucp_worker_progress(worker_.get()) != 0) {
+    if (Progress()) {
       progress_sleeping_.store(false, std::memory_order_release);
       idle = 0;
       continue;
