@@ -276,8 +276,9 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
   if (resp->lease_id != 0) {
     protocol::ReleaseRequest rel;
     rel.lease_id = resp->lease_id;
-    // A lost release is harmless: the lease expires.
-    (void)data->Send<protocol::AckResponse>(node, ns, std::move(rel));
+    // One way: a lost release is harmless (the lease expires), and waiting
+    // for its answer would double the messages a get waits on.
+    (void)data->Tell(node, ns, std::move(rel));
   }
 }
 

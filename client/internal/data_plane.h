@@ -58,6 +58,16 @@ class DataPlane {
     return decoded;
   }
 
+  // Sends `req` one way (Transport::Notify): no answer, no wait. For
+  // messages whose loss is harmless, such as releasing a read lease.
+  template <typename Req>
+  absl::Status Tell(NodeId node, const NamespaceState& ns, Req req) {
+    req.header = Header(ns);
+    KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
+    KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
+    return transport_->Notify(peer, static_cast<uint16_t>(Req::kType), bytes);
+  }
+
   // The transport peer of `node`, connecting or reconnecting as needed.
   absl::StatusOr<PeerId> PeerFor(NodeId node);
 
