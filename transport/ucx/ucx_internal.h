@@ -129,7 +129,13 @@ class UcxMemoryRegion final : public MemoryRegion {
 class UcxRemoteRegion final : public RemoteRegion {
  public:
   UcxRemoteRegion(std::shared_ptr<Conn> conn, RemoteDescriptor d, UcpRkey rkey, void* mapped)
-      : conn_(std::move(conn)), descriptor_(std::move(d)), rkey_(std::move(rkey)), mapped_(mapped) {}
+      : conn_(std::move(conn)), descriptor_(std::move(d)), rkey_(std::move(rkey)), mapped_(mapped) {
+    if (mapped_ != nullptr) {
+      const uint64_t words = (descriptor_.size / kGranule + 64) / 64;
+      populated_ = std::make_unique<std::atomic<uint64_t>[]>(words);
+      for (uint64_t i = 0; i < words; ++i) populated_[i].store(0, std::memory_order_relaxed);
+    }
+  }
   PeerId peer() const override { return conn_->id(); }
   const RemoteDescriptor& descriptor() const override { return descriptor_; }
   const std::shared_ptr<Conn>& conn() const { return conn_; }
@@ -138,12 +144,22 @@ class UcxRemoteRegion final : public RemoteRegion {
   // shared-memory segment of a peer on this host), or null. Valid while the
   // rkey lives.
   char* mapped() const { return static_cast<char*>(mapped_); }
+  // Before touching [offset, offset + length) of the mapping: populates the
+  // page tables of the granules it covers that this process has not touched
+  // yet, in one madvise each. On a paravirtualised guest a page fault costs
+  // ~14 us, so a 256 KiB copy into fresh pages took 64 of them (~0.9 ms);
+  // MADV_POPULATE_WRITE does the same work in the kernel without the traps.
+  // Best effort: where it fails, the copy faults as before.
+  void Populate(uint64_t offset, uint64_t length) const;
 
  private:
+  static constexpr uint64_t kGranule = 1 << 20;
   std::shared_ptr<Conn> conn_;
   const RemoteDescriptor descriptor_;
   UcpRkey rkey_;  // destroyed before conn_ releases the endpoint
   void* const mapped_;
+  // One bit per granule of the mapping: populated here already.
+  mutable std::unique_ptr<std::atomic<uint64_t>[]> populated_;
 };
 
 // Completion state of one posted batch. `outstanding` counts UCX requests

@@ -1,6 +1,9 @@
 // UCX backend: one-sided transfers. A batch is posted as one ucp_get_nbx or
 // ucp_put_nbx per op (plus one ucp_ep_flush_nbx for puts) and tracked by a
 // BatchState; UcxTransferRequest is the caller's lease on it.
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -117,6 +120,26 @@ void OnOpDone(void* request, ucs_status_t status, void* user_data) {
   batch->OpDone(UcxError(status, "transfer", batch->what));
 }
 
+void UcxRemoteRegion::Populate(uint64_t offset, uint64_t length) const {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack it
+#endif
+  const uint64_t first = offset / kGranule, last = (offset + length - 1) / kGranule;
+  for (uint64_t g = first; g <= last; ++g) {
+    std::atomic<uint64_t>& word = populated_[g / 64];
+    const uint64_t bit = uint64_t{1} << (g % 64);
+    if ((word.load(std::memory_order_relaxed) & bit) != 0) continue;
+    // The mapping starts at the region's first byte, which need not be page
+    // aligned; madvise wants page-aligned ranges inside the mapping.
+    const uintptr_t page = 4096;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(mapped_);
+    const uintptr_t begin = (base + g * kGranule + page - 1) & ~(page - 1);
+    const uintptr_t end = (base + std::min<uint64_t>((g + 1) * kGranule, descriptor_.size)) & ~(page - 1);
+    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+    word.fetch_or(bit, std::memory_order_relaxed);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
     const TransferBatch& batch, const UcxRemoteRegion& remote, std::shared_ptr<Conn> conn) {
   // The peer's region is mapped here: the bytes move now, on this thread.
@@ -127,6 +150,7 @@ absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
   const bool get = batch.kind == TransferKind::kGet;
   char* base = remote.mapped();
   for (const TransferOp& op : batch.ops) {
+    remote.Populate(op.remote_offset, op.length);
     if (get) {
       std::memcpy(op.local, base + op.remote_offset, op.length);
     } else {
