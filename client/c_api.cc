@@ -5,11 +5,13 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/sequence.h"
 #include "common/block_hash.h"
 
 struct kvf_client {
@@ -18,6 +20,10 @@ struct kvf_client {
 
 struct kvf_namespace {
   kvf::Namespace ns;
+};
+
+struct kvf_sequence {
+  kvf::Sequence seq;
 };
 
 namespace {
@@ -56,6 +62,18 @@ kvf_status Finish(const kvf::BatchResult& r, kvf_status* per_block) {
 
 #define KVF_C_CHECK(cond, msg) \
   if (!(cond)) return Invalid(msg)
+
+kvf::SequenceId SeqId(const kvf_sequence_id& id) { return kvf::SequenceId{id.hi, id.lo}; }
+
+// Put options of a sequence write: mutable, `codec`, and `ack` (KVF_ACK_*).
+kvf::PutOptions SeqPutOptions(uint32_t codec, int ack) {
+  kvf::PutOptions o;
+  o.codec = static_cast<kvf::CodecId>(codec);
+  o.is_mutable = true;
+  o.has_ack = ack != KVF_ACK_DEFAULT;
+  o.ack = ack == KVF_ACK_ALL ? kvf::AckMode::kAll : kvf::AckMode::kPrimary;
+  return o;
+}
 
 }  // namespace
 
@@ -250,6 +268,130 @@ kvf_status kvf_remove(kvf_client* client, const kvf_namespace* ns, const kvf_blo
   std::vector<kvf::BlockKey> keys = Chain(chain, chain_len);
   auto r = client->impl->Remove(ns->ns, keys, begin, begin + count);
   if (!r.ok()) return Fail(r.status());
+  return Finish(*r, per_block);
+}
+
+// ---- Sequences --------------------------------------------------------------
+
+kvf_sequence_id kvf_sequence_id_from_name(const char* name, size_t len, uint32_t hash_algorithm) {
+  const std::string_view n = name != nullptr ? std::string_view(name, len) : std::string_view();
+  const kvf::HashAlgorithm a = hash_algorithm == KVF_HASH_SHA256 ? kvf::HashAlgorithm::kSha256
+                                                                 : kvf::HashAlgorithm::kXxh3_128;
+  const kvf::SequenceId id = kvf::SequenceId::FromName(n, a);
+  return kvf_sequence_id{id.hi, id.lo};
+}
+
+kvf_status kvf_sequence_block_key(const kvf_namespace* ns, const kvf_sequence_id* id,
+                                  uint64_t index, kvf_block_key* out) {
+  KVF_C_CHECK(ns != nullptr && id != nullptr && out != nullptr,
+              "kvf_sequence_block_key: ns, id and out are required");
+  const kvf::BlockKey k = kvf::SequenceBlockKey(ns->ns.spec().hash, SeqId(*id), index);
+  *out = {k.hi, k.lo};
+  return KVF_OK;
+}
+
+kvf_status kvf_sequence_open(kvf_client* client, const kvf_namespace* ns,
+                             const kvf_sequence_id* id, size_t max_length, kvf_sequence** out,
+                             const char** err) {
+  auto run = [&]() -> kvf_status {
+    if (out != nullptr) *out = nullptr;
+    KVF_C_CHECK(client != nullptr && ns != nullptr && id != nullptr && out != nullptr,
+                "kvf_sequence_open: client, ns, id and out are required");
+    kvf::SequenceOptions o;
+    if (max_length != 0) o.max_length = max_length;
+    auto seq = kvf::Sequence::Open(*client->impl, ns->ns, SeqId(*id), o);
+    if (!seq.ok()) return Fail(seq.status());
+    *out = new kvf_sequence{*std::move(seq)};
+    g_last_error.clear();
+    return KVF_OK;
+  };
+  const kvf_status s = run();
+  if (err != nullptr) *err = g_last_error.c_str();
+  return s;
+}
+
+void kvf_sequence_close(kvf_sequence* seq) { delete seq; }
+
+size_t kvf_sequence_length(const kvf_sequence* seq) {
+  return seq == nullptr ? 0 : seq->seq.length();
+}
+
+kvf_status kvf_sequence_version(const kvf_sequence* seq, size_t index, kvf_version* out) {
+  KVF_C_CHECK(seq != nullptr && out != nullptr, "kvf_sequence_version: seq and out are required");
+  const size_t length = seq->seq.length();
+  if (index >= length) {
+    return Fail(absl::OutOfRangeError(
+        absl::StrCat("kvf_sequence_version: position ", index, " of a sequence of length ", length)));
+  }
+  const kvf::Version v = seq->seq.version(index);
+  *out = {v.epoch, v.counter};
+  g_last_error.clear();
+  return KVF_OK;
+}
+
+kvf_status kvf_sequence_refresh(kvf_sequence* seq) {
+  KVF_C_CHECK(seq != nullptr, "kvf_sequence_refresh: seq is required");
+  absl::Status s = seq->seq.Refresh();
+  if (!s.ok()) return Fail(s);
+  g_last_error.clear();
+  return KVF_OK;
+}
+
+kvf_status kvf_sequence_append(kvf_sequence* seq, size_t count, const void* const* blocks,
+                               const size_t* sizes, uint32_t codec, int ack,
+                               kvf_version* versions, kvf_status* per_block, size_t* new_length) {
+  KVF_C_CHECK(seq != nullptr, "kvf_sequence_append: seq is required");
+  KVF_C_CHECK(count == 0 || (blocks != nullptr && sizes != nullptr),
+              "kvf_sequence_append: blocks and sizes are required");
+  KVF_C_CHECK(codec < static_cast<uint32_t>(kvf::kNumCodecs), "kvf_sequence_append: unknown codec");
+  KVF_C_CHECK(ack >= KVF_ACK_DEFAULT && ack <= KVF_ACK_ALL, "kvf_sequence_append: unknown ack");
+  std::vector<kvf::ConstBlockBuffer> bufs(count);
+  for (size_t i = 0; i < count; ++i) bufs[i] = {blocks[i], sizes[i]};
+  auto r = seq->seq.Append(bufs, SeqPutOptions(codec, ack));
+  if (new_length != nullptr) *new_length = seq->seq.length();
+  if (!r.ok()) return Fail(r.status());
+  if (versions != nullptr) {
+    for (size_t i = 0; i < count; ++i) {
+      versions[i] = {r->blocks[i].version.epoch, r->blocks[i].version.counter};
+    }
+  }
+  return Finish(*r, per_block);
+}
+
+kvf_status kvf_sequence_write(kvf_sequence* seq, size_t index, const void* data, size_t size,
+                              uint32_t codec, int ack, kvf_version* version) {
+  KVF_C_CHECK(seq != nullptr && data != nullptr, "kvf_sequence_write: seq and data are required");
+  KVF_C_CHECK(codec < static_cast<uint32_t>(kvf::kNumCodecs), "kvf_sequence_write: unknown codec");
+  KVF_C_CHECK(ack >= KVF_ACK_DEFAULT && ack <= KVF_ACK_ALL, "kvf_sequence_write: unknown ack");
+  auto v = seq->seq.Write(index, data, size, SeqPutOptions(codec, ack));
+  if (!v.ok()) return Fail(v.status());
+  if (version != nullptr) *version = {v->epoch, v->counter};
+  g_last_error.clear();
+  return KVF_OK;
+}
+
+kvf_status kvf_sequence_read(kvf_sequence* seq, size_t begin, size_t count, void* const* dst,
+                             const size_t* capacities, const kvf_version* min_version,
+                             size_t* sizes, kvf_version* versions, kvf_status* per_block) {
+  KVF_C_CHECK(seq != nullptr, "kvf_sequence_read: seq is required");
+  KVF_C_CHECK(count == 0 || (dst != nullptr && capacities != nullptr),
+              "kvf_sequence_read: dst and capacities are required");
+  if (count > SIZE_MAX - begin) {
+    return Fail(absl::OutOfRangeError("kvf_sequence_read: begin + count overflows"));
+  }
+  std::vector<kvf::BlockBuffer> bufs(count);
+  for (size_t i = 0; i < count; ++i) bufs[i] = {dst[i], capacities[i]};
+  kvf::GetOptions o;
+  if (min_version != nullptr) {
+    o.has_min_version = true;
+    o.min_version = {min_version->epoch, min_version->counter};
+  }
+  auto r = seq->seq.Read(begin, begin + count, bufs, o);
+  if (!r.ok()) return Fail(r.status());
+  for (size_t i = 0; i < count; ++i) {
+    if (sizes != nullptr) sizes[i] = r->blocks[i].size;
+    if (versions != nullptr) versions[i] = {r->blocks[i].version.epoch, r->blocks[i].version.counter};
+  }
   return Finish(*r, per_block);
 }
 

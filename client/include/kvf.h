@@ -157,6 +157,89 @@ kvf_status kvf_exists(kvf_client* client, const kvf_namespace* ns, const kvf_blo
 kvf_status kvf_remove(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
                       size_t chain_len, size_t begin, size_t count, kvf_status* per_block);
 
+/* ---- Sequences (docs/sequences.md) ----------------------------------------
+ * A sequence is a mutable, position-addressed list of blocks of one
+ * namespace: an engine appends decode-time blocks and may overwrite a
+ * position; readers read ranges. Position i of sequence `id` is the block key
+ * kvf_sequence_block_key(ns, id, i), stored as a mutable entry.
+ *
+ * A kvf_sequence is a handle over kvf::Sequence (client/sequence.h): it knows
+ * the length (found at open: the longest prefix of positions some node holds)
+ * and the version of every position it wrote or read, and reads each position
+ * at or past that version (read-your-writes). One writer per sequence in the
+ * whole cluster; any number of readers. A handle may be used from many
+ * threads (reads concurrently with its writer's appends). Close every
+ * sequence before its client; the namespace may be freed once it is open.
+ *
+ * Eviction: an evicted position reads back KVF_NOT_FOUND (recompute and
+ * kvf_sequence_write it); a sequence with an evicted middle block opens
+ * shorter. */
+
+typedef struct kvf_sequence kvf_sequence;
+
+typedef struct kvf_sequence_id {
+  uint64_t hi;
+  uint64_t lo;
+} kvf_sequence_id;
+
+/* ack values of sequence writes */
+enum {
+  KVF_ACK_DEFAULT = 0, /* the client's (kvf_client_options.ack_all) */
+  KVF_ACK_PRIMARY = 1, /* the primary committed */
+  KVF_ACK_ALL = 2      /* every owner holds the new version */
+};
+
+/* The id of a named sequence (`len` bytes of `name`), hashed with
+ * `hash_algorithm` (KVF_HASH_*; pass the namespace's for untrusted names).
+ * An unknown algorithm hashes with XXH3. */
+kvf_sequence_id kvf_sequence_id_from_name(const char* name, size_t len, uint32_t hash_algorithm);
+
+/* The block key of position `index` of sequence `id` in `ns`. */
+kvf_status kvf_sequence_block_key(const kvf_namespace* ns, const kvf_sequence_id* id,
+                                  uint64_t index, kvf_block_key* out);
+
+/* Opens sequence `id` of `ns` and discovers its length. `max_length` bounds
+ * the probe and later appends (0 = the default, 1 << 20 blocks). On success
+ * *out is a handle to close with kvf_sequence_close. `err` as kvf_connect's. */
+kvf_status kvf_sequence_open(kvf_client* client, const kvf_namespace* ns,
+                             const kvf_sequence_id* id, size_t max_length, kvf_sequence** out,
+                             const char** err);
+/* NULL is allowed. */
+void kvf_sequence_close(kvf_sequence* seq);
+
+/* The length this handle knows of (0 for NULL). */
+size_t kvf_sequence_length(const kvf_sequence* seq);
+/* The version remembered for position `index`; KVF_OUT_OF_RANGE past the
+ * length. */
+kvf_status kvf_sequence_version(const kvf_sequence* seq, size_t index, kvf_version* out);
+/* Re-discovers the length and versions from the cluster (readers call it to
+ * see a writer's appends). */
+kvf_status kvf_sequence_refresh(kvf_sequence* seq);
+
+/* Appends `count` blocks (blocks[i], sizes[i] bytes, each exactly
+ * kvf_namespace_block_bytes(ns, codec)) at the end. The length grows by the
+ * leading blocks that succeeded; blocks after a failed one report
+ * KVF_ABORTED. `versions`, `per_block` and `new_length` may be NULL.
+ * KVF_OUT_OF_RANGE past max_length. */
+kvf_status kvf_sequence_append(kvf_sequence* seq, size_t count, const void* const* blocks,
+                               const size_t* sizes, uint32_t codec, int ack,
+                               kvf_version* versions, kvf_status* per_block, size_t* new_length);
+
+/* Overwrites position `index` (< length; == length appends one block).
+ * `version` (may be NULL) receives the new version. KVF_OUT_OF_RANGE past
+ * the length. */
+kvf_status kvf_sequence_write(kvf_sequence* seq, size_t index, const void* data, size_t size,
+                              uint32_t codec, int ack, kvf_version* version);
+
+/* Reads positions [begin, begin + count) into dst[i] (capacities[i] bytes),
+ * each at or past the version the handle remembers and, when min_version is
+ * non-NULL, at or past it. KVF_OUT_OF_RANGE past the length. A position no
+ * node serves at its version reports KVF_FAILED_PRECONDITION. `sizes`,
+ * `versions` and `per_block` may be NULL. */
+kvf_status kvf_sequence_read(kvf_sequence* seq, size_t begin, size_t count, void* const* dst,
+                             const size_t* capacities, const kvf_version* min_version,
+                             size_t* sizes, kvf_version* versions, kvf_status* per_block);
+
 #ifdef __cplusplus
 }
 #endif

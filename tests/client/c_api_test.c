@@ -1,7 +1,8 @@
 /* The C API from a C program.
  *
  *   kvf_c_api_test                      error paths only (no cluster needed)
- *   kvf_c_api_test HOST:PORT TOKEN      also round trips against a cluster
+ *   kvf_c_api_test HOST:PORT TOKEN      also round trips (blocks and
+ *                                       sequences) against a cluster
  *
  * Exits 0 when every check passed. */
 #include <netinet/in.h>
@@ -63,6 +64,121 @@ static void error_paths(void) {
   CHECK(strcmp(kvf_status_name(99), "UNKNOWN_STATUS") == 0);
   kvf_close(NULL);
   kvf_namespace_free(NULL);
+
+  /* Sequences: NULL handles are errors, never crashes. */
+  {
+    kvf_sequence* seq = (kvf_sequence*)1;
+    kvf_sequence_id a = kvf_sequence_id_from_name("req-1", 5, KVF_HASH_XXH3_128);
+    kvf_sequence_id b = kvf_sequence_id_from_name("req-1", 5, KVF_HASH_XXH3_128);
+    kvf_sequence_id d = kvf_sequence_id_from_name("req-2", 5, KVF_HASH_XXH3_128);
+    kvf_version v;
+    CHECK(a.hi == b.hi && a.lo == b.lo);
+    CHECK(a.hi != d.hi || a.lo != d.lo);
+    CHECK(kvf_sequence_open(NULL, NULL, &a, 0, &seq, &err) == KVF_INVALID_ARGUMENT);
+    CHECK(seq == NULL);
+    CHECK(err != NULL && strstr(err, "kvf_sequence_open") != NULL);
+    CHECK(kvf_sequence_length(NULL) == 0);
+    CHECK(kvf_sequence_version(NULL, 0, &v) == KVF_INVALID_ARGUMENT);
+    CHECK(kvf_sequence_refresh(NULL) == KVF_INVALID_ARGUMENT);
+    CHECK(kvf_sequence_append(NULL, 0, NULL, NULL, 0, 0, NULL, NULL, NULL) == KVF_INVALID_ARGUMENT);
+    CHECK(kvf_sequence_write(NULL, 0, NULL, 0, 0, 0, NULL) == KVF_INVALID_ARGUMENT);
+    CHECK(kvf_sequence_read(NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL) ==
+          KVF_INVALID_ARGUMENT);
+    CHECK(kvf_sequence_block_key(NULL, &a, 0, NULL) == KVF_INVALID_ARGUMENT);
+    kvf_sequence_close(NULL);
+  }
+}
+
+/* A sequence of 6 blocks (two segments of 4): append with ack=all, overwrite,
+ * read your writes from this handle and a second one, range errors. */
+static void sequences(kvf_client* c, const kvf_namespace* ns, size_t bytes) {
+  char name[64];
+  kvf_sequence_id id;
+  kvf_sequence* seq = NULL;
+  kvf_sequence* other = NULL;
+  kvf_block_key keys[6];
+  void* src[6];
+  void* dst[6];
+  size_t sizes[6], caps[6], got_sizes[6], i, length = 0, prefix = 0;
+  kvf_version versions[6], v, v2;
+  kvf_status per_block[6];
+  uint32_t holders[6 * 2];
+
+  snprintf(name, sizeof(name), "c-api-seq-%d", (int)getpid());
+  id = kvf_sequence_id_from_name(name, strlen(name), KVF_HASH_XXH3_128);
+  CHECK(kvf_sequence_open(c, ns, &id, 0, &seq, NULL) == KVF_OK);
+  if (seq == NULL) return;
+  CHECK(kvf_sequence_length(seq) == 0);
+  for (i = 0; i < 6; ++i) {
+    size_t b;
+    src[i] = malloc(bytes);
+    dst[i] = calloc(1, bytes);
+    for (b = 0; b < bytes; ++b) ((unsigned char*)src[i])[b] = (unsigned char)rand();
+    sizes[i] = bytes;
+    caps[i] = bytes;
+  }
+  sizes[0] = bytes - 1;
+  CHECK(kvf_sequence_append(seq, 1, (const void* const*)src, sizes, KVF_CODEC_NONE,
+                            KVF_ACK_DEFAULT, NULL, NULL, &length) == KVF_INVALID_ARGUMENT);
+  CHECK(length == 0);
+  sizes[0] = bytes;
+  CHECK(kvf_sequence_append(seq, 6, (const void* const*)src, sizes, KVF_CODEC_NONE, KVF_ACK_ALL,
+                            versions, per_block, &length) == KVF_OK);
+  CHECK(length == 6 && kvf_sequence_length(seq) == 6);
+  for (i = 0; i < 6; ++i) {
+    CHECK(per_block[i] == KVF_OK);
+    CHECK(versions[i].counter >= 1);
+    CHECK(kvf_sequence_block_key(ns, &id, i, &keys[i]) == KVF_OK);
+  }
+  /* ack=all: both owners of every position hold it. */
+  CHECK(kvf_lookup(c, ns, keys, 6, &prefix, holders, 2) == KVF_OK);
+  CHECK(prefix == 6);
+  for (i = 0; i < 6; ++i) CHECK(holders[i * 2] != 0 && holders[i * 2 + 1] != 0);
+
+  /* Overwrite position 2 with the bytes of position 5. */
+  CHECK(kvf_sequence_write(seq, 2, src[5], bytes, KVF_CODEC_NONE, KVF_ACK_DEFAULT, &v) == KVF_OK);
+  CHECK(v.epoch > versions[2].epoch ||
+        (v.epoch == versions[2].epoch && v.counter > versions[2].counter));
+  memcpy(src[2], src[5], bytes);
+  CHECK(kvf_sequence_read(seq, 0, 6, dst, caps, NULL, got_sizes, versions, per_block) == KVF_OK);
+  for (i = 0; i < 6; ++i) {
+    CHECK(per_block[i] == KVF_OK);
+    CHECK(got_sizes[i] == bytes);
+    CHECK(memcmp(src[i], dst[i], bytes) == 0);
+  }
+  CHECK(versions[2].epoch == v.epoch && versions[2].counter >= v.counter);
+
+  /* A second handle sees the length and the new version. */
+  CHECK(kvf_sequence_open(c, ns, &id, 0, &other, NULL) == KVF_OK);
+  if (other != NULL) {
+    CHECK(kvf_sequence_length(other) == 6);
+    CHECK(kvf_sequence_version(other, 2, &v2) == KVF_OK);
+    CHECK(v2.epoch == v.epoch && v2.counter == v.counter);
+    CHECK(kvf_sequence_version(other, 6, &v2) == KVF_OUT_OF_RANGE);
+    memset(dst[0], 0, bytes);
+    CHECK(kvf_sequence_read(other, 2, 1, dst, caps, NULL, NULL, NULL, NULL) == KVF_OK);
+    CHECK(memcmp(src[2], dst[0], bytes) == 0);
+    CHECK(kvf_sequence_refresh(other) == KVF_OK);
+    CHECK(kvf_sequence_length(other) == 6);
+    kvf_sequence_close(other);
+  }
+
+  /* Ranges past the end. */
+  CHECK(kvf_sequence_read(seq, 5, 2, dst, caps, NULL, NULL, NULL, NULL) == KVF_OUT_OF_RANGE);
+  CHECK(strstr(kvf_last_error(), "length") != NULL);
+  CHECK(kvf_sequence_write(seq, 7, src[0], bytes, KVF_CODEC_NONE, KVF_ACK_DEFAULT, NULL) ==
+        KVF_OUT_OF_RANGE);
+  CHECK(kvf_sequence_write(seq, 6, src[0], bytes, KVF_CODEC_NONE, 7, NULL) ==
+        KVF_INVALID_ARGUMENT);
+  CHECK(kvf_sequence_write(seq, 6, src[0], bytes, KVF_CODEC_NONE, KVF_ACK_PRIMARY, NULL) ==
+        KVF_OK);
+  CHECK(kvf_sequence_length(seq) == 7);
+
+  for (i = 0; i < 6; ++i) {
+    free(src[i]);
+    free(dst[i]);
+  }
+  kvf_sequence_close(seq);
 }
 
 static int round_trips(const char* coordinator, const char* token) {
@@ -147,6 +263,8 @@ static int round_trips(const char* coordinator, const char* token) {
   CHECK(kvf_remove(c, ns, chain, 8, 0, 6, per_block) == KVF_OK);
   CHECK(kvf_lookup(c, ns, chain, 8, &prefix, NULL, 0) == KVF_OK);
   CHECK(prefix == 0);
+
+  sequences(c, ns, bytes);
 
   for (i = 0; i < 8; ++i) {
     free(src[i]);
