@@ -75,19 +75,27 @@ void Replicator::Process(std::vector<CommitRecord> batch) {
   }
   if (work.empty()) return;
   const absl::Time deadline = absl::Now() + options_.timeout;
-  // 1. Invalidations, at once.
+  // 1. Invalidations, at once, for mutable entries. An immutable block
+  // (version counter 0: content-addressed, re-putting it is a no-op) has no
+  // older version a replica could serve, so there is nothing to invalidate:
+  // the push below is all a replica needs, and skipping the round trip
+  // halves the messages replication costs per put batch.
   absl::flat_hash_map<const CommitRecord*, int> acked;
   for (auto& [target, records] : work) {
     const auto [node, ns] = target;
     std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
     if (!spec) continue;
-    for (size_t start = 0; start < records.size(); start += protocol::kMaxInvalidations) {
-      const size_t end = std::min(records.size(), start + protocol::kMaxInvalidations);
+    std::vector<const CommitRecord*> changed;
+    for (const CommitRecord* r : records) {
+      if (r->version.counter > 0) changed.push_back(r);
+    }
+    for (size_t start = 0; start < changed.size(); start += protocol::kMaxInvalidations) {
+      const size_t end = std::min(changed.size(), start + protocol::kMaxInvalidations);
       protocol::InvalidateRequest req;
       req.header = {.request_id = 0, .sender_epoch = own->epoch(), .namespace_id = ns,
                     .layout_fingerprint = spec->layout.Fingerprint()};
       for (size_t i = start; i < end; ++i) {
-        req.invalidations.push_back({records[i]->key, records[i]->version});
+        req.invalidations.push_back({changed[i]->key, changed[i]->version});
       }
       auto ack = peers_->Exchange<protocol::AckResponse>(node, *spec, req, deadline);
       if (!ack.ok()) {
@@ -95,7 +103,7 @@ void Replicator::Process(std::vector<CommitRecord> batch) {
         KVF_LOG(WARNING) << "sync: invalidation to node " << node << " failed: " << ack.status();
         continue;
       }
-      for (size_t i = start; i < end; ++i) ++acked[records[i]];
+      for (size_t i = start; i < end; ++i) ++acked[changed[i]];
     }
   }
   const absl::Time invalidated = absl::Now();
