@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "bench/common/perftest.h"
 #include "client/client.h"
 #include "common/block_hash.h"
@@ -217,7 +218,13 @@ int Main(int argc, char** argv) {
         }
       }
       std::atomic<uint64_t> done{0}, errors{0};
+      absl::Mutex first_error_mu;
+      absl::Status first_error;
       std::atomic<bool> stop{false};
+      // Put rounds' chains, removed after the phase (untimed): left in place
+      // they overfill the cluster, and the replicas' lazy pushes still
+      // arriving would evict the next get phase's freshly written blocks.
+      std::vector<std::vector<std::vector<BlockKey>>> written(threads);
       std::vector<std::thread> pool;
       const absl::Time start = absl::Now();
       for (int t = 0; t < threads; ++t) {
@@ -233,11 +240,17 @@ int Main(int argc, char** argv) {
           for (size_t round = 0; !stop.load(); ++round) {
             absl::StatusOr<BatchResult> r;
             if (is_put) {
-              r = c.BatchPut(ns, Chain(ns, batch, trng), 0, src);
+              written[t].push_back(Chain(ns, batch, trng));
+              r = c.BatchPut(ns, written[t].back(), 0, src);
             } else {
               r = c.BatchGet(ns, chains[t][round % chains[t].size()], 0, dst);
             }
+            absl::Status bad = r.ok() ? r->FirstError() : r.status();
             if (r.ok()) { done += r->ok_count(); errors += batch - r->ok_count(); } else { errors += batch; }
+            if (!bad.ok()) {
+              absl::MutexLock l(&first_error_mu);
+              if (first_error.ok()) first_error = bad;
+            }
           }
         });
       }
@@ -245,10 +258,14 @@ int Main(int argc, char** argv) {
       stop = true;
       for (auto& th : pool) th.join();
       const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+      for (const auto& per_thread : written) {
+        for (const auto& chain : per_thread) (void)c.Remove(ns, chain);
+      }
       const double gbps = done.load() * args.size / secs / 1e9;
       const double ref = (is_put ? perf_put : perf_get) / 1e3;
       std::printf("%-5s %8d %12.0f %12.2f %14.2f %8.2f%s\n", op, threads, done.load() / secs, gbps, ref,
                   ref > 0 ? gbps / ref : 0.0, errors.load() ? absl::StrCat("  (", errors.load(), " failed)").c_str() : "");
+      if (!first_error.ok()) std::printf("      first failure: %s\n", first_error.ToString().c_str());
       absl::StrAppend(&json, first ? "" : ",", "{\"op\":\"", op, "\",\"threads\":", threads,
                       ",\"gbps\":", gbps, ",\"perftest_gbps\":", ref, ",\"errors\":", errors.load(), "}");
       first = false;
