@@ -21,6 +21,10 @@ absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(const TransportConfig
 
 absl::StatusOr<std::string> NcclUniqueId() { return transport_internal::NewNcclUniqueId(); }
 
+absl::Status Transport::CallAsync(PeerId, uint16_t, std::string_view, absl::Time, CallCallback) {
+  return absl::UnimplementedError("CallAsync: this transport carries no messages");
+}
+
 absl::Status Transport::Notify(PeerId, uint16_t, std::string_view) {
   return absl::UnimplementedError("Notify: this transport carries no messages");
 }

@@ -239,6 +239,18 @@ class Transport {
   virtual absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
                                            absl::Time deadline) = 0;
 
+  // Sends a request like Call but does not wait: `done` runs once with the
+  // response or the error (the peer's handler error, UNAVAILABLE when the
+  // connection fails, DEADLINE_EXCEEDED once `deadline` has passed without
+  // an answer). It runs on the progress thread (or, for a send that fails at
+  // once, before CallAsync returns) and must not block. CallAsync may be
+  // called from a handler. Callbacks still pending when the transport is
+  // destroyed are dropped without running. The status returned covers the
+  // send only: when it is not OK, `done` does not run.
+  using CallCallback = std::function<void(absl::StatusOr<std::string> response)>;
+  virtual absl::Status CallAsync(PeerId peer, uint16_t type, std::string_view request,
+                                 absl::Time deadline, CallCallback done);
+
   // Sends a one-way message: the peer's handler for `type` runs and its
   // answer (or error) is dropped. OK means handed to the fabric, not
   // delivered: use it where a lost message is harmless (releasing a read

@@ -1,6 +1,7 @@
 // One conformance suite for every Transport configuration this machine has:
 // UCX over shared memory, UCX over TCP only, NCCL where a GPU exists. The
 // peer is always a second process (peer_process.h).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "kernels/device.h"
 #include "tests/transport/peer_process.h"
@@ -359,6 +361,91 @@ TEST_P(TransportConformance, NotifyIsOneWayAndOrderedWithCalls) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t->Notify(*id + 100, 3, "x").code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(t->Call(*id, 1, "still", Soon()).ok());
+}
+
+// Collects CallAsync callbacks; waits for them without sleeping.
+struct AsyncResults {
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<std::string>> results ABSL_GUARDED_BY(mu);
+
+  Transport::CallCallback Callback() {
+    return [this](absl::StatusOr<std::string> r) {
+      absl::MutexLock l(&mu);
+      results.push_back(std::move(r));
+    };
+  }
+  bool WaitFor(size_t n, absl::Duration timeout) {
+    absl::MutexLock l(&mu);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return results.size() >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  }
+};
+
+TEST_P(TransportConformance, CallAsyncAnswersThroughTheCallback) {
+  auto t = MakeTransport();
+  ASSERT_NE(t, nullptr);
+  if (!t->capabilities().messages) GTEST_SKIP() << "backend carries no messages";
+  auto peer = StartPeer();
+  ASSERT_NE(peer, nullptr);
+  auto id = t->Connect(peer->address());
+  ASSERT_TRUE(id.ok());
+
+  AsyncResults echo;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(t->CallAsync(*id, 1, absl::StrCat("n", i), Soon(), echo.Callback()).ok());
+  }
+  ASSERT_TRUE(echo.WaitFor(50, absl::Seconds(20)));
+  {
+    absl::MutexLock l(&echo.mu);
+    std::vector<std::string> got;
+    for (const auto& r : echo.results) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      got.push_back(*r);
+    }
+    std::sort(got.begin(), got.end());
+    std::vector<std::string> want;
+    for (int i = 0; i < 50; ++i) want.push_back(absl::StrCat("echo:n", i));
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(got, want);
+  }
+
+  // Handler errors come back through the callback with their code.
+  AsyncResults errors;
+  ASSERT_TRUE(t->CallAsync(*id, 2, "k9", Soon(), errors.Callback()).ok());
+  ASSERT_TRUE(t->CallAsync(*id, 77, "x", Soon(), errors.Callback()).ok());
+  ASSERT_TRUE(errors.WaitFor(2, absl::Seconds(20)));
+  {
+    absl::MutexLock l(&errors.mu);
+    std::vector<absl::StatusCode> codes;
+    for (const auto& r : errors.results) codes.push_back(r.status().code());
+    std::sort(codes.begin(), codes.end());
+    EXPECT_EQ(codes, (std::vector<absl::StatusCode>{absl::StatusCode::kNotFound,
+                                                    absl::StatusCode::kUnimplemented}));
+  }
+
+  // Bad arguments fail the call itself; the callback never runs.
+  AsyncResults never;
+  EXPECT_EQ(t->CallAsync(*id, kFirstReservedMessageType, "x", Soon(), never.Callback()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->CallAsync(*id, 1, std::string(kMaxMessageBytes + 1, 'x'), Soon(), never.Callback()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->CallAsync(*id, 1, "x", Soon(), nullptr).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->CallAsync(*id + 100, 1, "x", Soon(), never.Callback()).code(),
+            absl::StatusCode::kNotFound);
+
+  // A dead peer: the callback still runs, with an error (DEADLINE_EXCEEDED
+  // where the fabric cannot detect the failure, UNAVAILABLE where it can).
+  peer->Kill();
+  AsyncResults dead;
+  absl::Status sent = t->CallAsync(*id, 1, "anyone?", absl::Now() + absl::Milliseconds(300),
+                                   dead.Callback());
+  if (sent.ok()) {
+    ASSERT_TRUE(dead.WaitFor(1, absl::Seconds(20)));
+    absl::MutexLock l(&dead.mu);
+    EXPECT_FALSE(dead.results[0].ok());
+  }
+  absl::MutexLock l(&never.mu);
+  EXPECT_TRUE(never.results.empty());
 }
 
 TEST_P(TransportConformance, CallerDrivenProgress) {

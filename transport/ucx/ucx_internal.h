@@ -206,6 +206,9 @@ struct PendingCall {
   const Conn* conn = nullptr;
   bool done = false;
   absl::StatusOr<std::string> result = std::string();
+  // CallAsync: runs (outside calls_mu_) instead of waking a waiter.
+  Transport::CallCallback callback;
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // UCX callbacks (C function pointers).
@@ -237,7 +240,12 @@ class UcxTransport final : public Transport {
   absl::Status RegisterHandler(uint16_t type, MessageHandler handler) override;
   absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
                                    absl::Time deadline) override;
+  absl::Status CallAsync(PeerId peer, uint16_t type, std::string_view request, absl::Time deadline,
+                         CallCallback done) override;
   absl::Status Notify(PeerId peer, uint16_t type, std::string_view message) override;
+  // Fails the asynchronous calls whose deadline has passed (progress thread,
+  // when idle, and CallAsync).
+  void ExpireAsyncCalls();
   bool Progress() override {
     WorkerLock l(this);
     return ucp_worker_progress(worker_.get()) != 0;
@@ -353,6 +361,7 @@ class UcxTransport final : public Transport {
 
   absl::Mutex calls_mu_;
   uint64_t next_call_ ABSL_GUARDED_BY(calls_mu_) = 1;
+  size_t async_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;  // pending CallAsync entries
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
 };
 

@@ -203,17 +203,84 @@ void UcxTransport::HandleRequest(const FrameHeader& h, std::string_view payload,
 }
 
 void UcxTransport::HandleResponse(const FrameHeader& h, std::string_view payload) {
-  absl::MutexLock l(&calls_mu_);
-  auto it = calls_.find(h.call_id);
-  if (it == calls_.end() || it->second->done) return;  // late (deadline passed) or forged
-  PendingCall& call = *it->second;
-  if (h.status_code == 0) {
-    call.result = std::string(payload);
-  } else {
-    call.result = absl::Status(static_cast<absl::StatusCode>(h.status_code),
-                               absl::StrCat(std::string(payload), " (from ", call.conn->label(), ")"));
+  std::shared_ptr<PendingCall> async;
+  {
+    absl::MutexLock l(&calls_mu_);
+    auto it = calls_.find(h.call_id);
+    if (it == calls_.end() || it->second->done) return;  // late (deadline passed) or forged
+    PendingCall& call = *it->second;
+    if (h.status_code == 0) {
+      call.result = std::string(payload);
+    } else {
+      call.result = absl::Status(static_cast<absl::StatusCode>(h.status_code),
+                                 absl::StrCat(std::string(payload), " (from ", call.conn->label(), ")"));
+    }
+    call.done = true;
+    if (call.callback) {
+      async = it->second;
+      calls_.erase(it);
+      --async_calls_;
+    }
   }
-  call.done = true;
+  if (async != nullptr) async->callback(std::move(async->result));
+}
+
+absl::Status UcxTransport::CallAsync(PeerId peer, uint16_t type, std::string_view request,
+                                     absl::Time deadline, CallCallback done) {
+  if (type >= kFirstReservedMessageType) {
+    return absl::InvalidArgumentError(absl::StrCat("CallAsync: type ", type, " is reserved"));
+  }
+  if (request.size() > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("CallAsync: request of ", request.size(),
+                                                   " bytes exceeds ", kMaxMessageBytes));
+  }
+  if (!done) return absl::InvalidArgumentError("CallAsync: no callback");
+  ExpireAsyncCalls();
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
+  auto pending = std::make_shared<PendingCall>();
+  pending->conn = conn.get();
+  pending->callback = std::move(done);
+  pending->deadline = deadline;
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.payload_length = static_cast<uint32_t>(request.size());
+  {
+    absl::MutexLock l(&calls_mu_);
+    h.call_id = next_call_++;
+    calls_[h.call_id] = pending;
+    ++async_calls_;
+  }
+  absl::Status sent = SendFrame(*conn, h, request, /*want_reply=*/true);
+  if (!sent.ok()) {
+    absl::MutexLock l(&calls_mu_);
+    if (calls_.erase(h.call_id) > 0) --async_calls_;
+  }
+  return sent;
+}
+
+void UcxTransport::ExpireAsyncCalls() {
+  std::vector<std::shared_ptr<PendingCall>> expired;
+  {
+    absl::MutexLock l(&calls_mu_);
+    if (async_calls_ == 0) return;
+    const absl::Time now = absl::Now();
+    for (auto it = calls_.begin(); it != calls_.end();) {
+      PendingCall& call = *it->second;
+      if (call.callback && (call.done || call.deadline <= now)) {
+        if (!call.done) {
+          call.result = absl::DeadlineExceededError(
+              absl::StrCat("asynchronous call to ", call.conn->label(), ": no response in time"));
+        }
+        expired.push_back(it->second);
+        calls_.erase(it++);
+        --async_calls_;
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& call : expired) call->callback(std::move(call->result));
 }
 
 }  // namespace kvf::transport_internal::ucx

@@ -202,6 +202,7 @@ void UcxTransport::ProgressLoop() {
       std::this_thread::yield();
       continue;
     }
+    ExpireAsyncCalls();
     if (event_fd_ < 0) {
       absl::SleepFor(absl::Microseconds(idle < 4096 ? 10 : 100));
       continue;
