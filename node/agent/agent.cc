@@ -145,7 +145,7 @@ absl::Status AgentImpl::Init() {
   replicator_ = std::make_unique<Replicator>(store_.get(), data_plane_.get(), peers_.get(),
                                              transport_.get(), ReplicatorOptions{});
   KVF_RETURN_IF_ERROR(data_plane_->Start(
-      [r = replicator_.get()](std::vector<CommitRecord> records) { r->Enqueue(std::move(records)); },
+      [r = replicator_.get()](std::vector<CommitRecord> records) { r->Committed(std::move(records)); },
       [r = replicator_.get()](NamespaceId ns, const std::vector<BlockKey>& keys) {
         r->Cancel(ns, keys);
       }));

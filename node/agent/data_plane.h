@@ -53,6 +53,7 @@ struct CommitRecord {
   uint64_t placement_hash = 0;
   Version version;
   absl::Time committed;
+  bool invalidated = false;  // the replicas' invalidations already went out
 };
 
 // Who owns what at one map epoch.

@@ -106,6 +106,20 @@ absl::StatusOr<std::shared_ptr<const RemoteRegion>> PeerLinks::Import(NodeId nod
   return slot;
 }
 
+std::optional<PeerId> PeerLinks::ReadyPeer(NodeId node, NamespaceId ns) {
+  // TryLock: the holder may be inside transport_->Connect, waiting for the
+  // UCX worker lock that the progress thread calling us holds.
+  if (!mu_.TryLock()) return std::nullopt;
+  std::optional<PeerId> peer;
+  auto it = links_.find(node);
+  if (it != links_.end() && it->second.connected && !it->second.broken &&
+      it->second.announced.contains(ns)) {
+    peer = it->second.peer;
+  }
+  mu_.Unlock();
+  return peer;
+}
+
 void PeerLinks::Reset(NodeId node) {
   absl::MutexLock lock(&mu_);
   auto it = links_.find(node);

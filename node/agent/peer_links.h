@@ -4,12 +4,14 @@
 // per connection and namespaces announced once per peer. Used by the
 // replicator (invalidations, lazy sync) and the migrator (block streaming).
 //
-// Thread-safe. Never called from the transport's progress thread (it blocks).
+// Thread-safe. Never called from the transport's progress thread (it blocks),
+// except ReadyPeer, which never blocks.
 #ifndef KVF_NODE_AGENT_PEER_LINKS_H_
 #define KVF_NODE_AGENT_PEER_LINKS_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +64,12 @@ class PeerLinks {
 
   // After a transfer or call failure: the next use reconnects.
   void Reset(NodeId node);
+
+  // The peer of `node` if its connection is up and already knows namespace
+  // `ns`, so that a request can go out at once; otherwise (or when another
+  // thread holds the links' lock, which may be waiting on UCX) nothing.
+  // Never connects or waits: safe on the progress thread.
+  std::optional<PeerId> ReadyPeer(NodeId node, NamespaceId ns);
 
  private:
   struct Link {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <pthread.h>
 #include <utility>
 
@@ -19,14 +20,95 @@ Replicator::Replicator(ShardStore* store, DataPlane* data_plane, PeerLinks* peer
       peers_(peers),
       transport_(transport),
       options_(options),
-      thread_([this] { Run(); }) {}
+      thread_([this] { Run(); }) {
+  absl::MutexLock lock(&shared_->mu);
+  shared_->replicator = this;
+}
 
 Replicator::~Replicator() {
+  {
+    // Waits for a callback running now; later ones find no replicator.
+    absl::MutexLock lock(&shared_->mu);
+    shared_->replicator = nullptr;
+  }
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
   thread_.join();
+}
+
+void Replicator::Committed(std::vector<CommitRecord> records) {
+  InvalidateNow(records);
+  Enqueue(std::move(records));
+}
+
+void Replicator::InvalidateNow(std::vector<CommitRecord>& records) {
+  std::shared_ptr<const Ownership> own = data_plane_->ownership();
+  const NodeId self = data_plane_->self();
+  // (replica, namespace) -> indices of the mutable records it must hear of.
+  std::map<std::pair<NodeId, NamespaceId>, std::vector<size_t>> work;
+  absl::flat_hash_map<std::pair<NodeId, NamespaceId>, std::optional<PeerId>> ready;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const CommitRecord& r = records[i];
+    if (r.version.counter == 0) continue;  // immutable: nothing to invalidate
+    bool all_ready = true;
+    std::vector<NodeId> replicas;
+    for (NodeId owner : own->Owners(r.placement_hash)) {
+      if (owner == self) continue;
+      auto [it, inserted] = ready.try_emplace({owner, r.ns});
+      if (inserted) it->second = peers_->ReadyPeer(owner, r.ns);
+      all_ready = all_ready && it->second.has_value();
+      replicas.push_back(owner);
+    }
+    if (!all_ready || replicas.empty()) continue;  // the thread does it
+    for (NodeId node : replicas) work[{node, r.ns}].push_back(i);
+    records[i].invalidated = true;
+  }
+  for (auto& [target, indices] : work) {
+    const auto [node, ns] = target;
+    std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
+    const PeerId peer = *ready[target];
+    for (size_t start = 0; spec && start < indices.size(); start += protocol::kMaxInvalidations) {
+      const size_t end = std::min(indices.size(), start + protocol::kMaxInvalidations);
+      protocol::InvalidateRequest req;
+      req.header = {.request_id = 0, .sender_epoch = own->epoch(), .namespace_id = ns,
+                    .layout_fingerprint = spec->layout.Fingerprint()};
+      std::vector<CommitRecord> sent;
+      for (size_t i = start; i < end; ++i) {
+        req.invalidations.push_back({records[indices[i]].key, records[indices[i]].version});
+        sent.push_back(records[indices[i]]);
+        sent.back().invalidated = false;  // for the retry below
+      }
+      absl::StatusOr<std::string> bytes = req.Encode();
+      if (!bytes.ok()) continue;
+      auto done = [shared = shared_, node, sent](absl::StatusOr<std::string> raw) mutable {
+        absl::Status s = raw.ok() ? protocol::DecodeReply<protocol::AckResponse>(*raw).status()
+                                  : raw.status();
+        absl::MutexLock lock(&shared->mu);
+        Replicator* self = shared->replicator;
+        if (self == nullptr) return;
+        if (!s.ok()) {
+          // The thread retries (connecting and announcing as needed).
+          ++self->sync_failures_;
+          KVF_LOG(WARNING) << "sync: invalidation to node " << node << " failed: " << s
+                           << "; retrying from the sync thread";
+          self->Enqueue(std::move(sent));
+          return;
+        }
+        const absl::Time now = absl::Now();
+        for (const CommitRecord& r : sent) self->invalidation_latency_.Record(now - r.committed);
+      };
+      absl::Status posted = transport_->CallAsync(peer, static_cast<uint16_t>(protocol::FrameType::kInvalidateRequest),
+                                                  *bytes, absl::Now() + options_.timeout, std::move(done));
+      if (!posted.ok()) {
+        for (size_t i = start; i < end; ++i) records[indices[i]].invalidated = false;
+      }
+    }
+    if (!spec) {
+      for (size_t i : indices) records[i].invalidated = false;
+    }
+  }
 }
 
 void Replicator::Enqueue(std::vector<CommitRecord> records) {
@@ -87,7 +169,7 @@ void Replicator::Process(std::vector<CommitRecord> batch) {
     if (!spec) continue;
     std::vector<const CommitRecord*> changed;
     for (const CommitRecord* r : records) {
-      if (r->version.counter > 0) changed.push_back(r);
+      if (r->version.counter > 0 && !r->invalidated) changed.push_back(r);
     }
     for (size_t start = 0; start < changed.size(); start += protocol::kMaxInvalidations) {
       const size_t end = std::min(changed.size(), start + protocol::kMaxInvalidations);

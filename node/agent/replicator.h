@@ -6,6 +6,12 @@
 // further fan-out). Push() is also how the migrator streams a key range to
 // its new owner.
 //
+// The invalidations of a commit leave from the commit handler itself, on the
+// progress thread, as asynchronous calls (Transport::CallAsync) to every
+// replica whose connection is ready: no thread hand-off between the commit
+// and the invalidation. A replica not yet connected (or a failed send) is
+// left to the thread, which connects, announces the namespace and sends.
+//
 // A replica that is down or refuses is skipped: the coordinator re-replicates
 // after a failure, and a replica that missed an invalidation never held the
 // key or is caught by a later one. Thread-safe.
@@ -14,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -48,7 +55,10 @@ class Replicator {
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;
 
-  // Non-blocking: called from the commit handler.
+  // Non-blocking: called from the commit handler. Sends the invalidations
+  // it can at once, then queues the records for the thread.
+  void Committed(std::vector<CommitRecord> records);
+  // Queues records for the thread (invalidations not yet sent, and pushes).
   void Enqueue(std::vector<CommitRecord> records);
   // Drops queued (not yet started) syncs of these keys: they were removed.
   void Cancel(NamespaceId ns, const std::vector<BlockKey>& keys);
@@ -67,8 +77,18 @@ class Replicator {
   uint64_t sync_failures() const { return sync_failures_.load(); }
 
  private:
+  // What asynchronous invalidation callbacks may touch, alive until the last
+  // of them has run even if the Replicator is gone by then.
+  struct Shared {
+    absl::Mutex mu;
+    Replicator* replicator ABSL_GUARDED_BY(mu) = nullptr;  // null once destroyed
+  };
+
   void Run();
   void Process(std::vector<CommitRecord> batch);
+  // Sends invalidations of mutable records to every other owner whose
+  // connection is ready; marks the records it covered.
+  void InvalidateNow(std::vector<CommitRecord>& records);
 
   ShardStore* const store_;
   DataPlane* const data_plane_;
@@ -76,6 +96,7 @@ class Replicator {
   Transport* const transport_;
   const ReplicatorOptions options_;
 
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   mutable absl::Mutex mu_;
   std::vector<CommitRecord> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
