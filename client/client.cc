@@ -562,17 +562,17 @@ absl::StatusOr<LookupResult> Client::Lookup(const Namespace& ns, absl::Span<cons
       for (NodeId o : owners[i]) assign.emplace_back(o, i);
     }
     std::vector<NodeBatch> batches = GroupByNode(assign, protocol::kMaxLookupKeys);
-    std::vector<absl::StatusOr<protocol::LookupResponse>> resps(batches.size());
-    std::vector<std::function<void()>> tasks;
+    // All nodes at once from this thread (CallAsync): a lookup is on the
+    // engine's critical path, and waking a pool thread per node cost more
+    // than the round trips on a busy host.
+    std::vector<std::pair<NodeId, protocol::LookupRequest>> reqs(batches.size());
     for (size_t b = 0; b < batches.size(); ++b) {
-      tasks.push_back([&, b] {
-        protocol::LookupRequest req;
-        req.keys.reserve(batches[b].items.size());
-        for (uint32_t i : batches[b].items) req.keys.push_back(keys[i]);
-        resps[b] = impl_->data->Send<protocol::LookupResponse>(batches[b].node, *st, std::move(req));
-      });
+      reqs[b].first = batches[b].node;
+      reqs[b].second.keys.reserve(batches[b].items.size());
+      for (uint32_t i : batches[b].items) reqs[b].second.keys.push_back(keys[i]);
     }
-    impl_->pool->RunAll(tasks);
+    std::vector<absl::StatusOr<protocol::LookupResponse>> resps =
+        impl_->data->SendAll<protocol::LookupResponse>(*st, std::move(reqs));
     bool wrong_owner = false;
     absl::Status first_error;
     absl::Status unreachable;

@@ -96,45 +96,121 @@ absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState&
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> DataPlane::Interpret(NodeId node, absl::StatusOr<std::string> resp,
+                                                 bool* reregister) {
+  *reregister = false;
+  if (!resp.ok()) {
+    return MarkUnreachable(absl::Status(
+        resp.status().code(), absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
+  }
+  auto hdr = DecodeHeader(*resp);
+  if (!hdr.ok()) {
+    return absl::Status(hdr.status().code(), absl::StrCat("node ", node, " answered a bad frame: ",
+                                                          std::string(hdr.status().message())));
+  }
+  if (hdr->type != FrameType::kErrorResponse) return std::move(resp);
+  KVF_ASSIGN_OR_RETURN(ErrorResponse err, ErrorResponse::Decode(*resp));
+  switch (ClassifyError(err)) {
+    case ErrorAction::kRegisterAndRetry:
+      *reregister = true;
+      break;
+    case ErrorAction::kRefreshAndRetry: {
+      absl::Status s = maps_->RefreshTo(err.current_epoch, absl::Now() + timeout_);
+      (void)s;  // the caller re-plans with whatever map it has now
+      return WrongOwnerError(err.current_epoch, absl::StrCat("node ", node, ": ", err.message));
+    }
+    case ErrorAction::kFail:
+      break;
+  }
+  return absl::Status(err.code, absl::StrCat("node ", node, ": ", err.message));
+}
+
 absl::StatusOr<std::string> DataPlane::Exchange(NodeId node, const NamespaceState& ns,
                                                 uint16_t type, const std::string& bytes) {
   KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
   if (!IsRegistered(node, ns.id)) KVF_RETURN_IF_ERROR(Register(node, peer, ns));
   for (int attempt = 0;; ++attempt) {
-    auto resp = transport_->Call(peer, type, bytes, absl::Now() + timeout_);
-    if (!resp.ok()) {
-      return MarkUnreachable(absl::Status(
-          resp.status().code(),
-          absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
+    bool reregister = false;
+    auto out = Interpret(node, transport_->Call(peer, type, bytes, absl::Now() + timeout_), &reregister);
+    if (!reregister || attempt > 0) return out;
+    {
+      absl::MutexLock l(&mu_);
+      peers_[node].registered.erase(ns.id);
     }
-    auto hdr = DecodeHeader(*resp);
-    if (!hdr.ok()) {
-      return absl::Status(hdr.status().code(), absl::StrCat("node ", node, " answered a bad frame: ",
-                                                            std::string(hdr.status().message())));
-    }
-    if (hdr->type != FrameType::kErrorResponse) return *std::move(resp);
-    KVF_ASSIGN_OR_RETURN(ErrorResponse err, ErrorResponse::Decode(*resp));
-    switch (ClassifyError(err)) {
-      case ErrorAction::kRegisterAndRetry:
-        if (attempt == 0) {
-          {
-            absl::MutexLock l(&mu_);
-            peers_[node].registered.erase(ns.id);
-          }
-          KVF_RETURN_IF_ERROR(Register(node, peer, ns));
-          continue;
-        }
-        break;
-      case ErrorAction::kRefreshAndRetry: {
-        absl::Status s = maps_->RefreshTo(err.current_epoch, absl::Now() + timeout_);
-        (void)s;  // the caller re-plans with whatever map it has now
-        return WrongOwnerError(err.current_epoch, absl::StrCat("node ", node, ": ", err.message));
-      }
-      case ErrorAction::kFail:
-        break;
-    }
-    return absl::Status(err.code, absl::StrCat("node ", node, ": ", err.message));
+    KVF_RETURN_IF_ERROR(Register(node, peer, ns));
   }
+}
+
+std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
+    const NamespaceState& ns, uint16_t type, const std::vector<std::pair<NodeId, std::string>>& reqs) {
+  std::vector<absl::StatusOr<std::string>> out(reqs.size(), absl::UnknownError("not sent"));
+  struct Pending {
+    absl::Mutex mu;
+    size_t outstanding ABSL_GUARDED_BY(mu) = 0;
+    std::vector<absl::StatusOr<std::string>> raw ABSL_GUARDED_BY(mu);
+  };
+  auto pending = std::make_shared<Pending>();
+  {
+    absl::MutexLock l(&pending->mu);
+    pending->raw.assign(reqs.size(), absl::UnknownError("no answer"));
+  }
+  std::vector<bool> async(reqs.size(), false);
+  const absl::Time deadline = absl::Now() + timeout_;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const NodeId node = reqs[i].first;
+    auto peer = PeerFor(node);
+    if (!peer.ok()) {
+      out[i] = peer.status();
+      continue;
+    }
+    // A node that has not heard of the namespace yet takes the blocking path,
+    // which registers first.
+    if (!IsRegistered(node, ns.id)) continue;
+    {
+      absl::MutexLock l(&pending->mu);
+      ++pending->outstanding;
+    }
+    absl::Status sent = transport_->CallAsync(
+        *peer, type, reqs[i].second, deadline, [pending, i](absl::StatusOr<std::string> r) {
+          absl::MutexLock l(&pending->mu);
+          pending->raw[i] = std::move(r);
+          --pending->outstanding;
+        });
+    if (!sent.ok()) {
+      absl::MutexLock l(&pending->mu);
+      --pending->outstanding;
+      continue;  // the blocking path below reports it
+    }
+    async[i] = true;
+  }
+  // Nodes that need the blocking path go while the others' answers travel.
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (!async[i] && out[i].status().code() == absl::StatusCode::kUnknown) {
+      out[i] = Exchange(reqs[i].first, ns, type, reqs[i].second);
+    }
+  }
+  std::vector<absl::StatusOr<std::string>> raw;
+  {
+    absl::MutexLock l(&pending->mu);
+    auto all_in = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pending->mu) { return pending->outstanding == 0; };
+    // CallAsync enforces the deadline; the margin covers the progress
+    // thread's idle sweep.
+    pending->mu.AwaitWithDeadline(absl::Condition(&all_in), deadline + absl::Seconds(1));
+    raw = pending->raw;
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (!async[i]) continue;
+    bool reregister = false;
+    out[i] = Interpret(reqs[i].first, std::move(raw[i]), &reregister);
+    if (reregister) {
+      {
+        absl::MutexLock l(&mu_);
+        peers_[reqs[i].first].registered.erase(ns.id);
+      }
+      out[i] = Exchange(reqs[i].first, ns, type, reqs[i].second);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(

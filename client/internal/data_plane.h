@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -58,6 +60,46 @@ class DataPlane {
     return decoded;
   }
 
+  // Sends one request per entry of `reqs` (node, request) all at once
+  // (Transport::CallAsync) and waits for every answer: no thread per node.
+  // Each answer is decoded and its errors handled as Send does; a node that
+  // does not know the namespace yet takes Send's blocking path.
+  template <typename Resp, typename Req>
+  std::vector<absl::StatusOr<Resp>> SendAll(const NamespaceState& ns,
+                                            std::vector<std::pair<NodeId, Req>> reqs) {
+    std::vector<absl::StatusOr<Resp>> out(reqs.size(), absl::UnknownError("not sent"));
+    std::vector<std::pair<NodeId, std::string>> frames;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      reqs[i].second.header = Header(ns);
+      auto bytes = reqs[i].second.Encode();
+      if (!bytes.ok()) {
+        out[i] = bytes.status();
+        continue;
+      }
+      frames.emplace_back(reqs[i].first, *std::move(bytes));
+      index.push_back(i);
+    }
+    std::vector<absl::StatusOr<std::string>> raw =
+        ExchangeAll(ns, static_cast<uint16_t>(Req::kType), frames);
+    for (size_t k = 0; k < raw.size(); ++k) {
+      const size_t i = index[k];
+      if (!raw[k].ok()) {
+        out[i] = raw[k].status();
+        continue;
+      }
+      auto decoded = Resp::Decode(*raw[k]);
+      if (!decoded.ok()) {
+        out[i] = absl::Status(decoded.status().code(),
+                              absl::StrCat("node ", reqs[i].first, " answered a bad frame: ",
+                                           std::string(decoded.status().message())));
+        continue;
+      }
+      out[i] = *std::move(decoded);
+    }
+    return out;
+  }
+
   // Sends `req` one way (Transport::Notify): no answer, no wait. For
   // messages whose loss is harmless, such as releasing a read lease.
   template <typename Req>
@@ -96,6 +138,11 @@ class DataPlane {
   protocol::FrameHeader Header(const NamespaceState& ns);
   absl::StatusOr<std::string> Exchange(NodeId node, const NamespaceState& ns, uint16_t type,
                                        const std::string& bytes);
+  std::vector<absl::StatusOr<std::string>> ExchangeAll(
+      const NamespaceState& ns, uint16_t type, const std::vector<std::pair<NodeId, std::string>>& reqs);
+  // A node's answer (or the transport's error) as Exchange returns it; sets
+  // *reregister when the node no longer knows the namespace.
+  absl::StatusOr<std::string> Interpret(NodeId node, absl::StatusOr<std::string> resp, bool* reregister);
   absl::Status Register(NodeId node, PeerId peer, const NamespaceState& ns);
   bool IsRegistered(NodeId node, NamespaceId ns);
 
