@@ -713,6 +713,80 @@ TEST_F(KvfctlDrain, LeaveRemovesTheNode) {
   EXPECT_EQ(StateOf(*cluster_, node), NodeState::kLeft);
 }
 
+// kvfctl evict against a cluster holding data: usage comes down to the target
+// and blocks are really gone (a lookup finds fewer), while nothing else breaks.
+TEST_F(KvfctlDrain, EvictBringsAFilledClusterDownToTheTarget) {
+  ClientOptions co;
+  co.coordinator = cluster_->coordinator();
+  co.token = cluster_->token();
+  auto client = Client::Connect(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  NamespaceSpec spec;
+  spec.model_id = "kvfctl-evict";
+  spec.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 16,
+                         .dtype = DType::kFp16};  // 16 KiB blocks
+  spec.segment_blocks = 4;
+  auto ns = (*client)->RegisterNamespace(spec);
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  // 3 agents x 64 MiB; 2 copies of 48 MiB fill about half of it.
+  std::mt19937_64 rng(5);
+  std::vector<uint8_t> block(ns->BlockBytes(), 0x5a);
+  std::vector<std::vector<BlockKey>> chains;
+  for (int s = 0; s < 96; ++s) {
+    std::vector<uint32_t> tokens(32 * 16);
+    for (auto& t : tokens) t = static_cast<uint32_t>(rng());
+    chains.push_back(*HashSequence(spec.hash, tokens, 16));
+    std::vector<ConstBlockBuffer> src(32, ConstBlockBuffer{block.data(), block.size()});
+    PutOptions po;
+    po.has_ack = true;
+    po.ack = AckMode::kAll;
+    auto put = (*client)->BatchPut(*ns, chains.back(), 0, src, po);
+    ASSERT_TRUE(put.ok() && put->all_ok()) << (put.ok() ? put->FirstError() : put.status());
+  }
+  auto held = [&] {
+    size_t n = 0;
+    for (const auto& chain : chains) {
+      auto l = (*client)->Lookup(*ns, chain);
+      if (l.ok()) {
+        for (const BlockHolding& b : l->blocks) n += b.nodes.size();
+      }
+    }
+    return n;
+  };
+  const size_t before = held();
+  EXPECT_EQ(before, 96u * 32 * 2);
+  const std::string http = absl::StrCat("--coordinator_http=", cluster_->coordinator_http());
+  // The coordinator learns usage from heartbeats: wait (polling, bounded)
+  // until it reports the data before asking for an eviction below it.
+  double usage = 0;
+  for (absl::Time end = absl::Now() + absl::Seconds(30); absl::Now() < end;) {
+    CtlResult st = Ctl({"--json", "status", http});
+    ASSERT_EQ(st.code, 0) << Describe(st);
+    usage = ParseJson(st)["usage"].num();
+    if (usage > 0.40) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_GT(usage, 0.40) << "the coordinator never reported the data written";
+
+  CtlResult r = Ctl({"--json", "evict", "--to", "20", http});
+  ASSERT_EQ(r.code, 0) << Describe(r);
+  Json j = ParseJson(r);
+  EXPECT_TRUE(j["reached"].boolean()) << Describe(r);
+  EXPECT_GT(j["usage_percent_before"].num(), 40) << Describe(r);
+  EXPECT_LE(j["usage_percent"].num(), 20) << Describe(r);
+  EXPECT_GT(j["evicted_bytes"].num(), 0) << Describe(r);
+  const size_t after = held();
+  EXPECT_LT(after, before / 2) << "kvfctl said it evicted, but the agents still hold the blocks";
+  // The cluster still takes and serves data.
+  std::vector<uint32_t> tokens(4 * 16, 7);
+  auto chain = *HashSequence(spec.hash, tokens, 16);
+  ASSERT_TRUE((*client)->Put(*ns, chain, 0, block.data(), block.size()).ok());
+  std::vector<uint8_t> got(block.size());
+  auto g = (*client)->Get(*ns, chain, 0, got.data(), got.size());
+  ASSERT_TRUE(g.ok() && g->status.ok()) << (g.ok() ? g->status : g.status());
+  EXPECT_EQ(got, block);
+}
+
 }  // namespace
 }  // namespace kvf::testing
 
