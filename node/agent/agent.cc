@@ -269,7 +269,9 @@ void AgentImpl::Heartbeat() {
     KVF_LOG(WARNING) << "agent: heartbeat: " << resp.status();
     if (absl::IsFailedPrecondition(resp.status()) || absl::IsNotFound(resp.status())) {
       // Marked down (or the coordinator forgot us): re-join with our id.
-      if (absl::Status s = JoinCluster(); !s.ok()) KVF_LOG(WARNING) << "agent: re-join: " << s;
+      if (absl::Status s = JoinCluster(); !s.ok()) {
+        KVF_LOG(WARNING) << "agent: re-join: " << s;
+      }
     }
     return;
   }
