@@ -60,6 +60,15 @@ kvf_status Finish(const kvf::BatchResult& r, kvf_status* per_block) {
   return first;
 }
 
+// Runs `body` and copies the calling thread's latest error to *err (when
+// non-null): the calls with an `err` out-parameter.
+template <typename Body>
+kvf_status WithError(const char** err, Body body) {
+  const kvf_status s = body();
+  if (err != nullptr) *err = g_last_error.c_str();
+  return s;
+}
+
 #define KVF_C_CHECK(cond, msg) \
   if (!(cond)) return Invalid(msg)
 
@@ -98,7 +107,7 @@ const char* kvf_status_name(kvf_status status) {
 }
 
 kvf_status kvf_connect(const kvf_client_options* options, kvf_client** out, const char** err) {
-  auto run = [&]() -> kvf_status {
+  return WithError(err, [&]() -> kvf_status {
     KVF_C_CHECK(options != nullptr && out != nullptr, "kvf_connect: options and out are required");
     *out = nullptr;
     KVF_C_CHECK(options->coordinator != nullptr && options->coordinator[0] != '\0',
@@ -116,10 +125,7 @@ kvf_status kvf_connect(const kvf_client_options* options, kvf_client** out, cons
     *out = new kvf_client{std::move(*client)};
     g_last_error.clear();
     return KVF_OK;
-  };
-  const kvf_status s = run();
-  if (err != nullptr) *err = g_last_error.c_str();
-  return s;
+  });
 }
 
 void kvf_close(kvf_client* client) { delete client; }
@@ -293,7 +299,7 @@ kvf_status kvf_sequence_block_key(const kvf_namespace* ns, const kvf_sequence_id
 kvf_status kvf_sequence_open(kvf_client* client, const kvf_namespace* ns,
                              const kvf_sequence_id* id, size_t max_length, kvf_sequence** out,
                              const char** err) {
-  auto run = [&]() -> kvf_status {
+  return WithError(err, [&]() -> kvf_status {
     if (out != nullptr) *out = nullptr;
     KVF_C_CHECK(client != nullptr && ns != nullptr && id != nullptr && out != nullptr,
                 "kvf_sequence_open: client, ns, id and out are required");
@@ -304,10 +310,7 @@ kvf_status kvf_sequence_open(kvf_client* client, const kvf_namespace* ns,
     *out = new kvf_sequence{*std::move(seq)};
     g_last_error.clear();
     return KVF_OK;
-  };
-  const kvf_status s = run();
-  if (err != nullptr) *err = g_last_error.c_str();
-  return s;
+  });
 }
 
 void kvf_sequence_close(kvf_sequence* seq) { delete seq; }

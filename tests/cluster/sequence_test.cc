@@ -113,19 +113,21 @@ class SharedClusterTest : public ClusterTest {
   }
 };
 
-class SequenceCluster : public SharedClusterTest {
+// One 3-agent cluster per suite, shared by its tests, with `R` copies.
+template <uint32_t R>
+class SequenceClusterWith : public SharedClusterTest {
  protected:
   static void TearDownTestSuite() { shared_.reset(); }
   std::unique_ptr<LocalCluster>& Shared() override { return shared_; }
   LocalClusterOptions ClusterOptions() override {
     LocalClusterOptions o;
     o.agents = 3;
-    o.replication = 2;
+    o.replication = R;
     return o;
   }
-  static std::unique_ptr<LocalCluster> shared_;
+  static inline std::unique_ptr<LocalCluster> shared_;
 };
-std::unique_ptr<LocalCluster> SequenceCluster::shared_;
+using SequenceCluster = SequenceClusterWith<2>;
 
 TEST_F(SequenceCluster, AppendsAcrossSegmentsAndReadsBackByteExact) {
   auto ns = client_->RegisterNamespace(Spec("seq-append", 2, 2, 32, 16, 4));
@@ -440,19 +442,7 @@ TEST_F(SequenceCluster, ReadersShareTheWritersHandleWhileItAppends) {
 
 // ---- Eviction (one copy per block, so Client::Remove stands in for it) -------
 
-class EvictedSequenceCluster : public SharedClusterTest {
- protected:
-  static void TearDownTestSuite() { shared_.reset(); }
-  std::unique_ptr<LocalCluster>& Shared() override { return shared_; }
-  LocalClusterOptions ClusterOptions() override {
-    LocalClusterOptions o;
-    o.agents = 3;
-    o.replication = 1;
-    return o;
-  }
-  static std::unique_ptr<LocalCluster> shared_;
-};
-std::unique_ptr<LocalCluster> EvictedSequenceCluster::shared_;
+using EvictedSequenceCluster = SequenceClusterWith<1>;
 
 TEST_F(EvictedSequenceCluster, EvictedMiddleBlockReadsNotFoundAndOpensShorter) {
   auto ns = client_->RegisterNamespace(Spec("seq-evict", 1, 1, 32, 16, 4));

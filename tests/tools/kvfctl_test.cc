@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "common/block_hash.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/cluster/local_cluster.h"
 
@@ -620,6 +621,27 @@ TEST_F(KvfctlCluster, IllegalTransitionFailsWithExitOne) {
   EXPECT_TRUE(absl::StrContains(missing.err, "kvfctl nodes")) << Describe(missing);
 }
 
+// A client of the test's cluster and a namespace of 16 KiB blocks
+// (2 layers x 2 heads x 64 x 16 tokens, fp16), 4 blocks per segment.
+struct TestClient {
+  std::unique_ptr<Client> client;
+  NamespaceSpec spec;
+  Namespace ns;
+};
+absl::StatusOr<TestClient> ConnectWithNamespace(const LocalCluster& cluster, const std::string& model) {
+  ClientOptions co;
+  co.coordinator = cluster.coordinator();
+  co.token = cluster.token();
+  TestClient t;
+  KVF_ASSIGN_OR_RETURN(t.client, Client::Connect(co));
+  t.spec.model_id = model;
+  t.spec.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 16,
+                           .dtype = DType::kFp16};
+  t.spec.segment_blocks = 4;
+  KVF_ASSIGN_OR_RETURN(t.ns, t.client->RegisterNamespace(t.spec));
+  return t;
+}
+
 // Draining changes the cluster: its own cluster.
 class KvfctlDrain : public KvfctlCluster {
  protected:
@@ -716,18 +738,11 @@ TEST_F(KvfctlDrain, LeaveRemovesTheNode) {
 // kvfctl evict against a cluster holding data: usage comes down to the target
 // and blocks are really gone (a lookup finds fewer), while nothing else breaks.
 TEST_F(KvfctlDrain, EvictBringsAFilledClusterDownToTheTarget) {
-  ClientOptions co;
-  co.coordinator = cluster_->coordinator();
-  co.token = cluster_->token();
-  auto client = Client::Connect(co);
-  ASSERT_TRUE(client.ok()) << client.status();
-  NamespaceSpec spec;
-  spec.model_id = "kvfctl-evict";
-  spec.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 16,
-                         .dtype = DType::kFp16};  // 16 KiB blocks
-  spec.segment_blocks = 4;
-  auto ns = (*client)->RegisterNamespace(spec);
-  ASSERT_TRUE(ns.ok()) << ns.status();
+  auto tc = ConnectWithNamespace(*cluster_, "kvfctl-evict");
+  ASSERT_TRUE(tc.ok()) << tc.status();
+  auto* client = &tc->client;
+  const NamespaceSpec& spec = tc->spec;
+  const Namespace* ns = &tc->ns;
   // 3 agents x 64 MiB; 2 copies of 48 MiB fill about half of it.
   std::mt19937_64 rng(5);
   std::vector<uint8_t> block(ns->BlockBytes(), 0x5a);
@@ -796,18 +811,11 @@ namespace {
 // The operator scenario: a workload reads while an operator drains a
 // node with kvfctl; no read fails, and the node ends up `left`.
 TEST_F(KvfctlDrain, DrainUnderAWorkloadFailsNoRead) {
-  ClientOptions co;
-  co.coordinator = cluster_->coordinator();
-  co.token = cluster_->token();
-  auto client = Client::Connect(co);
-  ASSERT_TRUE(client.ok()) << client.status();
-  NamespaceSpec spec;
-  spec.model_id = "kvfctl-drain";
-  spec.layout = KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_tokens = 16,
-                         .dtype = DType::kFp16};
-  spec.segment_blocks = 4;
-  auto ns = (*client)->RegisterNamespace(spec);
-  ASSERT_TRUE(ns.ok()) << ns.status();
+  auto tc = ConnectWithNamespace(*cluster_, "kvfctl-drain");
+  ASSERT_TRUE(tc.ok()) << tc.status();
+  auto* client = &tc->client;
+  const NamespaceSpec& spec = tc->spec;
+  const Namespace* ns = &tc->ns;
   std::mt19937_64 rng(11);
   std::vector<std::vector<BlockKey>> chains;
   std::vector<std::vector<uint8_t>> data;

@@ -311,6 +311,15 @@ class UcxTransport final : public Transport {
   absl::StatusOr<std::unique_ptr<TransferRequest>> PostMapped(const TransferBatch& batch,
                                                               const UcxRemoteRegion& remote,
                                                               std::shared_ptr<Conn> conn);
+  // INVALID_ARGUMENT for a reserved type (unless `internal`) or an oversize
+  // message, naming `api`.
+  static absl::Status CheckMessage(const char* api, uint16_t type, size_t size,
+                                   bool internal = false);
+  // Registers `pending` under a new call id and sends the request; nothing
+  // stays registered when the send fails.
+  absl::StatusOr<uint64_t> SendCall(Conn& conn, uint16_t type, std::string_view request,
+                                    std::shared_ptr<PendingCall> pending);
+  void ForgetCall(uint64_t call_id);
   absl::StatusOr<std::string> CallInternal(PeerId peer, uint16_t type, std::string_view request,
                                            absl::Time deadline);
   absl::Status SendFrame(Conn& conn, const FrameHeader& h, std::string_view payload,

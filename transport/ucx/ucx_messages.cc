@@ -42,20 +42,52 @@ absl::Status UcxTransport::RegisterHandler(uint16_t type, MessageHandler handler
 
 absl::StatusOr<std::string> UcxTransport::Call(PeerId peer, uint16_t type,
                                                std::string_view request, absl::Time deadline) {
-  if (type >= kFirstReservedMessageType) {
-    return absl::InvalidArgumentError(absl::StrCat("Call: type ", type, " is reserved"));
-  }
+  KVF_RETURN_IF_ERROR(CheckMessage("Call", type, request.size()));
   return CallInternal(peer, type, request, deadline);
 }
 
+absl::Status UcxTransport::CheckMessage(const char* api, uint16_t type, size_t size,
+                                        bool internal) {
+  if (!internal && type >= kFirstReservedMessageType) {
+    return absl::InvalidArgumentError(absl::StrCat(api, ": type ", type, " is reserved"));
+  }
+  if (size > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": message of ", size, " bytes exceeds ", kMaxMessageBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> UcxTransport::SendCall(Conn& conn, uint16_t type, std::string_view request,
+                                                std::shared_ptr<PendingCall> pending) {
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.payload_length = static_cast<uint32_t>(request.size());
+  {
+    absl::MutexLock l(&calls_mu_);
+    h.call_id = next_call_++;
+    if (pending->callback) ++async_calls_;
+    calls_[h.call_id] = std::move(pending);
+  }
+  absl::Status sent = SendFrame(conn, h, request, /*want_reply=*/true);
+  if (!sent.ok()) {
+    ForgetCall(h.call_id);
+    return sent;
+  }
+  return h.call_id;
+}
+
+void UcxTransport::ForgetCall(uint64_t call_id) {
+  absl::MutexLock l(&calls_mu_);
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return;
+  if (it->second->callback) --async_calls_;
+  calls_.erase(it);
+}
+
 absl::Status UcxTransport::Notify(PeerId peer, uint16_t type, std::string_view message) {
-  if (type >= kFirstReservedMessageType) {
-    return absl::InvalidArgumentError(absl::StrCat("Notify: type ", type, " is reserved"));
-  }
-  if (message.size() > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("Notify: message of ", message.size(),
-                                                   " bytes exceeds ", kMaxMessageBytes));
-  }
+  KVF_RETURN_IF_ERROR(CheckMessage("Notify", type, message.size()));
   KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
   // A request frame without a reply endpoint: the peer runs the handler and
   // answers nobody (HandleRequest).
@@ -70,27 +102,12 @@ absl::Status UcxTransport::Notify(PeerId peer, uint16_t type, std::string_view m
 absl::StatusOr<std::string> UcxTransport::CallInternal(PeerId peer, uint16_t type,
                                                        std::string_view request,
                                                        absl::Time deadline) {
-  if (request.size() > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("Call: request of ", request.size(),
-                                                   " bytes exceeds ", kMaxMessageBytes));
-  }
+  KVF_RETURN_IF_ERROR(CheckMessage("Call", type, request.size(), /*internal=*/true));
   KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
   auto pending = std::make_shared<PendingCall>();
   pending->conn = conn.get();
-  FrameHeader h;
-  h.kind = FrameKind::kRequest;
-  h.type = type;
-  h.payload_length = static_cast<uint32_t>(request.size());
-  {
-    absl::MutexLock l(&calls_mu_);
-    h.call_id = next_call_++;
-    calls_[h.call_id] = pending;
-  }
-  absl::Cleanup forget = [&] {
-    absl::MutexLock l(&calls_mu_);
-    calls_.erase(h.call_id);
-  };
-  KVF_RETURN_IF_ERROR(SendFrame(*conn, h, request, /*want_reply=*/true));
+  KVF_ASSIGN_OR_RETURN(const uint64_t call_id, SendCall(*conn, type, request, pending));
+  absl::Cleanup forget = [&] { ForgetCall(call_id); };
 
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return pending->done; };
   if (caller_progress()) {
@@ -227,13 +244,7 @@ void UcxTransport::HandleResponse(const FrameHeader& h, std::string_view payload
 
 absl::Status UcxTransport::CallAsync(PeerId peer, uint16_t type, std::string_view request,
                                      absl::Time deadline, CallCallback done) {
-  if (type >= kFirstReservedMessageType) {
-    return absl::InvalidArgumentError(absl::StrCat("CallAsync: type ", type, " is reserved"));
-  }
-  if (request.size() > kMaxMessageBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("CallAsync: request of ", request.size(),
-                                                   " bytes exceeds ", kMaxMessageBytes));
-  }
+  KVF_RETURN_IF_ERROR(CheckMessage("CallAsync", type, request.size()));
   if (!done) return absl::InvalidArgumentError("CallAsync: no callback");
   ExpireAsyncCalls();
   KVF_ASSIGN_OR_RETURN(std::shared_ptr<Conn> conn, FindConn(peer));
@@ -241,22 +252,7 @@ absl::Status UcxTransport::CallAsync(PeerId peer, uint16_t type, std::string_vie
   pending->conn = conn.get();
   pending->callback = std::move(done);
   pending->deadline = deadline;
-  FrameHeader h;
-  h.kind = FrameKind::kRequest;
-  h.type = type;
-  h.payload_length = static_cast<uint32_t>(request.size());
-  {
-    absl::MutexLock l(&calls_mu_);
-    h.call_id = next_call_++;
-    calls_[h.call_id] = pending;
-    ++async_calls_;
-  }
-  absl::Status sent = SendFrame(*conn, h, request, /*want_reply=*/true);
-  if (!sent.ok()) {
-    absl::MutexLock l(&calls_mu_);
-    if (calls_.erase(h.call_id) > 0) --async_calls_;
-  }
-  return sent;
+  return SendCall(*conn, type, request, std::move(pending)).status();
 }
 
 void UcxTransport::ExpireAsyncCalls() {
