@@ -242,11 +242,12 @@ class Transport {
   // Sends a request like Call but does not wait: `done` runs once with the
   // response or the error (the peer's handler error, UNAVAILABLE when the
   // connection fails, DEADLINE_EXCEEDED once `deadline` has passed without
-  // an answer). It runs on the progress thread (or, for a send that fails at
-  // once, before CallAsync returns) and must not block. CallAsync may be
-  // called from a handler. Callbacks still pending when the transport is
-  // destroyed are dropped without running. The status returned covers the
-  // send only: when it is not OK, `done` does not run.
+  // an answer). It runs on the progress thread, or for an expired call on
+  // whichever thread next calls CallAsync (kCaller mode has no progress
+  // thread: expiry waits for the next CallAsync), and must not block.
+  // CallAsync may be called from a handler. Callbacks still pending when the
+  // transport is destroyed are dropped without running. The status returned
+  // covers the send only: when it is not OK, `done` does not run.
   using CallCallback = std::function<void(absl::StatusOr<std::string> response)>;
   virtual absl::Status CallAsync(PeerId peer, uint16_t type, std::string_view request,
                                  absl::Time deadline, CallCallback done);
