@@ -38,6 +38,48 @@ absl::Status RunThreads(int n, const std::function<absl::Status(int)>& body) {
   return first;
 }
 
+// The timed phase of a synthetic run: the clock starts once every worker
+// has called Ready() (set-up done), and stopped() turns true `seconds` later.
+class PhaseClock {
+ public:
+  PhaseClock(int workers, double seconds)
+      : workers_(workers), seconds_(seconds), thread_([this] { Run(); }) {}
+  ~PhaseClock() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void Ready() {
+    absl::MutexLock l(&mu_);
+    ++ready_;
+  }
+  bool stopped() const { return stop_.load(std::memory_order_relaxed); }
+  // Seconds from the start until now; call after the workers are done.
+  double Elapsed() {
+    thread_.join();
+    return absl::ToDoubleSeconds(absl::Now() - start_);
+  }
+
+ private:
+  void Run() {
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](PhaseClock* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) { return c->ready_ >= c->workers_; },
+          this));
+    }
+    start_ = absl::Now();
+    absl::SleepFor(absl::Seconds(seconds_));
+    stop_ = true;
+  }
+
+  const int workers_;
+  const double seconds_;
+  absl::Mutex mu_;
+  int ready_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> stop_{false};
+  absl::Time start_;  // written by the clock thread before stop_, read after join
+  std::thread thread_;
+};
+
 std::vector<BlockKey> ChainOf(uint64_t tag, uint64_t first, size_t n) {
   std::vector<BlockKey> chain(n);
   for (size_t j = 0; j < n; ++j) chain[j] = BlockKey{tag, first + j + 1};
@@ -110,15 +152,7 @@ absl::StatusOr<SyntheticResult> RunKvfSynthetic(absl::Span<Client* const> client
     }));
   }
   std::vector<OpStats> gets(workers), puts(workers);
-  std::atomic<bool> stop{false};
-  std::atomic<int> ready{0};
-  absl::Time start;
-  std::thread timer([&] {
-    while (ready.load() < workers) absl::SleepFor(absl::Microseconds(100));
-    start = absl::Now();
-    absl::SleepFor(absl::Seconds(o.seconds));
-    stop = true;
-  });
+  PhaseClock clock(workers, o.seconds);
   absl::Status s = RunThreads(workers, [&](int w) -> absl::Status {
     Client& c = *clients[w / o.threads];
     std::mt19937_64 rng(1000 + w);
@@ -132,8 +166,8 @@ absl::StatusOr<SyntheticResult> RunKvfSynthetic(absl::Span<Client* const> client
     const uint64_t put_tag = o.key_tag ^ (static_cast<uint64_t>(w + 1) << 48);
     uint64_t next_put = 0;
     std::uniform_real_distribution<double> coin(0, 1);
-    ready++;
-    while (!stop.load(std::memory_order_relaxed)) {
+    clock.Ready();
+    while (!clock.stopped()) {
       const bool get = o.mode == Mode::kGet || (o.mode == Mode::kMixed && coin(rng) < o.read_fraction);
       const absl::Time t = absl::Now();
       if (get) {
@@ -156,9 +190,8 @@ absl::StatusOr<SyntheticResult> RunKvfSynthetic(absl::Span<Client* const> client
     }
     return absl::OkStatus();
   });
-  timer.join();
   SyntheticResult result;
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.seconds = clock.Elapsed();
   for (int w = 0; w < workers; ++w) {
     result.get.Merge(gets[w]);
     result.put.Merge(puts[w]);
@@ -191,15 +224,7 @@ absl::StatusOr<SyntheticResult> RunRedisSynthetic(int port, const SyntheticOptio
     }));
   }
   std::vector<OpStats> gets(workers), puts(workers);
-  std::atomic<bool> stop{false};
-  std::atomic<int> ready{0};
-  absl::Time start;
-  std::thread timer([&] {
-    while (ready.load() < workers) absl::SleepFor(absl::Microseconds(100));
-    start = absl::Now();
-    absl::SleepFor(absl::Seconds(o.seconds));
-    stop = true;
-  });
+  PhaseClock clock(workers, o.seconds);
   absl::Status s = RunThreads(workers, [&](int w) -> absl::Status {
     RespConnection& c = *conns[w];
     std::mt19937_64 rng(1000 + w);
@@ -213,8 +238,8 @@ absl::StatusOr<SyntheticResult> RunRedisSynthetic(int port, const SyntheticOptio
     }
     std::uniform_real_distribution<double> coin(0, 1);
     absl::Status first;
-    ready++;
-    while (!stop.load(std::memory_order_relaxed)) {
+    clock.Ready();
+    while (!clock.stopped()) {
       const bool get = o.mode == Mode::kGet || (o.mode == Mode::kMixed && coin(rng) < o.read_fraction);
       const auto keys = keys_of(rng() % chains);
       const absl::Time t = absl::Now();
@@ -236,9 +261,8 @@ absl::StatusOr<SyntheticResult> RunRedisSynthetic(int port, const SyntheticOptio
     }
     return absl::OkStatus();
   });
-  timer.join();
   SyntheticResult result;
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.seconds = clock.Elapsed();
   for (int w = 0; w < workers; ++w) {
     result.get.Merge(gets[w]);
     result.put.Merge(puts[w]);
