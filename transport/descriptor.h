@@ -29,6 +29,7 @@ struct RemoteDescriptor {
 
   std::string Serialize() const;
   static absl::StatusOr<RemoteDescriptor> Parse(std::string_view bytes);
+  friend bool operator==(const RemoteDescriptor&, const RemoteDescriptor&) = default;
 };
 
 }  // namespace kvf

@@ -216,12 +216,13 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
 absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(
     NodeId node, const RemoteDescriptor& descriptor) {
   KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
-  std::string wire = descriptor.Serialize();
   {
+    // The import remembers what it imported: a region re-registered under
+    // the same id (new rkey or range) is imported again.
     absl::MutexLock l(&mu_);
     auto& imports = peers_[node].imports;
     auto it = imports.find(descriptor.region_id);
-    if (it != imports.end() && it->second.first == wire) return it->second.second;
+    if (it != imports.end() && it->second->descriptor() == descriptor) return it->second;
   }
   auto region = transport_->ImportRemote(peer, descriptor, absl::Now() + timeout_);
   if (!region.ok()) {
@@ -233,7 +234,7 @@ absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(
   absl::MutexLock l(&mu_);
   auto it = peers_.find(node);
   if (it != peers_.end() && it->second.peer == peer) {
-    it->second.imports[descriptor.region_id] = {std::move(wire), shared};
+    it->second.imports[descriptor.region_id] = shared;
   }
   return shared;
 }

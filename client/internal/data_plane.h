@@ -131,8 +131,7 @@ class DataPlane {
     PeerId peer = 0;
     std::string address;
     absl::flat_hash_set<NamespaceId> registered;
-    // region id -> (serialised descriptor, import)
-    absl::flat_hash_map<uint64_t, std::pair<std::string, std::shared_ptr<RemoteRegion>>> imports;
+    absl::flat_hash_map<uint64_t, std::shared_ptr<RemoteRegion>> imports;  // by region id
   };
 
   protocol::FrameHeader Header(const NamespaceState& ns);
