@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -223,23 +222,27 @@ void CoordinatorService::PlanLocked(const ClusterMap& before, const ClusterMap& 
     KVF_LOG(WARNING) << "coordinator: epoch " << epoch_ << ": " << plan.lost.size()
                      << " ranges have no surviving replica";
   }
-  absl::flat_hash_map<std::tuple<uint64_t, uint64_t, NodeId, NodeId>, uint64_t> existing;
-  for (const auto& [tid, t] : tasks_) {
-    existing[{t.status.task.begin, t.status.task.last, t.status.task.from, t.status.task.to}] = tid;
-  }
-  size_t added = 0;
-  for (const MigrationTask& task : plan.tasks) {
-    auto it = existing.find(std::make_tuple(task.begin, task.last, task.from, task.to));
-    if (it != existing.end()) {
-      TaskEntry& t = tasks_[it->second];
-      if (std::find(t.causes.begin(), t.causes.end(), cause) == t.causes.end()) {
-        t.causes.push_back(cause);
+  // A task planned again (the same copy wanted by another change) gains a cause.
+  absl::flat_hash_map<std::pair<NodeId, NodeId>, std::vector<uint64_t>> existing;
+  for (const auto& [tid, t] : tasks_) existing[{t.status.task.from, t.status.task.to}].push_back(tid);
+  size_t added = 0, ranges = 0;
+  for (MigrationTask& task : plan.tasks) {
+    TaskEntry* same = nullptr;
+    if (auto it = existing.find(std::make_pair(task.from, task.to)); it != existing.end()) {
+      for (uint64_t tid : it->second) {
+        if (tasks_[tid].status.task == task) same = &tasks_[tid];
+      }
+    }
+    if (same != nullptr) {
+      if (std::find(same->causes.begin(), same->causes.end(), cause) == same->causes.end()) {
+        same->causes.push_back(cause);
       }
       continue;
     }
     TaskEntry t;
     t.status.id = next_task_id_++;
-    t.status.task = task;
+    ranges += task.ranges.size();
+    t.status.task = std::move(task);
     t.status.epoch = epoch_;
     t.causes.push_back(cause);
     tasks_.emplace(t.status.id, std::move(t));
@@ -248,7 +251,7 @@ void CoordinatorService::PlanLocked(const ClusterMap& before, const ClusterMap& 
   counters_.tasks_planned += added;
   if (added) {
     KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": planned " << added
-                  << " migration tasks for node " << cause;
+                  << " migration tasks (" << ranges << " hash ranges) for node " << cause;
   }
 }
 
@@ -631,37 +634,51 @@ void CoordinatorService::Tick() {
 
 void CoordinatorService::DeliverPendingTasks(NodeId only) {
   if (options_.agents == nullptr) return;
+  // One AssignMigration carries at most this many ranges (about 1.3 MB, well
+  // under gRPC's 4 MB message limit); a source with more gets several calls.
+  constexpr size_t kMaxRangesPerCall = 16 * kMaxRangesPerTask;
   struct Batch {
     std::string address;
     proto::AssignMigrationRequest request;
     std::vector<uint64_t> ids;
+    size_t ranges = 0;
   };
-  std::map<NodeId, Batch> batches;
+  std::vector<Batch> batches;
   {
     absl::MutexLock lock(&mu_);
+    std::map<NodeId, size_t> open;  // source -> its batch still taking tasks
     for (auto& [tid, t] : tasks_) {
       const MigrationTask& task = t.status.task;
       if (t.status.delivered || t.in_flight || (only != kNoNode && task.from != only)) continue;
       const NodeEntry* from = FindLocked(task.from);
       const NodeEntry* to = FindLocked(task.to);
       if (from == nullptr || to == nullptr) continue;
-      Batch& b = batches[task.from];
-      b.address = from->info.address;
-      b.request.set_epoch(epoch_);
+      auto [it, inserted] = open.try_emplace(task.from, batches.size());
+      if (inserted || batches[it->second].ranges + task.ranges.size() > kMaxRangesPerCall) {
+        it->second = batches.size();
+        Batch& fresh = batches.emplace_back();
+        fresh.address = from->info.address;
+        fresh.request.set_epoch(epoch_);
+      }
+      Batch& b = batches[it->second];
       proto::MigrationTask* m = b.request.add_tasks();
       m->set_task_id(tid);
-      m->set_begin(task.begin);
-      m->set_last(task.last);
+      for (const HashRange& r : task.ranges) {
+        proto::HashRange* range = m->add_ranges();
+        range->set_begin(r.begin);
+        range->set_last(r.last);
+      }
       m->set_from_node(task.from);
       m->set_to_node(task.to);
       m->set_to_address(to->info.address);
       m->set_to_data_address(to->info.data_address);
       m->set_epoch(t.status.epoch);
       b.ids.push_back(tid);
+      b.ranges += task.ranges.size();
       t.in_flight = true;
     }
   }
-  for (auto& [node, b] : batches) {
+  for (Batch& b : batches) {
     absl::Status s = options_.agents->AssignMigration(b.address, b.request);
     absl::MutexLock lock(&mu_);
     if (!s.ok()) ++counters_.delivery_failures;

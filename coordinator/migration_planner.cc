@@ -20,7 +20,7 @@ MigrationPlan PlanMigration(const Placement& before, const Placement& after,
   const std::vector<PlacementRange> old_ranges = before.Ranges();
   const std::vector<PlacementRange> new_ranges = after.Ranges();
   MigrationPlan plan;
-  // The last task per (from, to), to extend when the next piece is adjacent.
+  // The task per (from, to) that takes the next piece.
   absl::flat_hash_map<std::pair<NodeId, NodeId>, size_t> open;
 
   // Sweep both range lists (each covers the whole space, sorted) piece by
@@ -53,12 +53,19 @@ MigrationPlan PlanMigration(const Placement& before, const Placement& after,
       } else {
         for (NodeId to : needy) {
           auto [it, inserted] = open.try_emplace(std::make_pair(source, to), plan.tasks.size());
-          if (!inserted && plan.tasks[it->second].last + 1 == begin) {
-            plan.tasks[it->second].last = last;
-          } else {
+          if (!inserted) {
+            std::vector<HashRange>& ranges = plan.tasks[it->second].ranges;
+            if (ranges.back().last + 1 == begin) {
+              ranges.back().last = last;
+              continue;
+            }
+            if (ranges.size() < kMaxRangesPerTask) {
+              ranges.push_back(HashRange{begin, last});
+              continue;
+            }
             it->second = plan.tasks.size();
-            plan.tasks.push_back(MigrationTask{begin, last, source, to});
           }
+          plan.tasks.push_back(MigrationTask{{HashRange{begin, last}}, source, to});
         }
       }
     }
@@ -69,7 +76,9 @@ MigrationPlan PlanMigration(const Placement& before, const Placement& after,
     begin = last + 1;
   }
   std::sort(plan.tasks.begin(), plan.tasks.end(), [](const MigrationTask& a, const MigrationTask& b) {
-    return a.to != b.to ? a.to < b.to : a.begin < b.begin;
+    if (a.to != b.to) return a.to < b.to;
+    if (a.from != b.from) return a.from < b.from;
+    return a.ranges.front().begin < b.ranges.front().begin;
   });
   return plan;
 }

@@ -3,6 +3,7 @@
 #ifndef KVF_COORDINATOR_MIGRATION_PLANNER_H_
 #define KVF_COORDINATOR_MIGRATION_PLANNER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -12,10 +13,23 @@
 
 namespace kvf {
 
-// Copy every key whose placement hash is in [begin, last] from `from` to `to`.
-struct MigrationTask {
+// The placement hashes begin..last, both included.
+struct HashRange {
   uint64_t begin = 0;
   uint64_t last = 0;
+
+  friend bool operator==(const HashRange&, const HashRange&) = default;
+};
+
+// A task carries at most this many ranges. A ring of 16,384 points per node
+// splits one membership change into thousands of arcs; sending each as its own
+// task made joins cost tens of thousands of tasks (docs/placement.md,
+// "Migration tasks"). The cap keeps one task's message near 64 KiB.
+inline constexpr size_t kMaxRangesPerTask = 4096;
+
+// Copy every key whose placement hash is in one of `ranges` from `from` to `to`.
+struct MigrationTask {
+  std::vector<HashRange> ranges;  // sorted, disjoint, none adjacent to the next
   NodeId from = kNoNode;
   NodeId to = kNoNode;
 
@@ -32,7 +46,9 @@ struct MigrationPlan {
 // Minimal: a task exists only for (range, new owner) pairs where the new owner
 // was not an owner before. Its source is an old owner not in `unavailable`
 // (down nodes), preferring the old primary, then the old replicas in order.
-// Adjacent ranges with the same (from, to) are merged into one task.
+// The ranges of one (from, to) pair are gathered into as few tasks as the
+// range cap allows, and adjacent ones are merged. Tasks are sorted by
+// (to, from, first range).
 MigrationPlan PlanMigration(const Placement& before, const Placement& after,
                             const absl::flat_hash_set<NodeId>& unavailable);
 

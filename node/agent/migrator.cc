@@ -31,11 +31,7 @@ size_t Migrator::Assign(std::vector<proto::MigrationTask> tasks) {
   absl::MutexLock lock(&mu_);
   size_t accepted = 0;
   for (proto::MigrationTask& t : tasks) {
-    const uint64_t id = t.task_id();
-    const bool known =
-        std::any_of(queue_.begin(), queue_.end(), [&](const auto& q) { return q.task_id() == id; }) ||
-        std::find(running_.begin(), running_.end(), id) != running_.end();
-    if (!known) queue_.push_back(std::move(t));
+    if (known_.insert(t.task_id()).second) queue_.push_back(std::move(t));
     ++accepted;
   }
   return accepted;
@@ -43,7 +39,7 @@ size_t Migrator::Assign(std::vector<proto::MigrationTask> tasks) {
 
 size_t Migrator::pending() const {
   absl::MutexLock lock(&mu_);
-  return queue_.size() + running_.size();
+  return known_.size();
 }
 
 void Migrator::Run() {
@@ -56,44 +52,61 @@ void Migrator::Run() {
       mu_.Await(absl::Condition(&ready));
       if (stop_) return;
       tasks.swap(queue_);
-      for (const auto& t : tasks) running_.push_back(t.task_id());
     }
-    std::vector<proto::TaskProgress> progress = Execute(std::move(tasks));
+    std::vector<proto::TaskProgress> progress = Execute(tasks);
     if (report_) report_(progress);
     absl::MutexLock lock(&mu_);
-    running_.clear();
+    for (const proto::MigrationTask& t : tasks) known_.erase(t.task_id());
   }
 }
 
-std::vector<proto::TaskProgress> Migrator::Execute(std::vector<proto::MigrationTask> tasks) {
+std::vector<proto::TaskProgress> Migrator::Execute(const std::vector<proto::MigrationTask>& tasks) {
   for (const auto& t : tasks) peers_->SetAddress(t.to_node(), t.to_data_address());
-  // Ranges to one destination never overlap; ranges to different ones may
-  // (R > 1). So: per destination, task indices sorted by range start, and a
-  // binary search per destination for each stored block.
-  std::map<NodeId, std::vector<size_t>> by_dest;
-  for (size_t i = 0; i < tasks.size(); ++i) by_dest[tasks[i].to_node()].push_back(i);
-  for (auto& [to, list] : by_dest) {
-    std::sort(list.begin(), list.end(),
-              [&](size_t a, size_t b) { return tasks[a].begin() < tasks[b].begin(); });
+  // Per destination, every range of every task sorted by start, with the
+  // running maximum of their ends: a hash is covered when some range starting
+  // at or before it ends at or after it. Ranges to one destination from one
+  // plan never overlap; from two plans they may, and a block then goes with
+  // the first task found (the destination is the same).
+  struct Piece {
+    uint64_t begin;
+    uint64_t last;
+    uint64_t max_last;  // of this piece and every one before it
+    size_t task;
+  };
+  std::map<NodeId, std::vector<Piece>> by_dest;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    std::vector<Piece>& pieces = by_dest[tasks[i].to_node()];
+    for (const proto::HashRange& r : tasks[i].ranges()) {
+      if (r.begin() <= r.last()) pieces.push_back(Piece{r.begin(), r.last(), 0, i});
+    }
   }
-  auto task_in = [&tasks](const std::vector<size_t>& list, uint64_t hash) -> int {
-    auto it = std::upper_bound(list.begin(), list.end(), hash,
-                               [&](uint64_t h, size_t t) { return h < tasks[t].begin(); });
-    if (it == list.begin()) return -1;
-    --it;
-    return hash <= tasks[*it].last() ? static_cast<int>(*it) : -1;
+  for (auto& [to, pieces] : by_dest) {
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& a, const Piece& b) { return a.begin < b.begin; });
+    uint64_t max_last = 0;
+    for (Piece& p : pieces) p.max_last = max_last = std::max(max_last, p.last);
+  }
+  auto task_in = [](const std::vector<Piece>& pieces, uint64_t hash) -> int {
+    auto it = std::upper_bound(pieces.begin(), pieces.end(), hash,
+                               [](uint64_t h, const Piece& p) { return h < p.begin; });
+    while (it != pieces.begin()) {
+      --it;
+      if (it->max_last < hash) return -1;
+      if (hash <= it->last) return static_cast<int>(it->task);
+    }
+    return -1;
   };
   std::vector<StoredBlock> blocks = store_->Scan([&](uint64_t h) {
-    for (const auto& [to, list] : by_dest) {
-      if (task_in(list, h) >= 0) return true;
+    for (const auto& [to, pieces] : by_dest) {
+      if (task_in(pieces, h) >= 0) return true;
     }
     return false;
   });
   // task -> namespace -> blocks
   std::vector<std::map<NamespaceId, std::vector<StoredBlock>>> per_task(tasks.size());
   for (const StoredBlock& b : blocks) {
-    for (const auto& [to, list] : by_dest) {
-      if (int t = task_in(list, b.placement_hash); t >= 0) per_task[t][b.ns].push_back(b);
+    for (const auto& [to, pieces] : by_dest) {
+      if (int t = task_in(pieces, b.placement_hash); t >= 0) per_task[t][b.ns].push_back(b);
     }
   }
 

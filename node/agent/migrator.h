@@ -1,6 +1,6 @@
 // Executes the coordinator's migration tasks (docs/data-path.md,
-// "Migration"): each task is a placement-hash range [begin, last] whose blocks
-// this agent streams to a new owner. Tasks are queued by the AgentControl
+// "Migration"): each task is a list of placement-hash ranges whose blocks this
+// agent streams to a new owner. Tasks are queued by the AgentControl
 // service and run on a named thread: the ranges are sorted once, the store is
 // scanned once per round (a binary search per entry), and the blocks go out
 // per destination and namespace through Replicator::Push. Progress is handed
@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "node/agent/data_plane.h"
 #include "node/agent/peer_links.h"
@@ -44,7 +45,7 @@ class Migrator {
 
  private:
   void Run();
-  std::vector<proto::TaskProgress> Execute(std::vector<proto::MigrationTask> tasks);
+  std::vector<proto::TaskProgress> Execute(const std::vector<proto::MigrationTask>& tasks);
 
   ShardStore* const store_;
   DataPlane* const data_plane_;
@@ -54,7 +55,7 @@ class Migrator {
 
   mutable absl::Mutex mu_;
   std::vector<proto::MigrationTask> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint64_t> running_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint64_t> known_ ABSL_GUARDED_BY(mu_);  // ids queued or running
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> bytes_copied_{0};
   std::atomic<uint64_t> tasks_done_{0};

@@ -45,14 +45,38 @@ bool Has(const OwnerList& l, NodeId id) { return std::find(l.begin(), l.end(), i
 void CheckAgainstBruteForce(const Placement& before, const Placement& after,
                             const absl::flat_hash_set<NodeId>& unavailable, const MigrationPlan& plan,
                             const std::vector<uint64_t>& hashes) {
-  absl::flat_hash_map<NodeId, std::vector<const MigrationTask*>> by_to;
-  for (const MigrationTask& t : plan.tasks) by_to[t.to].push_back(&t);
+  struct Piece {
+    HashRange range;
+    const MigrationTask* task;
+  };
+  absl::flat_hash_map<NodeId, std::vector<Piece>> by_to;
+  for (const MigrationTask& t : plan.tasks) {
+    ASSERT_FALSE(t.ranges.empty());
+    ASSERT_LE(t.ranges.size(), kMaxRangesPerTask);
+    for (size_t i = 0; i < t.ranges.size(); ++i) {
+      ASSERT_LE(t.ranges[i].begin, t.ranges[i].last);
+      if (i > 0) {
+        ASSERT_LT(t.ranges[i - 1].last, t.ranges[i].begin) << "a task's ranges are sorted";
+        ASSERT_NE(t.ranges[i - 1].last + 1, t.ranges[i].begin) << "adjacent ranges not merged";
+      }
+      by_to[t.to].push_back(Piece{t.ranges[i], &t});
+    }
+  }
   for (size_t i = 1; i < plan.tasks.size(); ++i) {
     const MigrationTask& a = plan.tasks[i - 1];
     const MigrationTask& b = plan.tasks[i];
-    ASSERT_TRUE(a.to < b.to || (a.to == b.to && a.last < b.begin)) << "sorted, non-overlapping per target";
+    ASSERT_TRUE(a.to < b.to || (a.to == b.to && a.from < b.from) ||
+                (a.to == b.to && a.from == b.from && a.ranges.back().last < b.ranges.front().begin))
+        << "tasks sorted by (to, from, range)";
     if (a.to == b.to && a.from == b.from) {
-      ASSERT_NE(a.last + 1, b.begin) << "adjacent tasks not merged";
+      ASSERT_EQ(a.ranges.size(), kMaxRangesPerTask) << "a second task only once the first is full";
+    }
+  }
+  for (auto& [to, pieces] : by_to) {
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& a, const Piece& b) { return a.range.begin < b.range.begin; });
+    for (size_t i = 1; i < pieces.size(); ++i) {
+      ASSERT_LT(pieces[i - 1].range.last, pieces[i].range.begin) << "ranges to one target overlap";
     }
   }
   auto covering = [&](NodeId to, uint64_t h) -> const MigrationTask* {
@@ -60,10 +84,10 @@ void CheckAgainstBruteForce(const Placement& before, const Placement& after,
     if (it == by_to.end()) return nullptr;
     const auto& v = it->second;
     auto pos = std::upper_bound(v.begin(), v.end(), h,
-                                [](uint64_t x, const MigrationTask* t) { return x < t->begin; });
+                                [](uint64_t x, const Piece& p) { return x < p.range.begin; });
     if (pos == v.begin()) return nullptr;
-    const MigrationTask* t = *(pos - 1);
-    return h <= t->last ? t : nullptr;
+    const Piece& p = *(pos - 1);
+    return h <= p.range.last ? p.task : nullptr;
   };
   auto in_lost = [&](uint64_t h) {
     for (const PlacementRange& r : plan.lost) {
@@ -157,11 +181,17 @@ TEST(MigrationPlanner, JoinSendsRangesOnlyToTheJoiner) {
     CheckPlan(before, after, {}, &plan);
     ASSERT_FALSE(plan.tasks.empty());
     long double moved = 0;
+    size_t ranges = 0;
     for (const MigrationTask& t : plan.tasks) {
       EXPECT_EQ(t.to, 17u);
       EXPECT_NE(t.from, 17u);
-      moved += static_cast<long double>(t.last - t.begin) + 1;
+      for (const HashRange& h : t.ranges) moved += static_cast<long double>(h.last - h.begin) + 1;
+      ranges += t.ranges.size();
     }
+    // Thousands of arcs, in a handful of tasks: one per source unless it
+    // passes the range cap.
+    EXPECT_GT(ranges, 1000u);
+    EXPECT_LE(plan.tasks.size(), 16 + ranges / kMaxRangesPerTask);
     EXPECT_TRUE(plan.lost.empty());
     // The joiner's share of replicas, R/(N+1) of the space, within 10%.
     const long double ideal = 18446744073709551616.0L * r / 17;
