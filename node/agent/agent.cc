@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <pthread.h>
 #include <thread>
 #include <utility>
@@ -88,8 +90,13 @@ class AgentImpl final : public Agent {
  private:
   absl::Status JoinCluster();
   void OnMap(const ClusterMap& map);
-  void MaintenanceLoop();
+  // Runs `step` every heartbeat period until Shutdown.
+  void Every(const std::function<void()>& step);
   void Heartbeat();
+  // Lease sweep, the eviction cutoff the last heartbeat brought, and
+  // CollectForeignBlocks: work that may scan the store, kept off the
+  // heartbeat thread so a long scan never costs the node its lease.
+  void Maintain();
   // Drops blocks this node no longer owns once no migration out of it runs.
   void CollectForeignBlocks();
 
@@ -107,12 +114,14 @@ class AgentImpl final : public Agent {
   std::unique_ptr<HttpServer> http_;
   std::string control_address_;
   std::string http_address_;
-  absl::Duration heartbeat_ = absl::Seconds(1);
   bool link_watching_ = false;
 
   absl::Mutex mu_;
+  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t collected_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<absl::Duration> eviction_cutoff_ ABSL_GUARDED_BY(mu_);  // not yet applied
+  std::thread heartbeats_;
   std::thread maintenance_;
   std::atomic<bool> shut_down_{false};
 };
@@ -192,9 +201,13 @@ absl::Status AgentImpl::Init() {
   }
 
   KVF_RETURN_IF_ERROR(JoinCluster());
+  heartbeats_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kvf-heartbeat");
+    Every([this] { Heartbeat(); });
+  });
   maintenance_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kvf-maint");
-    MaintenanceLoop();
+    Every([this] { Maintain(); });
   });
   return absl::OkStatus();
 }
@@ -216,10 +229,13 @@ absl::Status AgentImpl::JoinCluster() {
   req.set_node_id(data_plane_->self() != kNoNode ? data_plane_->self() : options_.node_id);
   KVF_ASSIGN_OR_RETURN(proto::JoinResponse resp, link_->Join(req));
   data_plane_->SetSelf(resp.node_id());
-  if (options_.heartbeat > absl::ZeroDuration()) {
-    heartbeat_ = options_.heartbeat;
-  } else {
-    heartbeat_ = std::max(absl::Milliseconds(50), absl::Milliseconds(resp.lease_ms()) / 3);
+  {
+    absl::MutexLock lock(&mu_);
+    if (options_.heartbeat > absl::ZeroDuration()) {
+      heartbeat_ = options_.heartbeat;
+    } else {
+      heartbeat_ = std::max(absl::Milliseconds(50), absl::Milliseconds(resp.lease_ms()) / 3);
+    }
   }
   KVF_ASSIGN_OR_RETURN(ClusterMap map, ClusterMapFromProto(resp.map()));
   OnMap(map);
@@ -240,17 +256,26 @@ void AgentImpl::OnMap(const ClusterMap& map) {
   peers_->UpdateMap(map);
 }
 
-void AgentImpl::MaintenanceLoop() {
+void AgentImpl::Every(const std::function<void()>& step) {
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithTimeout(absl::Condition(&stopping_), heartbeat_);
       if (stopping_) return;
     }
-    Heartbeat();
-    data_plane_->Sweep();
-    CollectForeignBlocks();
+    step();
   }
+}
+
+void AgentImpl::Maintain() {
+  data_plane_->Sweep();
+  std::optional<absl::Duration> cutoff;
+  {
+    absl::MutexLock lock(&mu_);
+    cutoff.swap(eviction_cutoff_);
+  }
+  if (cutoff) store_->EvictOlderThan(*cutoff);
+  CollectForeignBlocks();
 }
 
 void AgentImpl::Heartbeat() {
@@ -276,7 +301,8 @@ void AgentImpl::Heartbeat() {
     return;
   }
   if (resp->has_eviction_cutoff_ms()) {
-    store_->EvictOlderThan(absl::Milliseconds(resp->eviction_cutoff_ms()));
+    absl::MutexLock lock(&mu_);
+    eviction_cutoff_ = absl::Milliseconds(resp->eviction_cutoff_ms());
   }
   if (resp->epoch() > data_plane_->epoch()) {
     // The watch lags: fetch the map now.
@@ -319,6 +345,7 @@ void AgentImpl::Shutdown(bool leave) {
     stopping_ = true;
   }
   if (data_plane_) data_plane_->SetServing(false);
+  if (heartbeats_.joinable()) heartbeats_.join();
   if (maintenance_.joinable()) maintenance_.join();
   if (leave && link_ && node_id() != kNoNode) {
     if (absl::Status s = link_->Leave(node_id()); !s.ok()) {
