@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -678,8 +679,25 @@ void CoordinatorService::DeliverPendingTasks(NodeId only) {
       t.in_flight = true;
     }
   }
-  for (Batch& b : batches) {
-    absl::Status s = options_.agents->AssignMigration(b.address, b.request);
+  // The calls go out together, so a hung agent costs the RPC that triggered
+  // the delivery (a Join, a Drain, a tick) one call deadline, not one per
+  // source behind it.
+  std::vector<absl::Status> results(batches.size());
+  {
+    std::vector<std::thread> calls;
+    for (size_t i = 1; i < batches.size(); ++i) {
+      calls.emplace_back([this, &batches, &results, i] {
+        results[i] = options_.agents->AssignMigration(batches[i].address, batches[i].request);
+      });
+    }
+    if (!batches.empty()) {
+      results[0] = options_.agents->AssignMigration(batches[0].address, batches[0].request);
+    }
+    for (std::thread& t : calls) t.join();
+  }
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const Batch& b = batches[i];
+    const absl::Status& s = results[i];
     absl::MutexLock lock(&mu_);
     if (!s.ok()) ++counters_.delivery_failures;
     for (uint64_t tid : b.ids) {

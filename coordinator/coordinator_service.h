@@ -128,8 +128,9 @@ class CoordinatorService {
   // Marks nodes whose lease passed as down, then sends undelivered tasks. The
   // daemon calls it a few times per lease; tests after moving the clock.
   void Tick();
-  // Sends undelivered tasks to their source agents; `only` limits it to one
-  // source. A failed call is retried on the next heartbeat or tick.
+  // Sends undelivered tasks to their source agents, all sources at once;
+  // `only` limits it to one source. A failed call is retried on the next
+  // heartbeat or tick.
   void DeliverPendingTasks(NodeId only = kNoNode);
 
   // Wakes every WaitForMaps; later ones return at once.

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -396,6 +397,22 @@ TEST_F(CoordinatorServiceTest, FailedDeliveryIsRetriedOnTheNextHeartbeat) {
   EXPECT_EQ(StateOf(b), NodeState::kJoining);
 }
 
+TEST_F(CoordinatorServiceTest, TasksGoToEverySourceAtOnce) {
+  NodeId ids[3];
+  ThreeActive(ids);
+  // Two sources must be inside AssignMigration together: sent one after the
+  // other, the first call would wait for the second and fail.
+  agents_.RequireTogether(2);
+  NodeId d = MustJoin(4);
+  std::set<NodeId> sources;
+  for (const TaskStatus& t : svc_->OutstandingTasks()) {
+    EXPECT_TRUE(t.delivered) << t.last_error;
+    sources.insert(t.task.from);
+  }
+  EXPECT_GE(sources.size(), 2u);
+  EXPECT_EQ(StateOf(d), NodeState::kJoining);
+}
+
 TEST_F(CoordinatorServiceTest, WatchersSeeEveryEpochInOrder) {
   const uint64_t start = svc_->epoch();
   NodeId ids[3];
@@ -507,8 +524,8 @@ TEST(ClusterMapConvertTest, RoundTripsAndValidates) {
   ClusterMap m;
   m.epoch = 7;
   m.ring.replication = 3;
-  m.nodes.push_back({1, "a:1", "", "r1", 10, NodeState::kActive});
-  m.nodes.push_back({4, "b:2", "ucx", "r2", 20, NodeState::kDraining});
+  m.nodes.push_back({1, "a:1", "", "r1", 10, NodeState::kActive, "a:8080"});
+  m.nodes.push_back({4, "b:2", "ucx", "r2", 20, NodeState::kDraining, ""});
   proto::ClusterMap p;
   ClusterMapToProto(m, &p);
   auto back = ClusterMapFromProto(p);

@@ -20,6 +20,13 @@ class FakeAgents final : public AgentClient {
                                const proto::AssignMigrationRequest& request) override {
     absl::MutexLock lock(&mu_);
     ++calls_;
+    if (need_together_ > 1) {
+      ++inside_;
+      const bool met = mu_.AwaitWithTimeout(absl::Condition(this, &FakeAgents::Together),
+                                            absl::Seconds(10));
+      --inside_;
+      if (!met) return absl::DeadlineExceededError("the other calls never came");
+    }
     if (unreachable_.count(address)) return absl::UnavailableError("connection refused");
     for (const auto& t : request.tasks()) tasks_[address].push_back(t);
     return absl::OkStatus();
@@ -34,6 +41,14 @@ class FakeAgents final : public AgentClient {
     } else {
       unreachable_.erase(address);
     }
+  }
+  // From now on a call returns only once `n` calls are inside at the same
+  // time (after that, every call passes), or fails after 10 s: shows that
+  // the coordinator sends them concurrently.
+  void RequireTogether(int n) {
+    absl::MutexLock lock(&mu_);
+    need_together_ = n;
+    met_together_ = false;
   }
   // Tasks received at `address` since the last call.
   std::vector<proto::MigrationTask> Take(const std::string& address) {
@@ -52,6 +67,14 @@ class FakeAgents final : public AgentClient {
   std::map<std::string, std::vector<proto::MigrationTask>> tasks_;
   std::set<std::string> unreachable_;
   int calls_ = 0;
+  int need_together_ = 0;
+  int inside_ = 0;
+  bool met_together_ = false;
+
+  bool Together() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (inside_ >= need_together_) met_together_ = true;
+    return met_together_;
+  }
 };
 
 }  // namespace kvf
