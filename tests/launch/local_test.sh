@@ -19,6 +19,18 @@ dir=$(sed -n 's/^kvf-launch: cluster up in //p' <<<"$out")
 expect_gone $pids
 [[ ! -e $dir ]] || fail "$dir is left behind"
 
+# A reused --dir: the second cluster must not read the first one's ready
+# lines (it once did, and its agents dialled the old, dead coordinator).
+reuse=$(mktemp -d)
+for round in 1 2; do
+  out=$(timeout 150 "$launch" local --agents 1 --host_bytes 16M --dir "$reuse" --client-check -- true 2>&1)
+  rc=$?
+  [[ $rc == 0 ]] || { echo "$out"; rm -rf "$reuse"; fail "--dir reused, round $round: rc $rc, want 0"; }
+  expect_gone $(pids_of "$out")
+done
+[[ -d $reuse ]] || fail "a given --dir must not be removed"
+rm -rf "$reuse"
+
 # A command that cannot run: 127, and still nothing left.
 out=$(timeout 150 "$launch" local --agents 1 --host_bytes 16M -- /nonexistent/cmd 2>&1)
 rc=$?

@@ -269,6 +269,10 @@ absl::StatusOr<std::string> LocalCluster::Spawn(
   argv.push_back(nullptr);
   const bool die_with_parent = options_.die_with_parent;
   const std::string log_level = options_.log_level;
+  // A reused directory holds the last run's logs: gone before the child
+  // starts, so the wait below cannot read the old ready line.
+  ::unlink(out_path.c_str());
+  ::unlink(err_path.c_str());
   const pid_t parent = ::getpid();
   const pid_t child = ::fork();
   if (child < 0) return absl::InternalError("fork failed");
