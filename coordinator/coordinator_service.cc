@@ -526,7 +526,17 @@ absl::StatusOr<proto::HeartbeatResponse> CoordinatorService::Heartbeat(
     std::optional<absl::Duration> cutoff = ComputeCutoffLocked();
     counters_.eviction_cutoff = cutoff;
     response.set_epoch(epoch_);
-    if (cutoff) response.set_eviction_cutoff_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(*cutoff)));
+    if (cutoff) {
+      // The cutoff comes from every node's last report, some of them a
+      // heartbeat old; the floor makes a node that has since freed space
+      // (or never filled) keep what it holds.
+      const NodeEntry* self = FindLocked(request.node_id());
+      const uint64_t capacity =
+          self->reported_capacity ? self->reported_capacity : self->info.capacity_bytes;
+      response.set_eviction_cutoff_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(*cutoff)));
+      response.set_eviction_keep_bytes(
+          static_cast<uint64_t>(static_cast<long double>(options_.watermarks.low) * capacity));
+    }
     response.set_lease_deadline_unix_ms(absl::ToUnixMillis(deadline));
     response.set_lease_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(options_.lease)));
     response.set_state(NodeStateToProto(FindLocked(request.node_id())->info.state));

@@ -94,7 +94,7 @@ class ShardStoreImpl final : public ShardStore {
   absl::Status Remove(NamespaceId ns, const BlockKey& key) override;
   uint64_t EvictToTarget(uint64_t target_used_bytes) override;
   AgeHistogram Ages() const override;
-  uint64_t EvictOlderThan(absl::Duration age) override;
+  uint64_t EvictOlderThan(absl::Duration age, uint64_t keep_bytes) override;
   std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const override;
   void SetEpoch(uint64_t epoch) override;
   ShardStoreStats Stats() const override;
@@ -622,20 +622,29 @@ std::vector<StoredBlock> ShardStoreImpl::Scan(const std::function<bool(uint64_t)
   return out;
 }
 
-uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age) {
+uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age, uint64_t keep_bytes) {
   absl::MutexLock lock(&mu_);
   const absl::Time cutoff = clock_.Now() - age;
-  std::vector<EntryId> victims;
+  std::vector<std::pair<absl::Time, EntryId>> victims;
   index_.ForEach([&](EntryId id, const Entry& e) {
-    if (e.pins == 0 && e.last_access <= cutoff) victims.push_back(id);
+    if (e.pins == 0 && e.last_access <= cutoff) victims.emplace_back(e.last_access, id);
   });
-  for (EntryId id : victims) {
+  std::sort(victims.begin(), victims.end());
+  auto used = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint64_t bytes = 0;
+    for (const Tier& t : tiers_) bytes += t.allocator.GetStats().used_bytes;
+    return bytes;
+  };
+  uint64_t evicted = 0;
+  for (const auto& [last_access, id] : victims) {
+    if (keep_bytes > 0 && used() <= keep_bytes) break;
     policy_->Erase(id);
     ++evictions_;
     evicted_bytes_ += index_.at(id).size;
     DropLocked(id);
+    ++evicted;
   }
-  return victims.size();
+  return evicted;
 }
 
 void ShardStoreImpl::SetEpoch(uint64_t epoch) {

@@ -226,9 +226,13 @@ class ShardStore {
   virtual std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const = 0;
 
   virtual AgeHistogram Ages() const = 0;
-  // Evicts every unpinned block not accessed for `age` or longer (the
-  // coordinator's cluster-wide cutoff). Returns how many it evicted.
-  virtual uint64_t EvictOlderThan(absl::Duration age) = 0;
+  // Evicts unpinned blocks not accessed for `age` or longer (the
+  // coordinator's cluster-wide cutoff), least recently used first, and stops
+  // once the store's used bytes are at most `keep_bytes` (0: evicts every
+  // such block). The floor keeps a cutoff computed from usage reports that
+  // have since gone stale from emptying a store that no longer needs it.
+  // Returns how many it evicted.
+  virtual uint64_t EvictOlderThan(absl::Duration age, uint64_t keep_bytes) = 0;
 
   // The cluster-map epoch new versions are stamped with.
   virtual void SetEpoch(uint64_t epoch) = 0;

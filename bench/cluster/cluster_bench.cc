@@ -214,7 +214,10 @@ int Main(int argc, char** argv) {
       for (auto& t : chains) {
         for (int s = 0; s < 4; ++s) {
           t.push_back(Chain(ns, batch, rng));
-          if (!is_put) (void)c.BatchPut(ns, t.back(), 0, fill_src);
+          if (is_put) continue;
+          auto w = c.BatchPut(ns, t.back(), 0, fill_src);
+          absl::Status ws = w.ok() ? w->FirstError() : w.status();
+          if (!ws.ok()) std::fprintf(stderr, "writing the get set: %s\n", ws.ToString().c_str());
         }
       }
       std::atomic<uint64_t> done{0}, errors{0};

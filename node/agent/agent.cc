@@ -62,7 +62,7 @@ class ControlService final : public proto::AgentControl::Service {
                                    proto::EvictionCutoffResponse* resp) override {
     if (!HasClusterToken(*ctx, token_)) return Unauthenticated();
     const uint64_t before = store_->Stats().evicted_bytes;
-    store_->EvictOlderThan(absl::Milliseconds(req->cutoff_ms()));
+    store_->EvictOlderThan(absl::Milliseconds(req->cutoff_ms()), /*keep_bytes=*/0);
     resp->set_evicted_bytes(store_->Stats().evicted_bytes - before);
     return grpc::Status::OK;
   }
@@ -120,7 +120,11 @@ class AgentImpl final : public Agent {
   absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t collected_epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<absl::Duration> eviction_cutoff_ ABSL_GUARDED_BY(mu_);  // not yet applied
+  struct EvictionCutoff {
+    absl::Duration age;
+    uint64_t keep_bytes = 0;
+  };
+  std::optional<EvictionCutoff> eviction_cutoff_ ABSL_GUARDED_BY(mu_);  // not yet applied
   std::thread heartbeats_;
   std::thread maintenance_;
   std::atomic<bool> shut_down_{false};
@@ -269,12 +273,18 @@ void AgentImpl::Every(const std::function<void()>& step) {
 
 void AgentImpl::Maintain() {
   data_plane_->Sweep();
-  std::optional<absl::Duration> cutoff;
+  std::optional<EvictionCutoff> cutoff;
   {
     absl::MutexLock lock(&mu_);
     cutoff.swap(eviction_cutoff_);
   }
-  if (cutoff) store_->EvictOlderThan(*cutoff);
+  if (cutoff) {
+    const uint64_t evicted = store_->EvictOlderThan(cutoff->age, cutoff->keep_bytes);
+    if (evicted > 0) {
+      KVF_LOG(INFO) << "agent: eviction cutoff " << cutoff->age << " (keep "
+                    << cutoff->keep_bytes << " bytes) evicted " << evicted << " blocks";
+    }
+  }
   CollectForeignBlocks();
 }
 
@@ -302,7 +312,8 @@ void AgentImpl::Heartbeat() {
   }
   if (resp->has_eviction_cutoff_ms()) {
     absl::MutexLock lock(&mu_);
-    eviction_cutoff_ = absl::Milliseconds(resp->eviction_cutoff_ms());
+    eviction_cutoff_ = EvictionCutoff{absl::Milliseconds(resp->eviction_cutoff_ms()),
+                                      resp->eviction_keep_bytes()};
   }
   if (resp->epoch() > data_plane_->epoch()) {
     // The watch lags: fetch the map now.

@@ -448,6 +448,9 @@ TEST_F(CoordinatorServiceTest, EvictionCutoffWhenTheClusterIsFull) {
   ASSERT_TRUE(r->has_eviction_cutoff_ms());
   EXPECT_GT(r->eviction_cutoff_ms(), 1000u);  // spares the young bucket
   EXPECT_TRUE(svc_->Stats().eviction_cutoff.has_value());
+  // The node evicts down to the low watermark (80%) of its capacity, no further.
+  ASSERT_TRUE(r->has_eviction_keep_bytes());
+  EXPECT_EQ(r->eviction_keep_bytes(), 800u);
 }
 
 class CoordinatorRestartTest : public CoordinatorServiceTest {

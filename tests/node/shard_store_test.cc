@@ -621,12 +621,46 @@ TEST(ShardStoreAges, HistogramAndCutoffFollowLastAccess) {
   EXPECT_EQ(ages.bytes[AgeHistogram::BucketOf(absl::Hours(1) + absl::Seconds(10))], 3 * 4 * kKiB);
 
   // A cutoff of 30 minutes takes the old, unpinned blocks 2 and 3 only.
-  EXPECT_EQ(store->EvictOlderThan(absl::Minutes(30)), 2u);
+  EXPECT_EQ(store->EvictOlderThan(absl::Minutes(30), /*keep_bytes=*/0), 2u);
   const auto held = store->Lookup(ns, {Key(0), Key(1), Key(2), Key(3), Key(4), Key(5)});
   EXPECT_TRUE(held[0] && held[1] && held[4] && held[5]);
   EXPECT_FALSE(held[2] || held[3]);
   EXPECT_EQ(store->Stats().evictions, 2u);
   EXPECT_EQ(store->Stats().tiers[0].used_bytes, 4 * 4 * kKiB);
+}
+
+TEST(ShardStoreAges, CutoffStopsAtTheFloorLeastRecentlyUsedFirst) {
+  FakeClock clock;
+  ShardStoreOptions o;
+  o.host_bytes = 64 * kKiB;
+  o.slab_bytes = 16 * kKiB;
+  o.min_page_bytes = kKiB;
+  o.clock = &clock;
+  auto store = *ShardStore::Create(o);
+  const NamespaceId ns = *store->RegisterNamespace(SmallNs());
+  // Blocks 0..5, each a minute younger than the one before.
+  for (uint64_t i = 0; i < 6; ++i) {
+    ASSERT_TRUE(store->Put(ns, Key(i), Payload(Key(i), 0)).ok());
+    clock.Advance(absl::Minutes(1));
+  }
+  ASSERT_EQ(store->Stats().tiers[0].used_bytes, 6 * 4 * kKiB);
+
+  // Every block is past a zero cutoff, but the floor keeps four of them: the
+  // two least recently used go.
+  EXPECT_EQ(store->EvictOlderThan(absl::ZeroDuration(), /*keep_bytes=*/4 * 4 * kKiB), 2u);
+  auto held = store->Lookup(ns, {Key(0), Key(1), Key(2), Key(3), Key(4), Key(5)});
+  EXPECT_FALSE(held[0] || held[1]);
+  EXPECT_TRUE(held[2] && held[3] && held[4] && held[5]);
+
+  // Already at the floor: a stale cutoff evicts nothing more.
+  EXPECT_EQ(store->EvictOlderThan(absl::ZeroDuration(), /*keep_bytes=*/4 * 4 * kKiB), 0u);
+  EXPECT_EQ(store->Stats().evictions, 2u);
+
+  // No floor: every block past the cutoff (older than 150 s: blocks 2 and 3).
+  EXPECT_EQ(store->EvictOlderThan(absl::Seconds(150), /*keep_bytes=*/0), 2u);
+  held = store->Lookup(ns, {Key(2), Key(3), Key(4), Key(5)});
+  EXPECT_FALSE(held[0] || held[1]);
+  EXPECT_TRUE(held[2] && held[3]);
 }
 
 }  // namespace
