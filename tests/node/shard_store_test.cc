@@ -596,14 +596,19 @@ TEST_F(ShardStoreReserveTest, FullStoreEvictsForAReservation) {
 namespace kvf {
 namespace {
 
-TEST(ShardStoreAges, HistogramAndCutoffFollowLastAccess) {
-  FakeClock clock;
+// 64 KiB of host memory in 16 KiB slabs, on `clock`.
+std::unique_ptr<ShardStore> SmallStoreOn(FakeClock* clock) {
   ShardStoreOptions o;
   o.host_bytes = 64 * kKiB;
   o.slab_bytes = 16 * kKiB;
   o.min_page_bytes = kKiB;
-  o.clock = &clock;
-  auto store = *ShardStore::Create(o);
+  o.clock = clock;
+  return *ShardStore::Create(o);
+}
+
+TEST(ShardStoreAges, HistogramAndCutoffFollowLastAccess) {
+  FakeClock clock;
+  auto store = SmallStoreOn(&clock);
   const NamespaceId ns = *store->RegisterNamespace(SmallNs());
   for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(store->Put(ns, Key(i), Payload(Key(i), 0)).ok());
   // Block 1 is read once now, under a lease that outlives the test: old and pinned.
@@ -631,12 +636,7 @@ TEST(ShardStoreAges, HistogramAndCutoffFollowLastAccess) {
 
 TEST(ShardStoreAges, CutoffStopsAtTheFloorLeastRecentlyUsedFirst) {
   FakeClock clock;
-  ShardStoreOptions o;
-  o.host_bytes = 64 * kKiB;
-  o.slab_bytes = 16 * kKiB;
-  o.min_page_bytes = kKiB;
-  o.clock = &clock;
-  auto store = *ShardStore::Create(o);
+  auto store = SmallStoreOn(&clock);
   const NamespaceId ns = *store->RegisterNamespace(SmallNs());
   // Blocks 0..5, each a minute younger than the one before.
   for (uint64_t i = 0; i < 6; ++i) {
