@@ -119,12 +119,15 @@ std::vector<proto::TaskProgress> Migrator::Execute(const std::vector<proto::Migr
     for (auto& [ns, list] : per_task[i]) {
       std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
       if (!spec) continue;  // never registered here: nothing stored either
-      absl::StatusOr<PushResult> pushed = replicator_->Push(tasks[i].to_node(), *spec, list);
+      absl::StatusOr<PushResult> pushed =
+          replicator_->Push(tasks[i].to_node(), *spec, list, tasks[i].epoch());
       if (!pushed.ok() && absl::IsFailedPrecondition(pushed.status()) &&
           absl::StrContains(pushed.status().message(), "WRONG_OWNER")) {
-        // The map moved on since the task was planned: the destination no
-        // longer owns the range. The copies stay here; a newer map brings
-        // its own tasks. Report the task finished so nobody waits on it.
+        // The frames spoke for the task's epoch, so the destination refused
+        // under a map at least that new: the map moved on since the task was
+        // planned and the destination no longer owns the range. The copies
+        // stay here; a newer map brings its own tasks. Report the task
+        // finished so nobody waits on it.
         KVF_LOG(INFO) << "migration task " << tasks[i].task_id() << " is obsolete: "
                       << pushed.status().message();
         break;

@@ -218,11 +218,13 @@ void Replicator::Process(std::vector<CommitRecord> batch) {
 }
 
 absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec,
-                                            absl::Span<const StoredBlock> blocks) {
+                                            absl::Span<const StoredBlock> blocks,
+                                            uint64_t epoch) {
   PushResult result;
   const NamespaceId ns = spec.Id();
   const absl::Time deadline = absl::Now() + options_.timeout;
-  const protocol::FrameHeader header{.request_id = 0, .sender_epoch = data_plane_->epoch(),
+  const protocol::FrameHeader header{.request_id = 0,
+                                     .sender_epoch = std::max(data_plane_->epoch(), epoch),
                                      .namespace_id = ns,
                                      .layout_fingerprint = spec.layout.Fingerprint()};
   for (size_t start = 0; start < blocks.size(); start += protocol::kMaxReserveKeys) {

@@ -65,9 +65,13 @@ class Replicator {
 
   // Copies `blocks` (all of namespace `spec`) to node `to`, keeping their
   // versions. Blocks evicted meanwhile are skipped. Blocks the destination
-  // refused are counted out of PushResult::blocks.
+  // refused are counted out of PushResult::blocks. The frames carry the
+  // newer of this node's map epoch and `epoch`: a migration task speaks for
+  // the map it was planned at, which this node's watch may not have brought
+  // yet, and a destination just as far behind must not refuse it as
+  // WRONG_OWNER under the old map.
   absl::StatusOr<PushResult> Push(NodeId to, const NamespaceSpec& spec,
-                                  absl::Span<const StoredBlock> blocks);
+                                  absl::Span<const StoredBlock> blocks, uint64_t epoch = 0);
 
   size_t queued() const;
   // Commit -> every other owner acknowledged the invalidation.
