@@ -473,7 +473,7 @@ std::optional<absl::Duration> CoordinatorService::ComputeCutoffLocked() const {
   for (const auto& [id, e] : nodes_) {
     if (!IsLive(e.info.state) || !e.reported) continue;
     NodeUsage u;
-    u.capacity_bytes = e.reported_capacity ? e.reported_capacity : e.info.capacity_bytes;
+    u.capacity_bytes = e.capacity();
     u.used_bytes = e.used_bytes;
     u.ages = e.ages;
     usage.push_back(u);
@@ -526,20 +526,18 @@ absl::StatusOr<proto::HeartbeatResponse> CoordinatorService::Heartbeat(
     std::optional<absl::Duration> cutoff = ComputeCutoffLocked();
     counters_.eviction_cutoff = cutoff;
     response.set_epoch(epoch_);
+    const NodeEntry* self = FindLocked(request.node_id());
     if (cutoff) {
       // The cutoff comes from every node's last report, some of them a
       // heartbeat old; the floor makes a node that has since freed space
       // (or never filled) keep what it holds.
-      const NodeEntry* self = FindLocked(request.node_id());
-      const uint64_t capacity =
-          self->reported_capacity ? self->reported_capacity : self->info.capacity_bytes;
       response.set_eviction_cutoff_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(*cutoff)));
-      response.set_eviction_keep_bytes(
-          static_cast<uint64_t>(static_cast<long double>(options_.watermarks.low) * capacity));
+      response.set_eviction_keep_bytes(static_cast<uint64_t>(
+          static_cast<long double>(options_.watermarks.low) * self->capacity()));
     }
     response.set_lease_deadline_unix_ms(absl::ToUnixMillis(deadline));
     response.set_lease_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(options_.lease)));
-    response.set_state(NodeStateToProto(FindLocked(request.node_id())->info.state));
+    response.set_state(NodeStateToProto(self->info.state));
   }
   DeliverPendingTasks(request.node_id());
   return response;

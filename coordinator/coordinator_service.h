@@ -149,6 +149,9 @@ class CoordinatorService {
     uint64_t used_bytes = 0;
     uint64_t reported_capacity = 0;
     AgeHistogram ages;
+    // What global eviction measures against: the last heartbeat's capacity,
+    // or the joined one if it sent none.
+    uint64_t capacity() const { return reported_capacity ? reported_capacity : info.capacity_bytes; }
   };
   struct TaskEntry {
     TaskStatus status;

@@ -133,6 +133,8 @@ class ShardStoreImpl final : public ShardStore {
   // Frees an entry's page and forgets it. The policy must already have let go.
   void DropLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EvictOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops `id` (already out of the policy) and counts it as evicted.
+  void EvictLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t UsedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchLocked(EntryId id, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -235,10 +237,14 @@ bool ShardStoreImpl::EvictOneLocked() {
         return index_.at(id).pins == 0;
       });
   if (!victim) return false;
-  ++evictions_;
-  evicted_bytes_ += index_.at(*victim).size;
-  DropLocked(*victim);
+  EvictLocked(*victim);
   return true;
+}
+
+void ShardStoreImpl::EvictLocked(EntryId id) {
+  ++evictions_;
+  evicted_bytes_ += index_.at(id).size;
+  DropLocked(id);
 }
 
 void ShardStoreImpl::UnpinLocked(EntryId entry, const PageRef& page) {
@@ -630,18 +636,11 @@ uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age, uint64_t keep_bytes)
     if (e.pins == 0 && e.last_access <= cutoff) victims.emplace_back(e.last_access, id);
   });
   std::sort(victims.begin(), victims.end());
-  auto used = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    uint64_t bytes = 0;
-    for (const Tier& t : tiers_) bytes += t.allocator.GetStats().used_bytes;
-    return bytes;
-  };
   uint64_t evicted = 0;
   for (const auto& [last_access, id] : victims) {
-    if (keep_bytes > 0 && used() <= keep_bytes) break;
+    if (keep_bytes > 0 && UsedBytesLocked() <= keep_bytes) break;
     policy_->Erase(id);
-    ++evictions_;
-    evicted_bytes_ += index_.at(id).size;
-    DropLocked(id);
+    EvictLocked(id);
     ++evicted;
   }
   return evicted;
