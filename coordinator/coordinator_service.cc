@@ -28,6 +28,7 @@ constexpr size_t kMaxTierLength = 32;
 constexpr int kMaxProgressPerCall = 100000;
 constexpr size_t kMaxErrorLength = 1024;
 constexpr NodeId kMaxNodeId = NodeId{1} << 30;
+constexpr uint64_t kMaxKnownEpoch = uint64_t{1} << 62;
 
 bool IsLive(NodeState s) {
   return s == NodeState::kJoining || s == NodeState::kActive || s == NodeState::kDraining;
@@ -113,25 +114,80 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(
   if (options.map_history == 0) options.map_history = 1;
   KVF_ASSIGN_OR_RETURN(std::unique_ptr<EpochStore> store, EpochStore::Open(options.state_dir));
   KVF_ASSIGN_OR_RETURN(uint64_t saved, store->Load());
+  KVF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store->LoadRoster());
+  std::optional<proto::CoordinatorState> roster;
+  if (bytes) {
+    roster.emplace();
+    if (!roster->ParseFromString(*bytes) || !ClusterMapFromProto(roster->map()).ok()) {
+      return absl::DataLossError(absl::StrCat(options.state_dir,
+                                              "/roster.pb does not hold a coordinator state"));
+    }
+  }
   const uint64_t epoch = saved + 1;
   KVF_RETURN_IF_ERROR(store->Save(epoch));
   KVF_LOG(INFO) << "coordinator: starting at epoch " << epoch
-                << (saved ? " (restart: rebuilding the map from re-joining agents)" : "");
+                << (roster ? absl::StrCat(" (restart: ", roster->map().nodes_size(),
+                                          " nodes from the saved roster)")
+                           : saved ? " (restart without a roster: rebuilding the map from "
+                                     "re-joining agents)"
+                                   : "");
   return std::unique_ptr<CoordinatorService>(
-      new CoordinatorService(std::move(options), std::move(store), epoch, saved != 0));
+      new CoordinatorService(std::move(options), std::move(store), epoch, std::move(roster)));
 }
 
 CoordinatorService::CoordinatorService(CoordinatorOptions options,
                                        std::unique_ptr<EpochStore> store, uint64_t epoch,
-                                       bool recovering)
+                                       std::optional<proto::CoordinatorState> roster)
     : options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : Clock::Real()),
       started_(clock_.Now()),
       store_(std::move(store)),
       epoch_(epoch),
-      recovering_(recovering) {
+      recovering_(!roster && epoch > 1) {
   absl::MutexLock lock(&mu_);
+  if (roster) RestoreLocked(*roster);
   PublishLocked();
+  if (roster) {
+    // Joins and drains that were in progress: their tasks were not kept.
+    const ClusterMap map = BuildMapLocked();
+    PlanLocked(map, map, kNoNode);
+    FlipFinishedLocked();
+  }
+}
+
+void CoordinatorService::RestoreLocked(const proto::CoordinatorState& roster) {
+  const absl::Time now = Now();
+  // Checked by Create.
+  const ClusterMap map = *ClusterMapFromProto(roster.map());
+  for (int i = 0; i < roster.map().nodes_size(); ++i) {
+    const NodeInfo& info = map.nodes[static_cast<size_t>(i)];
+    NodeEntry& e = nodes_[info.id];
+    e.info = info;
+    const auto& tiers = roster.map().nodes(i).tiers();
+    e.tiers.assign(tiers.begin(), tiers.end());
+    e.lease_deadline = now + options_.lease;
+    next_id_ = std::max(next_id_, info.id + 1);
+  }
+  next_id_ = std::max<NodeId>(next_id_, roster.next_node_id());
+  next_task_id_ = std::max<uint64_t>(next_task_id_, roster.next_task_id());
+}
+
+void CoordinatorService::SaveRosterLocked() {
+  proto::CoordinatorState state;
+  *state.mutable_map() = *history_.back();
+  state.set_next_node_id(next_id_);
+  state.set_next_task_id(next_task_id_);
+  absl::Status s = store_->SaveRoster(state.SerializeAsString());
+  if (s.ok()) {
+    roster_saved_ = true;
+    return;
+  }
+  // The epoch file went first, so the epoch is safe; a roster one change
+  // behind costs a restart in this window at most the re-join of the node
+  // this change added (it joins again as a new node).
+  if (roster_saved_) KVF_LOG(ERROR) << "coordinator: cannot save the roster (retrying): " << s;
+  roster_saved_ = false;
+  ++counters_.roster_save_failures;
 }
 
 CoordinatorService::~CoordinatorService() { Shutdown(); }
@@ -186,6 +242,7 @@ void CoordinatorService::PublishLocked() {
   map->set_default_segment_blocks(options_.default_segment_blocks);
   history_.push_back(std::move(map));
   while (history_.size() > options_.map_history) history_.pop_front();
+  SaveRosterLocked();
 }
 
 absl::Status CoordinatorService::TransitionLocked(NodeId id, NodeState to, Plan plan) {
@@ -250,6 +307,7 @@ void CoordinatorService::PlanLocked(const ClusterMap& before, const ClusterMap& 
     ++added;
   }
   counters_.tasks_planned += added;
+  if (added) SaveRosterLocked();  // the task id counter moved
   if (added) {
     KVF_LOG(INFO) << "coordinator: epoch " << epoch_ << ": planned " << added
                   << " migration tasks (" << ranges << " hash ranges) for node " << cause;
@@ -277,8 +335,9 @@ void CoordinatorService::FlipFinishedLocked() {
     for (auto& [id, e] : nodes_) {
       NodeState to;
       if (e.info.state == NodeState::kJoining) {
+        const NodeId node = id;  // Clang < 16 cannot capture a structured binding
         bool pending = std::any_of(tasks_.begin(), tasks_.end(),
-                                   [&](const auto& t) { return t.second.status.task.to == id; });
+                                   [&](const auto& t) { return t.second.status.task.to == node; });
         if (pending) continue;
         to = NodeState::kActive;
       } else if (e.info.state == NodeState::kDraining) {
@@ -336,6 +395,10 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
   if (request.node_id() >= kMaxNodeId) {
     return absl::InvalidArgumentError(absl::StrCat("node_id ", request.node_id(), " too large"));
   }
+  if (request.known_epoch() >= kMaxKnownEpoch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("known_epoch ", request.known_epoch(), " too large"));
+  }
 
   const absl::Time now = Now();
   proto::JoinResponse response;
@@ -343,6 +406,13 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
     absl::MutexLock lock(&mu_);
     if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
     if (recovering_ && now >= started_ + options_.lease) recovering_ = false;
+    if (request.known_epoch() >= epoch_) {
+      // This coordinator lost its state: the node has seen later maps, and
+      // ignores any map not newer than what it has.
+      KVF_LOG(WARNING) << "coordinator: a joining node knows epoch " << request.known_epoch()
+                       << ", this coordinator only " << epoch_ << ": moving past it";
+      epoch_ = request.known_epoch();
+    }
     const NodeId self = request.node_id();
     for (const auto& [id, e] : nodes_) {
       if (id != self && IsLive(e.info.state) && e.info.address == request.address()) {
@@ -623,6 +693,7 @@ void CoordinatorService::Tick() {
   {
     absl::MutexLock lock(&mu_);
     if (recovering_ && now >= started_ + options_.lease) recovering_ = false;
+    if (!roster_saved_) SaveRosterLocked();
     std::vector<NodeId> expired;
     for (const auto& [id, e] : nodes_) {
       if (IsLive(e.info.state) && now > e.lease_deadline) expired.push_back(id);

@@ -17,11 +17,16 @@
 //
 // Epochs: every change of the map takes the next epoch, saved (atomically) to
 // the state dir before the change is made, so the epoch never goes backwards,
-// across restarts included. A restarted coordinator starts empty at the saved
-// epoch + 1 and rebuilds the map from agents re-joining with their ids; for
-// one lease after such a restart, joins without an id are refused
-// (UNAVAILABLE) so a new node cannot take the id of one that has yet to
-// re-join.
+// across restarts included. After every change the roster (the published map
+// and the id counters) is saved too. A restarted coordinator starts at the
+// saved epoch + 1 with the saved roster, every live node given a fresh lease:
+// agents that come back within it carry on as they were (whatever the outage
+// length), the others go down and their ranges are re-replicated, and
+// migrations of joins and drains in progress are planned again. With an epoch
+// but no roster (a state dir of an older version), it starts empty and, for
+// one lease, re-registers nodes re-joining with their ids and refuses joins
+// without one (UNAVAILABLE). A join names the newest epoch the node has seen;
+// a coordinator behind it (its state dir was lost) moves past it.
 //
 // Thread-safety: all methods are thread-safe. Calls to agents (task delivery)
 // are made without the lock held.
@@ -52,6 +57,7 @@
 #include "coordinator/migration_planner.h"
 #include "proto/cluster_map.pb.h"
 #include "proto/coordinator.pb.h"
+#include "proto/coordinator_state.pb.h"
 
 namespace kvf {
 
@@ -90,6 +96,7 @@ struct CoordinatorStats {
   uint64_t tasks_outstanding = 0;
   uint64_t ranges_lost = 0;         // planned ranges with no surviving source
   uint64_t delivery_failures = 0;
+  uint64_t roster_save_failures = 0;  // retried every tick until one succeeds
   std::optional<absl::Duration> eviction_cutoff;
 };
 
@@ -161,7 +168,7 @@ class CoordinatorService {
   enum class Plan { kNone, kMigrate };
 
   explicit CoordinatorService(CoordinatorOptions options, std::unique_ptr<EpochStore> store,
-                              uint64_t epoch, bool recovering);
+                              uint64_t epoch, std::optional<proto::CoordinatorState> roster);
 
   absl::Time Now() const;
   ClusterMap BuildMapLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,6 +186,10 @@ class CoordinatorService {
   void CancelStaleTasksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FlipFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the nodes and id counters of a saved roster, each live node with a
+  // fresh lease.
+  void RestoreLocked(const proto::CoordinatorState& roster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveRosterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyProgressLocked(NodeId reporter,
                            const google::protobuf::RepeatedPtrField<proto::TaskProgress>& tasks)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -197,6 +208,7 @@ class CoordinatorService {
   std::unique_ptr<EpochStore> store_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_);
   bool recovering_ ABSL_GUARDED_BY(mu_);
+  bool roster_saved_ ABSL_GUARDED_BY(mu_) = true;  // false: retry on the next tick
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::map<NodeId, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
   NodeId next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -24,7 +24,10 @@ absl::Status ErrnoError(const std::string& what, int err) {
 }  // namespace
 
 EpochStore::EpochStore(std::string dir) : dir_(std::move(dir)) {
-  if (!dir_.empty()) path_ = dir_ + "/epoch";
+  if (!dir_.empty()) {
+    path_ = dir_ + "/epoch";
+    roster_path_ = dir_ + "/roster.pb";
+  }
 }
 
 absl::StatusOr<std::unique_ptr<EpochStore>> EpochStore::Open(std::string dir) {
@@ -59,8 +62,27 @@ absl::StatusOr<uint64_t> EpochStore::Load() const {
 
 absl::Status EpochStore::Save(uint64_t epoch) {
   if (path_.empty()) return absl::OkStatus();
-  const std::string tmp = path_ + ".tmp";
-  const std::string text = absl::StrCat(epoch, "\n");
+  return WriteAtomically(path_, absl::StrCat(epoch, "\n"));
+}
+
+absl::StatusOr<std::optional<std::string>> EpochStore::LoadRoster() const {
+  if (roster_path_.empty() || !std::filesystem::exists(roster_path_)) {
+    return std::optional<std::string>();
+  }
+  std::ifstream in(roster_path_, std::ios::binary);
+  if (!in) return absl::InternalError(absl::StrCat(roster_path_, ": cannot read"));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return std::optional<std::string>(buf.str());
+}
+
+absl::Status EpochStore::SaveRoster(const std::string& bytes) {
+  if (roster_path_.empty()) return absl::OkStatus();
+  return WriteAtomically(roster_path_, bytes);
+}
+
+absl::Status EpochStore::WriteAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(absl::StrCat("open ", tmp), errno);
   size_t off = 0;
@@ -80,8 +102,8 @@ absl::Status EpochStore::Save(uint64_t epoch) {
     return ErrnoError(absl::StrCat("fsync ", tmp), err);
   }
   if (::close(fd) != 0) return ErrnoError(absl::StrCat("close ", tmp), errno);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return ErrnoError(absl::StrCat("rename ", tmp, " to ", path_), errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return ErrnoError(absl::StrCat("rename ", tmp, " to ", path), errno);
   }
   int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

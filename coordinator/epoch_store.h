@@ -1,11 +1,14 @@
-// EpochStore: the one thing the coordinator persists, its last epoch, so the
-// epoch never goes backwards across a restart (DESIGN.md, "Cluster
-// operations": everything else is soft state rebuilt from agents).
+// EpochStore: what the coordinator persists in its state dir. The epoch
+// (`<dir>/epoch`, written before every change) so it never goes backwards
+// across a restart, and the roster (`<dir>/roster.pb`, a
+// proto::CoordinatorState written after every change) so a restarted
+// coordinator knows every node id it handed out, however long it was away.
 #ifndef KVF_COORDINATOR_EPOCH_STORE_H_
 #define KVF_COORDINATOR_EPOCH_STORE_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -29,12 +32,22 @@ class EpochStore {
   // value stays.
   absl::Status Save(uint64_t epoch);
 
+  // The last saved roster's bytes; nullopt when none was saved (a new state
+  // dir, one from a version that kept only the epoch, or no dir at all).
+  absl::StatusOr<std::optional<std::string>> LoadRoster() const;
+  // Atomically replaces the roster, like Save.
+  absl::Status SaveRoster(const std::string& bytes);
+
   const std::string& path() const { return path_; }
 
  private:
   explicit EpochStore(std::string dir);
+  // Writes `bytes` to `path` through a temporary file, fsync and rename.
+  absl::Status WriteAtomically(const std::string& path, const std::string& bytes);
+
   std::string dir_;
   std::string path_;
+  std::string roster_path_;
 };
 
 }  // namespace kvf

@@ -40,6 +40,10 @@ std::string MetricsText(const CoordinatorStats& s, const RpcCounters& rpc) {
          "AssignMigration calls to agents that failed (retried).");
   absl::StrAppend(&out, "kvf_coordinator_task_delivery_failures_total ", s.delivery_failures,
                   "\n");
+  metric("kvf_coordinator_roster_save_failures_total", "counter",
+         "Failed writes of the roster to the state dir (retried every tick).");
+  absl::StrAppend(&out, "kvf_coordinator_roster_save_failures_total ", s.roster_save_failures,
+                  "\n");
   metric("kvf_coordinator_eviction_cutoff_seconds", "gauge",
          "Cluster-wide eviction age cutoff; -1 when none is in force.");
   absl::StrAppend(&out, "kvf_coordinator_eviction_cutoff_seconds ",

@@ -467,10 +467,79 @@ class CoordinatorRestartTest : public CoordinatorServiceTest {
   }
 };
 
-TEST_F(CoordinatorRestartTest, EpochNeverGoesBackwardsAndMapIsRebuilt) {
+TEST_F(CoordinatorRestartTest, AnOutageOfAnyLengthKeepsEveryNodeAndItsId) {
   NodeId ids[3];
   ThreeActive(ids);
   const uint64_t before = svc_->epoch();
+  // Down for ten leases: longer than any node's lease.
+  svc_.reset();
+  clock_.Advance(absl::Seconds(10));
+  Restart();
+  EXPECT_GT(svc_->epoch(), before);
+  // The first map after the restart is whole: every node, still active.
+  const ClusterMap map = svc_->CurrentMap();
+  ASSERT_EQ(map.nodes.size(), 3u);
+  for (NodeId id : ids) EXPECT_EQ(StateOf(id), NodeState::kActive);
+  EXPECT_TRUE(svc_->OutstandingTasks().empty());
+  // The agents' heartbeats are accepted as they were: nobody re-joins.
+  for (NodeId id : ids) ASSERT_TRUE(Beat(id).ok());
+  // A new node can join at once and never takes a known node's id.
+  auto fresh = svc_->Join(JoinReq(7));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_GT(fresh->node_id(), ids[2]);
+
+  const uint64_t e2 = svc_->epoch();
+  Restart();
+  EXPECT_GT(svc_->epoch(), e2);
+  EXPECT_EQ(svc_->CurrentMap().nodes.size(), 4u);
+}
+
+TEST_F(CoordinatorRestartTest, ANodeThatDoesNotComeBackWithinALeaseGoesDown) {
+  NodeId ids[3];
+  ThreeActive(ids);
+  Restart();
+  clock_.Advance(absl::Milliseconds(600));
+  ASSERT_TRUE(Beat(ids[0]).ok());
+  ASSERT_TRUE(Beat(ids[1]).ok());
+  clock_.Advance(absl::Milliseconds(600));  // past the restored lease of ids[2]
+  svc_->Tick();
+  EXPECT_EQ(StateOf(ids[0]), NodeState::kActive);
+  EXPECT_EQ(StateOf(ids[1]), NodeState::kActive);
+  EXPECT_EQ(StateOf(ids[2]), NodeState::kDown);
+  // Its ranges are re-replicated from the survivors.
+  EXPECT_FALSE(svc_->OutstandingTasks().empty());
+  // Coming back later, it re-joins with its id.
+  proto::JoinRequest r = JoinReq(3);
+  r.set_node_id(ids[2]);
+  auto j = svc_->Join(r);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(StateOf(ids[2]), NodeState::kActive);
+}
+
+TEST_F(CoordinatorRestartTest, AJoinInProgressIsPlannedAgain) {
+  const NodeId a = MustJoin(1);
+  const NodeId b = MustJoin(2);
+  ASSERT_EQ(StateOf(b), NodeState::kJoining);
+  const uint64_t task_ids_before = svc_->OutstandingTasks().back().id;
+  agents_.Take(Addr(1));
+  Restart();
+  EXPECT_EQ(StateOf(b), NodeState::kJoining);
+  const std::vector<TaskStatus> tasks = svc_->OutstandingTasks();
+  ASSERT_FALSE(tasks.empty());
+  // Task ids are never reused across a restart: agents deduplicate by id.
+  EXPECT_GT(tasks.front().id, task_ids_before);
+  svc_->Tick();  // delivers them
+  CompleteTasksOf(a, 1);
+  EXPECT_EQ(StateOf(b), NodeState::kActive);
+}
+
+TEST_F(CoordinatorRestartTest, WithoutARosterKnownIdsReJoinDuringTheFirstLease) {
+  NodeId ids[3];
+  ThreeActive(ids);
+  const uint64_t before = svc_->epoch();
+  svc_.reset();
+  // A state dir written by a version that kept only the epoch.
+  std::filesystem::remove(state_dir_ + "/roster.pb");
   Restart();
   EXPECT_GT(svc_->epoch(), before);
   EXPECT_TRUE(svc_->CurrentMap().nodes.empty());
@@ -493,10 +562,44 @@ TEST_F(CoordinatorRestartTest, EpochNeverGoesBackwardsAndMapIsRebuilt) {
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   // ...and never takes a re-joined node's id.
   EXPECT_GT(fresh->node_id(), ids[2]);
+}
 
-  const uint64_t e2 = svc_->epoch();
+TEST_F(CoordinatorRestartTest, ALostStateDirMovesPastTheEpochAgentsKnow) {
+  NodeId ids[3];
+  ThreeActive(ids);
+  svc_.reset();
+  std::filesystem::remove_all(state_dir_);
   Restart();
-  EXPECT_GT(svc_->epoch(), e2);
+  EXPECT_EQ(svc_->epoch(), 1u);
+  // An agent of the old cluster knows epoch 40: the new map must be newer, or
+  // the agent would ignore it.
+  proto::JoinRequest r = JoinReq(1);
+  r.set_known_epoch(40);
+  auto j = svc_->Join(r);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_GT(j->map().epoch(), 40u);
+  EXPECT_GT(svc_->epoch(), 40u);
+  // An absurd one is refused and changes nothing.
+  r = JoinReq(2);
+  r.set_known_epoch(~uint64_t{0});
+  const uint64_t e = svc_->epoch();
+  EXPECT_EQ(svc_->Join(r).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->epoch(), e);
+}
+
+TEST_F(CoordinatorRestartTest, CorruptRosterIsAnError) {
+  svc_.reset();
+  {
+    FILE* f = fopen((state_dir_ + "/roster.pb").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fputs("\xff\xff garbage", f);
+    fclose(f);
+  }
+  CoordinatorOptions o;
+  o.state_dir = state_dir_;
+  o.clock = &clock_;
+  auto s = CoordinatorService::Create(o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(CoordinatorRestartTest, CorruptEpochFileIsAnError) {
