@@ -9,6 +9,7 @@
 #include "grpcpp/create_channel.h"
 #include "proto/agent_control.grpc.pb.h"
 #include "proto/cluster_map_convert.h"
+#include "proto/channel.h"
 
 namespace kvf {
 namespace {
@@ -56,7 +57,7 @@ class GrpcAgentClient final : public AgentClient {
   proto::AgentControl::Stub* Stub(const std::string& address) {
     absl::MutexLock lock(&mu_);
     auto& stub = stubs_[address];
-    if (!stub) stub = proto::AgentControl::NewStub(grpc::CreateChannel(address, credentials_));
+    if (!stub) stub = proto::AgentControl::NewStub(OpenChannel(address, credentials_));
     return stub.get();
   }
 

@@ -13,6 +13,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/cluster_map_convert.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/channel.h"
 
 namespace kvf::client_internal {
 namespace {
@@ -37,7 +38,7 @@ absl::StatusOr<std::unique_ptr<MapWatcher>> MapWatcher::Start(std::string addres
   if (address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
   std::unique_ptr<MapWatcher> w(new MapWatcher(std::move(address), std::move(token), rpc_timeout));
   w->rpc_ = std::make_unique<Rpc>();
-  w->rpc_->channel = grpc::CreateChannel(w->address_, grpc::InsecureChannelCredentials());
+  w->rpc_->channel = OpenChannel(w->address_);
   w->rpc_->stub = proto::Coordinator::NewStub(w->rpc_->channel);
   absl::Status s = w->FetchOnce(absl::Now() + rpc_timeout);
   if (!s.ok()) {

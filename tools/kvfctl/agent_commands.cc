@@ -21,6 +21,7 @@
 #include "proto/agent_control.grpc.pb.h"
 #include "tools/kvfctl/commands.h"
 #include "tools/kvfctl/output.h"
+#include "proto/channel.h"
 
 namespace kvf::ctl {
 namespace {
@@ -220,7 +221,7 @@ int RunEvict(Context& ctx, const EvictParams& params) {
   std::vector<std::unique_ptr<proto::AgentControl::Stub>> stubs;
   for (const proto::Node* n : live) {
     stubs.push_back(proto::AgentControl::NewStub(
-        grpc::CreateChannel(n->address(), grpc::InsecureChannelCredentials())));
+        OpenChannel(n->address())));
   }
   uint64_t evicted_total = 0;
   int failed_agents = 0;

@@ -16,6 +16,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/auth.h"
+#include "proto/channel.h"
 
 namespace kvf::ctl {
 namespace {
@@ -82,13 +83,8 @@ Context::Context(Options options) : options_(std::move(options)) {}
 
 proto::Coordinator::Stub& Context::coordinator() {
   if (stub_ == nullptr) {
-    grpc::ChannelArguments args;
-    // One quick attempt: an operator wants "unreachable" now, not after
-    // reconnect backoff.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    channel_ =
-        grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
+    // Short reconnect backoff: an operator wants "unreachable" now.
+    channel_ = OpenChannel(options_.coordinator);
     stub_ = proto::Coordinator::NewStub(channel_);
   }
   return *stub_;
