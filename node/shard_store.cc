@@ -106,7 +106,7 @@ class ShardStoreImpl final : public ShardStore {
     return lease == absl::ZeroDuration() ? options_.default_lease : lease;
   }
   BlockInfo InfoOf(const Entry& e) const {
-    return BlockInfo{e.version, e.codec, e.size, tiers_[e.tier].memory->kind()};
+    return BlockInfo{e.version, e.codec, e.size, tiers_[e.tier].memory->kind(), e.mutable_entry};
   }
   absl::StatusOr<int> PageClassLocked(NamespaceInfo& info, size_t tier, CodecId codec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -622,7 +622,7 @@ std::vector<StoredBlock> ShardStoreImpl::Scan(const std::function<bool(uint64_t)
   std::vector<StoredBlock> out;
   index_.ForEach([&](EntryId, const Entry& e) {
     if (want(e.placement_hash)) {
-      out.push_back(StoredBlock{e.ns, e.key, e.placement_hash, InfoOf(e), e.mutable_entry});
+      out.push_back(StoredBlock{e.ns, e.key, e.placement_hash, InfoOf(e)});
     }
   });
   return out;

@@ -62,6 +62,9 @@ struct BlockInfo {
   CodecId codec = CodecId::kNone;
   uint64_t size = 0;  // stored bytes
   TierKind tier = TierKind::kHost;
+  // A mutable entry (PutOptions::mutable_entry): its bytes can change under
+  // the same key, so a copy can be stale. Immutable ones cannot.
+  bool mutable_entry = false;
 };
 
 struct PutOptions {
@@ -87,7 +90,6 @@ struct StoredBlock {
   BlockKey key;
   uint64_t placement_hash = 0;
   BlockInfo info;
-  bool mutable_entry = false;
 };
 
 struct PutResult {

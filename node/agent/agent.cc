@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <pthread.h>
@@ -88,7 +89,12 @@ class AgentImpl final : public Agent {
   std::string http_address() const override { return http_address_; }
 
  private:
-  absl::Status JoinCluster();
+  // Joins as node `id` (kNoNode: a new node) and installs the map.
+  absl::Status JoinCluster(NodeId id);
+  // Back after being declared down, or forgotten by a coordinator that lost
+  // its state: drops what may be stale, then re-joins (as a new node if the
+  // coordinator does not know this id).
+  void Rejoin(const absl::Status& why);
   void OnMap(const ClusterMap& map);
   // Runs `step` every heartbeat period until Shutdown.
   void Every(const std::function<void()>& step);
@@ -204,7 +210,7 @@ absl::Status AgentImpl::Init() {
     http_address_ = absl::StrCat(host, ":", http_->port());
   }
 
-  KVF_RETURN_IF_ERROR(JoinCluster());
+  KVF_RETURN_IF_ERROR(JoinCluster(options_.node_id));
   heartbeats_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kvf-heartbeat");
     Every([this] { Heartbeat(); });
@@ -216,7 +222,7 @@ absl::Status AgentImpl::Init() {
   return absl::OkStatus();
 }
 
-absl::Status AgentImpl::JoinCluster() {
+absl::Status AgentImpl::JoinCluster(NodeId id) {
   proto::JoinRequest req;
   req.set_address(control_address_);
   req.set_data_address(EncodeDataAddress(transport_->address()));
@@ -230,9 +236,12 @@ absl::Status AgentImpl::JoinCluster() {
   req.set_failure_domain(domain);
   req.set_capacity_bytes(options_.host_bytes);
   req.add_tiers("host");
-  req.set_node_id(data_plane_->self() != kNoNode ? data_plane_->self() : options_.node_id);
+  req.set_node_id(id);
+  req.set_known_epoch(data_plane_->epoch());
+  const auto sent = std::chrono::steady_clock::now();
   KVF_ASSIGN_OR_RETURN(proto::JoinResponse resp, link_->Join(req));
   data_plane_->SetSelf(resp.node_id());
+  data_plane_->SetLeaseUntil(sent + std::chrono::milliseconds(resp.lease_ms()));
   {
     absl::MutexLock lock(&mu_);
     if (options_.heartbeat > absl::ZeroDuration()) {
@@ -299,17 +308,16 @@ void AgentImpl::Heartbeat() {
   const AgeHistogram ages = store_->Ages();
   for (uint64_t b : ages.bytes) req.mutable_ages()->add_bytes(b);
   req.set_known_epoch(data_plane_->epoch());
+  const auto sent = std::chrono::steady_clock::now();
   absl::StatusOr<proto::HeartbeatResponse> resp = link_->Heartbeat(req);
   if (!resp.ok()) {
     KVF_LOG(WARNING) << "agent: heartbeat: " << resp.status();
     if (absl::IsFailedPrecondition(resp.status()) || absl::IsNotFound(resp.status())) {
-      // Marked down (or the coordinator forgot us): re-join with our id.
-      if (absl::Status s = JoinCluster(); !s.ok()) {
-        KVF_LOG(WARNING) << "agent: re-join: " << s;
-      }
+      Rejoin(resp.status());
     }
     return;
   }
+  data_plane_->SetLeaseUntil(sent + std::chrono::milliseconds(resp->lease_ms()));
   if (resp->has_eviction_cutoff_ms()) {
     absl::MutexLock lock(&mu_);
     eviction_cutoff_ = EvictionCutoff{absl::Milliseconds(resp->eviction_cutoff_ms()),
@@ -319,6 +327,31 @@ void AgentImpl::Heartbeat() {
     // The watch lags: fetch the map now.
     if (absl::StatusOr<ClusterMap> map = link_->GetClusterMap(); map.ok()) OnMap(*map);
   }
+}
+
+void AgentImpl::Rejoin(const absl::Status& why) {
+  // While this node was down its ranges had other owners, which may have
+  // taken newer writes of mutable entries that it never heard of. It cannot
+  // tell which, so it drops every mutable entry before it is active again
+  // (the re-join's migration brings current copies back). Its lease has
+  // lapsed (the coordinator's deadline ends after ours), so no client write
+  // of a mutable entry lands between this scan and the join. Immutable blocks
+  // are content-addressed: the same key is the same bytes, never stale.
+  size_t dropped = 0;
+  for (const StoredBlock& b : store_->Scan([](uint64_t) { return true; })) {
+    if (b.info.mutable_entry && store_->Remove(b.ns, b.key).ok()) ++dropped;
+  }
+  KVF_LOG(WARNING) << "agent: node " << node_id() << " re-joins (" << why.message()
+                   << "); dropped " << dropped << " mutable blocks that may be stale";
+  absl::Status s = JoinCluster(node_id());
+  if (absl::IsNotFound(s)) {
+    // A coordinator that lost its state does not know this id: join as a new
+    // node and keep the blocks (those the new placement does not give this
+    // node are collected once no migration runs).
+    KVF_LOG(WARNING) << "agent: " << s << "; joining as a new node";
+    s = JoinCluster(kNoNode);
+  }
+  if (!s.ok()) KVF_LOG(WARNING) << "agent: re-join: " << s;
 }
 
 void AgentImpl::CollectForeignBlocks() {

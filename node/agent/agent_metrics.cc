@@ -71,6 +71,12 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
   p.Line("kvf_agent_bad_frames_total", dp.bad_frames());
   p.Help("kvf_agent_stale_refusals_total", "counter", "Reads refused because the copy was stale.");
   p.Line("kvf_agent_stale_refusals_total", dp.stale_refusals());
+  p.Help("kvf_agent_fenced_refusals_total", "counter",
+         "Mutable blocks refused (reads and writes) while the coordinator lease had lapsed.");
+  p.Line("kvf_agent_fenced_refusals_total", dp.fenced_refusals());
+  p.Help("kvf_agent_lease_lapsed", "gauge",
+         "1 while this agent's coordinator lease has lapsed (mutable blocks fenced).");
+  p.Line("kvf_agent_lease_lapsed", dp.LeaseLapsed() ? 1 : 0);
   p.Help("kvf_agent_request_seconds", "histogram", "Data-plane request handling time by op.");
   for (int op = 0; op < kNumDataOps; ++op) {
     const auto o = static_cast<DataOp>(op);

@@ -118,6 +118,20 @@ std::optional<NamespaceSpec> DataPlane::Spec(NamespaceId ns) const {
   return it->second;
 }
 
+void DataPlane::SetLeaseUntil(std::chrono::steady_clock::time_point until) {
+  lease_until_ns_.store(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count());
+}
+
+bool DataPlane::LeaseLapsed() const {
+  const int64_t until = lease_until_ns_.load();
+  if (until == 0) return false;
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  return now > until;
+}
+
 bool DataPlane::IsStale(NamespaceId ns, const BlockKey& key, const Version& stored) const {
   absl::MutexLock lock(&mu_);
   auto it = known_.find(KeyOf{ns, key});
@@ -274,9 +288,14 @@ absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r
   protocol::LookupResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.entries.resize(keys.size());
+  const bool fenced = LeaseLapsed();
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!found[i]) continue;
+    if (fenced && found[i]->mutable_entry) {  // cannot prove it current: not held
+      ++fenced_refusals_;
+      continue;
+    }
     auto it = known_.find(KeyOf{r.header.namespace_id, keys[i]});
     if (it != known_.end() && it->second > found[i]->version) continue;  // stale: not held
     resp.entries[i] = protocol::LookupEntry{true, found[i]->codec,
@@ -296,6 +315,7 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r) {
   resp.descriptors.push_back(arena_->descriptor());
   BatchLease batch;
   batch.expires = absl::Now() + options_.get_lease;
+  const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < r.keys.size(); ++i) {
     protocol::GetEntry& e = resp.entries[i];
     absl::StatusOr<Lease> lease = store_->Pin(ns, r.keys[i].key, options_.get_lease);
@@ -304,7 +324,10 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r) {
       continue;
     }
     absl::StatusCode refuse = absl::StatusCode::kOk;
-    if (IsStale(ns, r.keys[i].key, lease->info.version)) {
+    if (fenced && lease->info.mutable_entry) {
+      ++fenced_refusals_;
+      refuse = absl::StatusCode::kUnavailable;
+    } else if (IsStale(ns, r.keys[i].key, lease->info.version)) {
       ++stale_refusals_;
       refuse = absl::StatusCode::kAborted;
     } else if (r.has_min_version && lease->info.version < r.min_version) {
@@ -359,9 +382,18 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
   resp.results.resize(r.entries.size());
   resp.descriptors.push_back(arena_->descriptor());
   const absl::Time expires = absl::Now() + options_.reservation_ttl;
+  const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < r.entries.size(); ++i) {
     const protocol::ReserveEntry& in = r.entries[i];
     protocol::ReserveResult& out = resp.results[i];
+    if (fenced && in.is_mutable && !in.has_version) {
+      // A client's write of a mutable entry: another owner may hold a newer
+      // version this node cannot see. Copies from a primary carry a version
+      // and are kept only if newer, so they stay welcome.
+      ++fenced_refusals_;
+      out.code = absl::StatusCode::kUnavailable;
+      continue;
+    }
     {
       absl::MutexLock lock(&mu_);
       auto tomb = removed_.find(KeyOf{ns, in.key});

@@ -16,6 +16,13 @@
 //  * Invalidate records a newer version than the stored one: the stale copy is
 //    never served again (Get answers ABORTED for it, Lookup says not held) and
 //    is dropped when unpinned.
+//  * Lease fencing: past the agent's own view of its coordinator lease
+//    (SetLeaseUntil), this node may have been declared down and its ranges
+//    written elsewhere, so it cannot prove its mutable entries current: Get
+//    answers UNAVAILABLE for them (the client reads another owner), Lookup
+//    says not held, and client writes of mutable entries are refused.
+//    Immutable (content-addressed) blocks cannot be stale and stay served, so
+//    a coordinator outage does not take reads of them down (docs/faults.md).
 //
 // Handlers run on the transport's progress thread: they only take this
 // class's and the store's mutexes, never block on the network.
@@ -24,6 +31,7 @@
 #define KVF_NODE_AGENT_DATA_PLANE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -104,6 +112,14 @@ class DataPlane {
   // While false, every request is answered UNAVAILABLE ("shutting down").
   void SetServing(bool serving) { serving_.store(serving); }
 
+  // The coordinator lease as this agent knows it: the send time of the last
+  // heartbeat (or join) the coordinator accepted, plus the lease. The
+  // coordinator's own deadline starts at its receipt, so this one never ends
+  // later. Until the first call, nothing is fenced (the node owns nothing).
+  void SetLeaseUntil(std::chrono::steady_clock::time_point until);
+  // Whether the lease above has run out (mutable entries are fenced).
+  bool LeaseLapsed() const;
+
   std::optional<NamespaceSpec> Spec(NamespaceId ns) const;
   // Whether a version newer than `stored` is known for the key.
   bool IsStale(NamespaceId ns, const BlockKey& key, const Version& stored) const;
@@ -117,6 +133,8 @@ class DataPlane {
   uint64_t wrong_owner() const { return wrong_owner_.load(); }
   uint64_t bad_frames() const { return bad_frames_.load(); }
   uint64_t stale_refusals() const { return stale_refusals_.load(); }
+  // Mutable blocks refused (reads and writes) while the lease had lapsed.
+  uint64_t fenced_refusals() const { return fenced_refusals_.load(); }
   uint64_t active_batch_leases() const;
 
  private:
@@ -166,6 +184,8 @@ class DataPlane {
   RemoveListener on_remove_;
   std::atomic<NodeId> self_{kNoNode};
   std::atomic<bool> serving_{true};
+  // steady_clock nanoseconds; 0 = no lease yet.
+  std::atomic<int64_t> lease_until_ns_{0};
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Ownership> ownership_ ABSL_GUARDED_BY(mu_);
@@ -185,6 +205,7 @@ class DataPlane {
   std::atomic<uint64_t> wrong_owner_{0};
   std::atomic<uint64_t> bad_frames_{0};
   std::atomic<uint64_t> stale_refusals_{0};
+  std::atomic<uint64_t> fenced_refusals_{0};
 };
 
 }  // namespace kvf

@@ -245,7 +245,7 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
       e.placement_hash = blocks[i].placement_hash;
       e.size = static_cast<uint32_t>(lease->info.size);
       e.codec = lease->info.codec;
-      e.is_mutable = blocks[i].mutable_entry || lease->info.version.counter > 0;
+      e.is_mutable = blocks[i].info.mutable_entry || lease->info.version.counter > 0;
       e.has_version = true;
       e.version = lease->info.version;
       reserve.entries.push_back(e);
