@@ -18,6 +18,7 @@
 #include "proto/coordinator.grpc.pb.h"
 #include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/scrape.h"
+#include "proto/channel.h"
 
 namespace kvf::testing {
 namespace {
@@ -51,7 +52,7 @@ class ClusterChangeTest : public ClusterTest {
     ASSERT_TRUE(ns.ok()) << ns.status();
     ns_ = *ns;
     stub_ = proto::Coordinator::NewStub(
-        grpc::CreateChannel(cluster_->coordinator(), grpc::InsecureChannelCredentials()));
+        OpenChannel(cluster_->coordinator()));
   }
 
   // Writes `sequences` random sequences of `blocks` blocks.

@@ -3,19 +3,23 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +31,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/cluster_map_convert.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "proto/channel.h"
 
 // Where the build put the binaries (one candidate of FindBinary).
 #ifndef KVF_COORDINATOR_BIN
@@ -186,32 +191,13 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   }
 
   if (options.coordinator_address.empty()) {
-    c->coordinator_bin_ = options.coordinator_bin;
-    if (c->coordinator_bin_.empty()) {
-      KVF_ASSIGN_OR_RETURN(c->coordinator_bin_, FindBinary("kvf-coordinator"));
-    }
-    std::vector<std::string> argv = {c->coordinator_bin_,
-                                     absl::StrCat("--listen=", options.host, ":0"),
-                                     absl::StrCat("--http_listen=", options.host, ":0"),
-                                     absl::StrCat("--token_file=", c->token_file_),
-                                     absl::StrCat("--replication=", options.replication),
-                                     absl::StrCat("--lease_ms=", options.lease_ms)};
-    argv.insert(argv.end(), options.extra_coordinator_flags.begin(),
-                options.extra_coordinator_flags.end());
-    KVF_ASSIGN_OR_RETURN(std::string line,
-                         c->Spawn(argv, {}, c->dir_ + "/coordinator", "kvf-coordinator listening ",
-                                  &c->coordinator_pid_));
-    c->coordinator_ = Field(line, "grpc");
-    c->coordinator_http_ = Field(line, "http");
-    if (c->coordinator_.empty()) {
-      return absl::InternalError(absl::StrCat("no grpc= in the coordinator's line: ", line));
-    }
+    KVF_RETURN_IF_ERROR(c->StartCoordinator(absl::StrCat(options.host, ":0")));
   } else {
     c->coordinator_ = options.coordinator_address;
   }
   c->rpc_ = std::make_unique<Rpc>();
   c->rpc_->stub = proto::Coordinator::NewStub(
-      grpc::CreateChannel(c->coordinator_, grpc::InsecureChannelCredentials()));
+      OpenChannel(c->coordinator_));
 
   for (int i = 0; i < options.agents; ++i) KVF_RETURN_IF_ERROR(c->StartAgent().status());
   if (options.wait_active && options.agents > 0) {
@@ -221,6 +207,53 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
 }
 
 LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
+
+absl::Status LocalCluster::StartCoordinator(const std::string& listen) {
+  if (coordinator_bin_.empty()) {
+    coordinator_bin_ = options_.coordinator_bin;
+    if (coordinator_bin_.empty()) {
+      KVF_ASSIGN_OR_RETURN(coordinator_bin_, FindBinary("kvf-coordinator"));
+    }
+  }
+  std::vector<std::string> argv = {coordinator_bin_,
+                                   absl::StrCat("--listen=", listen),
+                                   absl::StrCat("--http_listen=", options_.host, ":0"),
+                                   absl::StrCat("--token_file=", token_file_),
+                                   absl::StrCat("--replication=", options_.replication),
+                                   absl::StrCat("--lease_ms=", options_.lease_ms)};
+  if (!options_.coordinator_state_dir.empty()) {
+    const fs::path state = fs::path(dir_) / options_.coordinator_state_dir;  // absolute stays
+    argv.push_back(absl::StrCat("--state_dir=", state.string()));
+  }
+  argv.insert(argv.end(), options_.extra_coordinator_flags.begin(),
+              options_.extra_coordinator_flags.end());
+  KVF_ASSIGN_OR_RETURN(std::string line,
+                       Spawn(argv, {}, dir_ + "/coordinator", "kvf-coordinator listening ",
+                             &coordinator_pid_, options_.coordinator_netns));
+  coordinator_ = Field(line, "grpc");
+  coordinator_http_ = Field(line, "http");
+  if (coordinator_.empty()) {
+    return absl::InternalError(absl::StrCat("no grpc= in the coordinator's line: ", line));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::KillCoordinator() {
+  KillAndReap(coordinator_pid_);
+  coordinator_pid_ = -1;
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::RestartCoordinator() {
+  if (coordinator_pid_ > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the coordinator still runs (pid ", coordinator_pid_, ")"));
+  }
+  if (coordinator_.empty() || !options_.coordinator_address.empty()) {
+    return absl::FailedPreconditionError("this cluster did not start the coordinator");
+  }
+  return StartCoordinator(coordinator_);
+}
 
 LocalCluster::~LocalCluster() {
   for (AgentProcess& a : agents_) KillAndReap(a.pid);
@@ -260,7 +293,7 @@ absl::Status LocalCluster::Stop(absl::Duration timeout) {
 absl::StatusOr<std::string> LocalCluster::Spawn(
     const std::vector<std::string>& args,
     const std::vector<std::pair<std::string, std::string>>& env, const std::string& prefix,
-    const std::string& ready_prefix, pid_t* pid) {
+    const std::string& ready_prefix, pid_t* pid, const std::string& netns) {
   const std::string out_path = prefix + ".out";
   const std::string err_path = prefix + ".err";
   std::vector<std::string> copy = args;
@@ -273,10 +306,23 @@ absl::StatusOr<std::string> LocalCluster::Spawn(
   // starts, so the wait below cannot read the old ready line.
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
+  int netns_fd = -1;
+  if (!netns.empty()) {
+    const std::string path = absl::StrCat("/var/run/netns/", netns);
+    netns_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("network namespace ", path, ": ", std::strerror(errno)));
+    }
+  }
+  absl::Cleanup close_netns = [netns_fd] {
+    if (netns_fd >= 0) ::close(netns_fd);
+  };
   const pid_t parent = ::getpid();
   const pid_t child = ::fork();
   if (child < 0) return absl::InternalError("fork failed");
   if (child == 0) {
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) ::_exit(124);
     if (die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
@@ -349,17 +395,22 @@ absl::StatusOr<int> LocalCluster::StartAgent(std::string domain) {
   AgentProcess a;
   a.failure_domain = domain;
   a.log_prefix = absl::StrCat(dir_, "/agent-", index);
+  auto at = [index](const std::vector<std::string>& v, const std::string& otherwise) {
+    return static_cast<size_t>(index) < v.size() ? v[index] : otherwise;
+  };
+  const std::string host = at(options_.agent_hosts, options_.host);
   std::vector<std::string> argv = {agent_bin_,
                                    absl::StrCat("--coordinator=", coordinator_),
                                    absl::StrCat("--token_file=", token_file_),
-                                   absl::StrCat("--listen=", options_.host, ":0"),
-                                   absl::StrCat("--http_listen=", options_.host, ":0"),
+                                   absl::StrCat("--listen=", host, ":0"),
+                                   absl::StrCat("--http_listen=", host, ":0"),
                                    absl::StrCat("--host_bytes=", options_.host_bytes),
                                    absl::StrCat("--failure_domain=", domain)};
   if (!options_.ucx_tls.empty()) argv.push_back(absl::StrCat("--ucx_tls=", options_.ucx_tls));
   argv.insert(argv.end(), options_.extra_agent_flags.begin(), options_.extra_agent_flags.end());
   KVF_ASSIGN_OR_RETURN(std::string line,
-                       Spawn(argv, options_.agent_env, a.log_prefix, "kvf-agent ready ", &a.pid));
+                       Spawn(argv, options_.agent_env, a.log_prefix, "kvf-agent ready ", &a.pid,
+                             at(options_.agent_netns, "")));
   uint32_t node = 0;
   if (!absl::SimpleAtoi(Field(line, "node"), &node)) {
     KillAndReap(a.pid);
@@ -397,6 +448,8 @@ absl::StatusOr<ClusterMap> LocalCluster::GetClusterMap() const {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Across a coordinator restart: wait for the connection, not fail at once.
+  ctx.set_wait_for_ready(true);
   proto::ClusterMap pm;
   grpc::Status s = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
   if (!s.ok()) return FromGrpcStatus(s);

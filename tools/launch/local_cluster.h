@@ -51,6 +51,18 @@ struct LocalClusterOptions {
   // in which case agent i is in "d<i % failure_domains>".
   int failure_domains = 0;
   std::vector<std::string> extra_coordinator_flags;
+  // The coordinator's --state_dir (its epoch and roster; created if missing),
+  // relative to `dir` unless absolute; empty: none, so a restarted
+  // coordinator would start a new cluster.
+  std::string coordinator_state_dir;
+  // Network namespaces (names under /var/run/netns, made by the caller) to
+  // start the daemons in; empty: the caller's. agent_netns[i] is agent i's;
+  // agents past its end use the caller's. With namespaces, `host` must be an
+  // address every namespace reaches (the coordinator's), and each agent
+  // listens on agent_hosts[i].
+  std::string coordinator_netns;
+  std::vector<std::string> agent_netns;
+  std::vector<std::string> agent_hosts;
   std::vector<std::string> extra_agent_flags;
   // Extra environment for every agent (e.g. CUDA_VISIBLE_DEVICES).
   std::vector<std::pair<std::string, std::string>> agent_env;
@@ -126,6 +138,12 @@ class LocalCluster {
   // (waiting up to `timeout`) and marks it stopped.
   absl::Status SignalAgent(int index, int signal, absl::Duration timeout = absl::Seconds(10));
   absl::Status KillAgent(int index) { return SignalAgent(index, 9); }
+  // SIGKILLs the coordinator and reaps it; OK if it was not running.
+  absl::Status KillCoordinator();
+  // Starts the coordinator again on the gRPC address it had, with the same
+  // flags (and so the same state dir), as an operator's restart would, and
+  // waits for its ready line. FAILED_PRECONDITION if it still runs.
+  absl::Status RestartCoordinator();
   absl::Status TerminateAgent(int index) { return SignalAgent(index, 15); }
 
   // Graceful shutdown: SIGTERM to every agent (they leave the cluster), wait
@@ -155,10 +173,13 @@ class LocalCluster {
   struct Rpc;
   // fork/exec `argv` with stdout/stderr to `<prefix>.out/.err`; waits until
   // stdout holds a line starting with `ready_prefix`, and returns it.
+  // In network namespace `netns` when it is not empty.
   absl::StatusOr<std::string> Spawn(const std::vector<std::string>& argv,
                                     const std::vector<std::pair<std::string, std::string>>& env,
                                     const std::string& prefix, const std::string& ready_prefix,
-                                    pid_t* pid);
+                                    pid_t* pid, const std::string& netns = "");
+  // Starts the coordinator listening on `listen` (host:port, port 0 picks).
+  absl::Status StartCoordinator(const std::string& listen);
 
   LocalClusterOptions options_;
   std::string dir_;
