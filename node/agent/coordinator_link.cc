@@ -9,6 +9,7 @@
 #include "grpcpp/create_channel.h"
 #include "proto/auth.h"
 #include "proto/cluster_map_convert.h"
+#include "proto/channel.h"
 
 namespace kvf {
 namespace {
@@ -26,7 +27,7 @@ CoordinatorLink::CoordinatorLink(const std::string& address, std::string token,
     : token_(std::move(token)),
       timeout_(timeout),
       stub_(proto::Coordinator::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+          OpenChannel(address))) {}
 
 CoordinatorLink::~CoordinatorLink() { StopWatch(); }
 
