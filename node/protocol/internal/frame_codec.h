@@ -1,9 +1,10 @@
 // The frame codec's shared pieces, private to node/protocol: sizes and
 // limits, field readers and writers, descriptor and location checks, and the
 // frame envelope. Used by frames.cc (header, namespace, lookup, get) and
-// frames_put.cc (reserve, commit, remove, invalidate, ack, error). Internal
-// linkage on purpose: each of the two files gets its own copy, and nothing
-// outside node/protocol includes this.
+// frames_put.cc (reserve, commit, remove, invalidate, ack, error). Nothing
+// outside node/protocol includes this. The functions are inline (one definition
+// shared by both files); the two files use the pieces unqualified, as parts of
+// one codec, through the using-directive at the end.
 #ifndef KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
 #define KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
 
@@ -17,31 +18,23 @@
 #include "node/protocol/frames.h"
 #include "node/protocol/internal/wire_io.h"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-
-namespace kvf::protocol {
-namespace {
-
-
-using internal::WireReader;
-using internal::WireWriter;
+namespace kvf::protocol::internal {
 
 // Body sizes (docs/protocol.md has the tables).
-constexpr size_t kKeyBytes = 16;
-constexpr size_t kKeyRefBytes = kKeyBytes + 8;
-constexpr size_t kVersionBytes = 16;
-constexpr size_t kLookupEntryBytes = 24;
-constexpr size_t kGetEntryBytes = 40;
-constexpr size_t kReserveEntryBytes = 68;
-constexpr size_t kReserveResultBytes = 48;
-constexpr size_t kCommitResultBytes = 24;
-constexpr size_t kInvalidationBytes = 32;
-constexpr size_t kGetResponseFixedBytes = 24;
-constexpr size_t kReserveResponseFixedBytes = 8;
+inline constexpr size_t kKeyBytes = 16;
+inline constexpr size_t kKeyRefBytes = kKeyBytes + 8;
+inline constexpr size_t kVersionBytes = 16;
+inline constexpr size_t kLookupEntryBytes = 24;
+inline constexpr size_t kGetEntryBytes = 40;
+inline constexpr size_t kReserveEntryBytes = 68;
+inline constexpr size_t kReserveResultBytes = 48;
+inline constexpr size_t kCommitResultBytes = 24;
+inline constexpr size_t kInvalidationBytes = 32;
+inline constexpr size_t kGetResponseFixedBytes = 24;
+inline constexpr size_t kReserveResponseFixedBytes = 8;
 // A UCX descriptor (rkey of a few hundred bytes) is well under this; the rest
 // of a maximal Get/Reserve response leaves at least this much per descriptor.
-constexpr size_t kDescriptorBudget = 1024;
+inline constexpr size_t kDescriptorBudget = 1024;
 
 static_assert(kFrameHeaderBytes + 4 + kMaxLookupKeys * kKeyRefBytes <= kMaxMessageBytes);
 static_assert(kFrameHeaderBytes + 4 + kMaxLookupKeys * kLookupEntryBytes <= kMaxMessageBytes);
@@ -62,13 +55,14 @@ static_assert(kFrameHeaderBytes + 20 + kMaxErrorMessageBytes <= kMaxMessageBytes
 // RegisterNamespace at its largest: model_id and tenant (u32 length + up to
 // kMaxStringLength bytes each), four layout u32s, dtype u8, tp_rank and tp_size
 // u32s, hash u8, segment_blocks u32.
-constexpr size_t kRegisterNamespaceMaxBytes =
+inline constexpr size_t kRegisterNamespaceMaxBytes =
     2 * (4 + NamespaceSpec::kMaxStringLength) + 4 * 4 + 1 + 2 * 4 + 1 + 4;
 static_assert(kFrameHeaderBytes + kRegisterNamespaceMaxBytes <= kMaxMessageBytes);
 
-constexpr uint32_t kMaxStatusCode = static_cast<uint32_t>(absl::StatusCode::kUnauthenticated);
+inline constexpr uint32_t kMaxStatusCode =
+    static_cast<uint32_t>(absl::StatusCode::kUnauthenticated);
 
-std::string Name(FrameType t) { return std::string(FrameTypeName(t)); }
+inline std::string Name(FrameType t) { return std::string(FrameTypeName(t)); }
 
 // The installed Abseil's StrCat does not take std::string_view (its
 // absl::string_view is a separate type); everything else passes through.
@@ -84,31 +78,31 @@ absl::Status Invalid(FrameType t, const auto&... parts) {
 
 // ---- Shared field codecs ---------------------------------------------------
 
-void PutKey(WireWriter& w, const BlockKey& k) {
+inline void PutKey(WireWriter& w, const BlockKey& k) {
   w.Put<uint64_t>(k.hi);
   w.Put<uint64_t>(k.lo);
 }
-absl::Status GetKey(WireReader& r, BlockKey* k, std::string_view field) {
+inline absl::Status GetKey(WireReader& r, BlockKey* k, std::string_view field) {
   KVF_RETURN_IF_ERROR(r.Get(&k->hi, field));
   return r.Get(&k->lo, field);
 }
-void PutVersion(WireWriter& w, const Version& v) {
+inline void PutVersion(WireWriter& w, const Version& v) {
   w.Put<uint64_t>(v.epoch);
   w.Put<uint64_t>(v.counter);
 }
-void PutKeyRef(WireWriter& w, const KeyRef& k) {
+inline void PutKeyRef(WireWriter& w, const KeyRef& k) {
   PutKey(w, k.key);
   w.Put<uint64_t>(k.placement_hash);
 }
-absl::Status GetKeyRef(WireReader& r, KeyRef* k) {
+inline absl::Status GetKeyRef(WireReader& r, KeyRef* k) {
   KVF_RETURN_IF_ERROR(GetKey(r, &k->key, "key"));
   return r.Get(&k->placement_hash, "placement hash");
 }
-absl::Status GetVersion(WireReader& r, Version* v, std::string_view field) {
+inline absl::Status GetVersion(WireReader& r, Version* v, std::string_view field) {
   KVF_RETURN_IF_ERROR(r.Get(&v->epoch, field));
   return r.Get(&v->counter, field);
 }
-absl::Status GetCodec(WireReader& r, FrameType t, size_t i, CodecId* codec) {
+inline absl::Status GetCodec(WireReader& r, FrameType t, size_t i, CodecId* codec) {
   uint8_t b = 0;
   KVF_RETURN_IF_ERROR(r.Get(&b, "codec"));
   auto c = CodecFromWire(b);
@@ -116,7 +110,7 @@ absl::Status GetCodec(WireReader& r, FrameType t, size_t i, CodecId* codec) {
   *codec = *c;
   return absl::OkStatus();
 }
-absl::Status GetCode(WireReader& r, FrameType t, size_t i, absl::StatusCode* code) {
+inline absl::Status GetCode(WireReader& r, FrameType t, size_t i, absl::StatusCode* code) {
   uint32_t c = 0;
   KVF_RETURN_IF_ERROR(r.Get(&c, "status code"));
   if (c > kMaxStatusCode)
@@ -124,26 +118,26 @@ absl::Status GetCode(WireReader& r, FrameType t, size_t i, absl::StatusCode* cod
   *code = static_cast<absl::StatusCode>(c);
   return absl::OkStatus();
 }
-absl::Status CheckCode(FrameType t, size_t i, absl::StatusCode code) {
+inline absl::Status CheckCode(FrameType t, size_t i, absl::StatusCode code) {
   const auto c = static_cast<uint32_t>(code);
   if (c > kMaxStatusCode)
     return Invalid(t, "entry ", i, ": status code ", c, " is not an absl code");
   return absl::OkStatus();
 }
-absl::Status CheckCodec(FrameType t, size_t i, CodecId codec) {
+inline absl::Status CheckCodec(FrameType t, size_t i, CodecId codec) {
   if (!CodecFromWire(static_cast<uint8_t>(codec)).ok()) {
     return Invalid(t, "entry ", i, ": unknown codec ", static_cast<int>(codec));
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckCount(FrameType t, std::string_view what, size_t count, size_t max) {
+inline absl::Status CheckCount(FrameType t, std::string_view what, size_t count, size_t max) {
   if (count > max) return Invalid(t, what, " count ", count, " exceeds ", max);
   return absl::OkStatus();
 }
 
 // The body must be exactly `fixed + count * entry` bytes.
-absl::Status CheckBodySize(FrameType t, std::string_view what, size_t body, size_t fixed,
+inline absl::Status CheckBodySize(FrameType t, std::string_view what, size_t body, size_t fixed,
                            size_t count, size_t entry) {
   const size_t want = fixed + count * entry;  // count is bounded: no overflow
   if (body != want) {
@@ -154,7 +148,7 @@ absl::Status CheckBodySize(FrameType t, std::string_view what, size_t body, size
 }
 
 // A location must name a descriptor of the response and lie inside it.
-absl::Status CheckLocation(FrameType t, size_t i, const BlockLocation& loc,
+inline absl::Status CheckLocation(FrameType t, size_t i, const BlockLocation& loc,
                            const std::vector<RemoteDescriptor>& descriptors) {
   if (loc.descriptor_index >= descriptors.size()) {
     return Invalid(t, "entry ", i, ": descriptor index ", loc.descriptor_index, " out of range (",
@@ -169,19 +163,19 @@ absl::Status CheckLocation(FrameType t, size_t i, const BlockLocation& loc,
   return absl::OkStatus();
 }
 
-void PutLocation(WireWriter& w, const BlockLocation& loc) {
+inline void PutLocation(WireWriter& w, const BlockLocation& loc) {
   w.Put<uint32_t>(loc.descriptor_index);
   w.Put<uint32_t>(loc.size);
   w.Put<uint64_t>(loc.offset);
 }
-absl::Status GetLocation(WireReader& r, BlockLocation* loc) {
+inline absl::Status GetLocation(WireReader& r, BlockLocation* loc) {
   KVF_RETURN_IF_ERROR(r.Get(&loc->descriptor_index, "descriptor index"));
   KVF_RETURN_IF_ERROR(r.Get(&loc->size, "size"));
   return r.Get(&loc->offset, "offset");
 }
 
 // Descriptors: u32 length | RemoteDescriptor::Serialize() bytes, each.
-absl::Status PutDescriptors(WireWriter& w, FrameType t,
+inline absl::Status PutDescriptors(WireWriter& w, FrameType t,
                             const std::vector<RemoteDescriptor>& descriptors) {
   for (size_t i = 0; i < descriptors.size(); ++i) {
     const std::string bytes = descriptors[i].Serialize();
@@ -193,7 +187,7 @@ absl::Status PutDescriptors(WireWriter& w, FrameType t,
   }
   return absl::OkStatus();
 }
-absl::Status GetDescriptors(WireReader& r, FrameType t, size_t count,
+inline absl::Status GetDescriptors(WireReader& r, FrameType t, size_t count,
                             std::vector<RemoteDescriptor>* out) {
   out->reserve(count);
   for (size_t i = 0; i < count; ++i) {
@@ -211,7 +205,7 @@ absl::Status GetDescriptors(WireReader& r, FrameType t, size_t count,
   return absl::OkStatus();
 }
 
-bool SameDescriptors(const std::vector<RemoteDescriptor>& a,
+inline bool SameDescriptors(const std::vector<RemoteDescriptor>& a,
                      const std::vector<RemoteDescriptor>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -249,7 +243,7 @@ absl::StatusOr<std::string> EncodeFrame(FrameType type, const FrameHeader& h, si
 }
 
 // Validates the header of a frame of `expected` type; returns its body.
-absl::StatusOr<std::string_view> OpenFrame(std::string_view frame, FrameType expected,
+inline absl::StatusOr<std::string_view> OpenFrame(std::string_view frame, FrameType expected,
                                            FrameHeader* header) {
   KVF_ASSIGN_OR_RETURN(ParsedHeader parsed, DecodeHeader(frame));
   if (parsed.type != expected) {
@@ -260,10 +254,9 @@ absl::StatusOr<std::string_view> OpenFrame(std::string_view frame, FrameType exp
   return frame.substr(kFrameHeaderBytes);
 }
 
-
 // ---- Keys (lookup, get and remove requests) ----------------------------------
 
-absl::StatusOr<std::string> EncodeKeys(FrameType t, const FrameHeader& h,
+inline absl::StatusOr<std::string> EncodeKeys(FrameType t, const FrameHeader& h,
                                        const std::vector<KeyRef>& keys, size_t max) {
   KVF_RETURN_IF_ERROR(CheckCount(t, "key", keys.size(), max));
   return EncodeFrame(t, h, 4 + keys.size() * kKeyRefBytes, [&](WireWriter& w) {
@@ -273,7 +266,7 @@ absl::StatusOr<std::string> EncodeKeys(FrameType t, const FrameHeader& h,
   });
 }
 
-absl::Status DecodeKeys(FrameType t, std::string_view frame, FrameHeader* h,
+inline absl::Status DecodeKeys(FrameType t, std::string_view frame, FrameHeader* h,
                         std::vector<KeyRef>* keys, size_t max) {
   KVF_ASSIGN_OR_RETURN(std::string_view body, OpenFrame(frame, t, h));
   WireReader r(body, FrameTypeName(t));
@@ -286,10 +279,10 @@ absl::Status DecodeKeys(FrameType t, std::string_view frame, FrameHeader* h,
   return r.ExpectEnd();
 }
 
+}  // namespace kvf::protocol::internal
 
-}  // namespace
+namespace kvf::protocol {
+using namespace internal;  // NOLINT(build/namespaces): only the codec's own .cc files include this
 }  // namespace kvf::protocol
-
-#pragma GCC diagnostic pop
 
 #endif  // KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
