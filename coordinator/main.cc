@@ -4,9 +4,7 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -19,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/config_flags.h"
 #include "common/logging.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -26,7 +25,6 @@
 #include "coordinator/coordinator_service.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/http_endpoint.h"
-#include "google/protobuf/text_format.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -66,45 +64,11 @@ absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) 
   return absl::OkStatus();
 }
 
-// Config file first, then every flag that differs from its default.
-absl::StatusOr<proto::CoordinatorConfig> LoadConfig() {
+// The config file first, then every flag given on the command line; fields
+// neither sets take the flags' defaults.
+absl::StatusOr<proto::CoordinatorConfig> ReadConfig(const GivenFlags& given) {
   proto::CoordinatorConfig c;
-  c.set_listen("127.0.0.1:7700");
-  c.set_http_listen("127.0.0.1:7701");
-  c.set_replication(2);
-  c.set_lease_ms(10000);
-  c.set_high_watermark(0.90);
-  c.set_low_watermark(0.80);
-  c.set_default_segment_blocks(16);
-  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-    proto::CoordinatorConfig file;
-    if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a CoordinatorConfig textproto"));
-    }
-    c.MergeFrom(file);
-  }
-  auto set_str = [](const auto& flag, const char* def, std::string* field) {
-    if (std::string v = absl::GetFlag(flag); v != def) *field = v;
-  };
-  set_str(FLAGS_listen, "127.0.0.1:7700", c.mutable_listen());
-  set_str(FLAGS_http_listen, "127.0.0.1:7701", c.mutable_http_listen());
-  set_str(FLAGS_token, "", c.mutable_token());
-  set_str(FLAGS_token_file, "", c.mutable_token_file());
-  set_str(FLAGS_state_dir, "", c.mutable_state_dir());
-  set_str(FLAGS_tls_cert, "", c.mutable_tls_cert());
-  set_str(FLAGS_tls_key, "", c.mutable_tls_key());
-  if (absl::GetFlag(FLAGS_replication) != 2) c.set_replication(absl::GetFlag(FLAGS_replication));
-  if (absl::GetFlag(FLAGS_lease_ms) != 10000) c.set_lease_ms(absl::GetFlag(FLAGS_lease_ms));
-  if (absl::GetFlag(FLAGS_high_watermark) != 0.90) {
-    c.set_high_watermark(absl::GetFlag(FLAGS_high_watermark));
-  }
-  if (absl::GetFlag(FLAGS_low_watermark) != 0.80) {
-    c.set_low_watermark(absl::GetFlag(FLAGS_low_watermark));
-  }
-  if (absl::GetFlag(FLAGS_default_segment_blocks) != 16) {
-    c.set_default_segment_blocks(absl::GetFlag(FLAGS_default_segment_blocks));
-  }
+  KVF_RETURN_IF_ERROR(kvf::LoadConfig(absl::GetFlag(FLAGS_config), given, &c));
   if (!c.token_file().empty()) {
     KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
     c.set_token(std::string(absl::StripAsciiWhitespace(t)));
@@ -121,8 +85,8 @@ absl::StatusOr<proto::CoordinatorConfig> LoadConfig() {
   return c;
 }
 
-int Run() {
-  auto config = LoadConfig();
+int Run(const GivenFlags& given) {
+  auto config = ReadConfig(given);
   if (!config.ok()) {
     std::fprintf(stderr, "kvf-coordinator: %s\n", config.status().ToString().c_str());
     return 2;
@@ -245,5 +209,5 @@ int main(int argc, char** argv) {
   kvf::BlockStopSignals();
   absl::SetProgramUsageMessage("kvf-coordinator --token_file=FILE [--listen=host:port] ...");
   absl::ParseCommandLine(argc, argv);
-  return kvf::Run();
+  return kvf::Run(kvf::GivenFlags::Scan(argc, argv));
 }

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libabsl-dev                                     # Abseil: status, containers, sync
   libxxhash-dev                                   # XXH3 block hashing
+  libssl-dev                                      # SHA-256 block hashing (libcrypto)
   libgtest-dev libgmock-dev libbenchmark-dev      # tests and micro benchmarks
   libucx-dev ucx-utils                            # transport (ucx_perftest for peers)
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc

@@ -7,19 +7,16 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
+#include "common/config_flags.h"
 #include "common/logging.h"
 #include "common/process.h"
 #include "common/status_macros.h"
-#include "google/protobuf/text_format.h"
 #include "node/agent/agent.h"
 #include "proto/agent_config.pb.h"
 
@@ -40,41 +37,11 @@ ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the nod
 namespace kvf {
 namespace {
 
-// The config file first, then every flag that differs from its default.
-absl::StatusOr<proto::AgentConfig> LoadConfig() {
+// The config file first, then every flag given on the command line; fields
+// neither sets take the flags' defaults.
+absl::StatusOr<proto::AgentConfig> ReadConfig(const GivenFlags& given) {
   proto::AgentConfig c;
-  c.set_listen("127.0.0.1:0");
-  c.set_http_listen("127.0.0.1:0");
-  c.set_host_bytes(uint64_t{1} << 30);
-  c.set_eviction_policy("lru");
-  c.set_get_lease_ms(10000);
-  c.set_leave_on_exit(true);
-  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    KVF_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-    proto::AgentConfig file;
-    if (!google::protobuf::TextFormat::ParseFromString(text, &file)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not an AgentConfig textproto"));
-    }
-    c.MergeFrom(file);
-    if (text.find("leave_on_exit") != std::string::npos) c.set_leave_on_exit(file.leave_on_exit());
-  }
-  auto set_str = [](const auto& flag, const char* def, std::string* field) {
-    if (std::string v = absl::GetFlag(flag); v != def) *field = v;
-  };
-  set_str(FLAGS_coordinator, "", c.mutable_coordinator());
-  set_str(FLAGS_token, "", c.mutable_token());
-  set_str(FLAGS_token_file, "", c.mutable_token_file());
-  set_str(FLAGS_listen, "127.0.0.1:0", c.mutable_listen());
-  set_str(FLAGS_http_listen, "127.0.0.1:0", c.mutable_http_listen());
-  set_str(FLAGS_failure_domain, "", c.mutable_failure_domain());
-  set_str(FLAGS_eviction_policy, "lru", c.mutable_eviction_policy());
-  set_str(FLAGS_ucx_tls, "", c.mutable_ucx_tls());
-  if (absl::GetFlag(FLAGS_host_bytes) != (uint64_t{1} << 30)) {
-    c.set_host_bytes(absl::GetFlag(FLAGS_host_bytes));
-  }
-  if (absl::GetFlag(FLAGS_node_id) != 0) c.set_node_id(absl::GetFlag(FLAGS_node_id));
-  if (absl::GetFlag(FLAGS_get_lease_ms) != 10000) c.set_get_lease_ms(absl::GetFlag(FLAGS_get_lease_ms));
-  if (!absl::GetFlag(FLAGS_leave_on_exit)) c.set_leave_on_exit(false);
+  KVF_RETURN_IF_ERROR(kvf::LoadConfig(absl::GetFlag(FLAGS_config), given, &c));
   if (!c.token_file().empty()) {
     KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
     c.set_token(std::string(absl::StripAsciiWhitespace(t)));
@@ -92,8 +59,8 @@ absl::StatusOr<proto::AgentConfig> LoadConfig() {
   return c;
 }
 
-int Run() {
-  absl::StatusOr<proto::AgentConfig> c = LoadConfig();
+int Run(const GivenFlags& given) {
+  absl::StatusOr<proto::AgentConfig> c = ReadConfig(given);
   if (!c.ok()) {
     std::fprintf(stderr, "kvf-agent: %s\n", std::string(c.status().message()).c_str());
     return 2;
@@ -137,5 +104,5 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "kvf-agent --coordinator=HOST:PORT --token_file=FILE [--host_bytes=N] ...");
   absl::ParseCommandLine(argc, argv);
-  return kvf::Run();
+  return kvf::Run(kvf::GivenFlags::Scan(argc, argv));
 }

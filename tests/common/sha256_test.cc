@@ -1,6 +1,7 @@
 #include "common/internal/sha256.h"
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
@@ -35,6 +36,17 @@ TEST(Sha256, StreamingMatchesOneShot) {
   for (int i = 0; i < 300; ++i) input.push_back(static_cast<char>(i * 7));
   const std::string whole = Hex(input);
   for (size_t split : {1, 55, 56, 63, 64, 65, 128, 299}) EXPECT_EQ(Hex(input, split), whole) << split;
+}
+
+TEST(Sha256, MovedDigestCarriesOn) {
+  Sha256 a;
+  a.Update("ab", 2);
+  Sha256 b = std::move(a);
+  b.Update("c", 1);
+  b.Update(nullptr, 0);  // nothing, and no dereference
+  const auto d = b.Finish();
+  EXPECT_EQ(absl::BytesToHexString(std::string(reinterpret_cast<const char*>(d.data()), d.size())),
+            Hex("abc"));
 }
 
 }  // namespace

@@ -4,16 +4,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <httplib.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "proto/agent_control.grpc.pb.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "tools/launch/spawn.h"
 
 namespace kvf {
 namespace {
@@ -50,33 +51,22 @@ bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = kWait) 
 // The coordinator child process; killed in the destructor whatever happened.
 class CoordinatorProcess {
  public:
-  ~CoordinatorProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
   // Starts it and parses "kvf-coordinator listening grpc=H:P http=H:P".
   ::testing::AssertionResult Start(const std::vector<std::string>& flags) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return ::testing::AssertionFailure() << "pipe";
-    std::vector<std::string> args = {KVF_COORDINATOR_BIN};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ < 0) return ::testing::AssertionFailure() << "fork";
-    if (pid_ == 0) {
-      // Dies with the test even when the test is killed before its cleanup.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::dup2(fds[1], STDOUT_FILENO);
-      ::setenv("KVF_LOG_LEVEL", "WARNING", 1);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    launch::SpawnOptions options;
+    options.argv = {KVF_COORDINATOR_BIN};
+    options.argv.insert(options.argv.end(), flags.begin(), flags.end());
+    options.set_env = {{"KVF_LOG_LEVEL", "WARNING"}};
+    options.out = launch::Stdio::Fd(fds[1]);
+    absl::StatusOr<launch::ChildProcess> child = launch::ChildProcess::Spawn(options);
     ::close(fds[1]);
+    if (!child.ok()) {
+      ::close(fds[0]);
+      return ::testing::AssertionFailure() << child.status();
+    }
+    child_ = *std::move(child);
     std::string out;
     const absl::Time deadline = absl::Now() + kWait;
     while (out.find('\n') == std::string::npos && absl::Now() < deadline) {
@@ -100,25 +90,16 @@ class CoordinatorProcess {
 
   // Sends SIGTERM and waits for the exit status (-1 on timeout).
   int Terminate() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return -1;
+    child_.Signal(SIGTERM);
+    const std::optional<launch::ExitStatus> exit = child_.Wait(kWait);
+    return exit.has_value() ? exit->ShellCode() : -1;
   }
 
   const std::string& grpc() const { return grpc_; }
   const std::string& http() const { return http_; }
 
  private:
-  pid_t pid_ = -1;
+  launch::ChildProcess child_;
   std::string grpc_;
   std::string http_;
 };
@@ -400,6 +381,27 @@ TEST_F(CoordinatorProcessTest, JoinHeartbeatLeaseDrainAndWatch) {
       grpc::CreateChannel(again.grpc(), grpc::InsecureChannelCredentials()));
   EXPECT_GT(Map(stub2.get()).epoch(), current);
   EXPECT_EQ(again.Terminate(), 0);
+}
+
+// The config file's values stand unless a flag is given, even a flag given its
+// default value; a comment naming a field sets nothing; a field set to "" in
+// the file (http_listen: off) is not taken for an unset one.
+TEST_F(CoordinatorProcessTest, FlagsGivenOverrideTheConfigFile) {
+  const std::string config = state_dir_ + "/coordinator.textproto";
+  std::ofstream(config) << "# replication: 3 (and no http_listen: \"127.0.0.1:0\")\n"
+                           "replication: 3\n"
+                           "default_segment_blocks: 32\n"
+                           "http_listen: \"\"\n";
+  CoordinatorProcess proc;
+  ASSERT_TRUE(proc.Start({absl::StrCat("--config=", config), "--listen=127.0.0.1:0",
+                          absl::StrCat("--token=", kToken), "--replication=2"}));
+  EXPECT_EQ(proc.http(), "off");
+  auto stub = proto::Coordinator::NewStub(
+      grpc::CreateChannel(proc.grpc(), grpc::InsecureChannelCredentials()));
+  const proto::ClusterMap map = Map(stub.get());
+  EXPECT_EQ(map.ring().replication(), 2u) << "--replication=2, the flag's default, was given";
+  EXPECT_EQ(map.default_segment_blocks(), 32u) << "no flag: the file's value";
+  EXPECT_EQ(proc.Terminate(), 0);
 }
 
 }  // namespace
