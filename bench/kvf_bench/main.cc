@@ -39,15 +39,7 @@
 #include "client/client.h"
 #include "common/process.h"
 #include "common/status_macros.h"
-
-// The local-cluster harness is moving from tests/cluster/ to tools/launch/.
-#if __has_include("tools/launch/local_cluster.h")
 #include "tools/launch/local_cluster.h"
-namespace kvf_cluster = ::kvf::launch;
-#else
-#include "tests/cluster/local_cluster.h"
-namespace kvf_cluster = ::kvf::testing;
-#endif
 
 namespace kvf::bench {
 namespace {
@@ -301,17 +293,17 @@ int Main(int argc, char** argv) {
   }
 
   // ---- Cluster -----------------------------------------------------------
-  std::unique_ptr<kvf_cluster::LocalCluster> cluster;
+  std::unique_ptr<launch::LocalCluster> cluster;
   std::string cluster_desc;
   if (a.local > 0) {
-    kvf_cluster::LocalClusterOptions co;
+    launch::LocalClusterOptions co;
     co.agents = a.local;
     co.replication = a.replication;
     co.ucx_tls = a.ucx_tls;
     // Whole MiB per agent: kvf-agent crashes on a --host_bytes that is not
     // page-aligned (seen with 2 GiB / 3).
     co.host_bytes = std::max<uint64_t>(1, a.capacity_bytes / a.local >> 20) << 20;
-    auto c = kvf_cluster::LocalCluster::Start(co);
+    auto c = launch::LocalCluster::Start(co);
     if (!c.ok()) {
       std::fprintf(stderr, "kvf-bench: local cluster: %s\n", c.status().ToString().c_str());
       return 1;

@@ -1,14 +1,10 @@
 #include "bench/kvf_bench/redis_peer.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +12,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -53,17 +51,6 @@ absl::StatusOr<int> FreePort() {
   return ntohs(a.sin_port);
 }
 
-// Reaps `pid` within `timeout`; true if it exited.
-bool Reap(pid_t pid, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    const pid_t r = waitpid(pid, nullptr, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) return true;
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> FindRedisServer() {
@@ -97,36 +84,19 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const RedisServe
         "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
         "--io-threads", std::to_string(std::max(1, options.io_threads)), "--loglevel", "warning",
         "--logfile", ""};
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) return Errno("fork");
-    if (pid == 0) {
-      // Die with kvf-bench, even if it crashes; it may already be gone.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      const int devnull = open("/dev/null", O_RDWR);
-      if (devnull >= 0) {
-        dup2(devnull, STDIN_FILENO);
-        dup2(devnull, STDOUT_FILENO);
-        dup2(devnull, STDERR_FILENO);
-      }
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    std::unique_ptr<RedisServer> server(new RedisServer(pid, port));
+    launch::SpawnOptions spawn;
+    spawn.argv = args;
+    spawn.in = spawn.out = spawn.err = launch::Stdio::Null();
+    KVF_ASSIGN_OR_RETURN(launch::ChildProcess child, launch::ChildProcess::Spawn(spawn));
+    std::unique_ptr<RedisServer> server(new RedisServer(std::move(child), port));
     // Poll until it answers PING, or it exits (the port was taken meanwhile).
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     bool exited = false;
     while (absl::Now() < deadline) {
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
+      if (std::optional<launch::ExitStatus> exit = server->child_.Poll()) {
         exited = true;
-        server->pid_ = -1;
-        last = absl::UnavailableError(absl::StrCat("redis-server on port ", port, " exited (status ",
-                                                   status, ")"));
+        last = absl::UnavailableError(
+            absl::StrCat("redis-server on port ", port, " ", exit->ToString()));
         break;
       }
       auto conn = RespConnection::Connect("127.0.0.1", port);
@@ -152,14 +122,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const RedisServe
   return last;
 }
 
-RedisServer::~RedisServer() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  if (!Reap(pid_, absl::Seconds(5))) {
-    kill(pid_, SIGKILL);
-    Reap(pid_, absl::Seconds(5));
-  }
-}
+RedisServer::~RedisServer() { child_.Stop(absl::Seconds(5)); }
 
 absl::StatusOr<std::unique_ptr<RespConnection>> RespConnection::Connect(const std::string& host,
                                                                         int port) {

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "tools/launch/spawn.h"
 
 namespace kvf::bench {
 
@@ -33,9 +34,9 @@ struct RedisServerOptions {
 
 // One redis-server child bound to 127.0.0.1 on a port the kernel picked (bind
 // port 0, read it, close, start Redis on it; retried on a collision), with
-// persistence off (--save '' --appendonly no). The child gets
-// PR_SET_PDEATHSIG(SIGKILL) so it dies with kvf-bench even on a crash; the
-// destructor SIGTERMs it by pid, then SIGKILLs it if it lingers.
+// persistence off (--save '' --appendonly no). The child dies with kvf-bench
+// even on a crash (launch::ChildProcess); the destructor SIGTERMs it, then
+// SIGKILLs it if it lingers 5 s.
 //
 // Thread-compatible.
 class RedisServer {
@@ -48,13 +49,13 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const { return port_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
   // "redis-server 7.0.15" (from INFO), or "" when it could not be asked.
   const std::string& version() const { return version_; }
 
  private:
-  RedisServer(pid_t pid, int port) : pid_(pid), port_(port) {}
-  pid_t pid_ = -1;
+  RedisServer(launch::ChildProcess child, int port) : child_(std::move(child)), port_(port) {}
+  launch::ChildProcess child_;
   int port_ = 0;
   std::string version_;
 };

@@ -10,9 +10,7 @@
 // a std::vector: the slow path kept for comparison) and busy-polls progress;
 // the client drives progress itself.
 #include <poll.h>
-#include <cerrno>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -30,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "bench/common/perftest.h"
 #include "common/process.h"
+#include "tools/launch/spawn.h"
 #include "transport/transport.h"
 
 namespace kvf {
@@ -96,7 +95,7 @@ int Serve(int fd, const std::string& tls, bool registered) {
 }
 
 struct Peer {
-  pid_t pid = -1;
+  launch::ChildProcess child;  // killed if the run ends early
   int fd = -1;
   PeerId id = 0;
   std::unique_ptr<RemoteRegion> remote;
@@ -204,16 +203,18 @@ int Main(int argc, char** argv) {
   std::vector<Peer> peers(static_cast<size_t>(npeers));
   for (Peer& p : peers) {
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return 1;
-    p.pid = fork();
-    if (p.pid == 0) {
-      close(fds[0]);
-      const std::string fd = std::to_string(fds[1]);
-      execl("/proc/self/exe", argv[0], "--serve", fd.c_str(), tls.c_str(),
-            registered ? "registered" : "allocated", nullptr);
-      _exit(127);
-    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 1;
+    launch::SpawnOptions spawn;
+    spawn.argv = {"/proc/self/exe", "--serve", std::to_string(fds[1]), tls,
+                  registered ? "registered" : "allocated"};
+    spawn.keep_fds = {fds[1]};
+    auto child = launch::ChildProcess::Spawn(spawn);
     close(fds[1]);
+    if (!child.ok()) {
+      std::fprintf(stderr, "%s\n", child.status().ToString().c_str());
+      return 1;
+    }
+    p.child = *std::move(child);
     p.fd = fds[0];
     std::string address, descriptor;
     if (!ReadString(p.fd, &address) || !ReadString(p.fd, &descriptor)) return 1;
@@ -302,8 +303,8 @@ int Main(int argc, char** argv) {
   }
   for (Peer& p : peers) {
     p.remote.reset();
-    close(p.fd);
-    waitpid(p.pid, nullptr, 0);
+    close(p.fd);  // the peer exits when its end closes
+    p.child.Wait();
   }
   return 0;
 }

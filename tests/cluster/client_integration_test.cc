@@ -1,10 +1,8 @@
 // libkvfabric against a real cluster on loopback: kvf-coordinator and four
 // kvf-agent processes (tests/cluster/local_cluster.h). Round trips are
 // byte-exact; every refusal is an error, never bytes.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "node/protocol/frames.h"
 #include "tests/cluster/cluster_fixture.h"
+#include "tools/launch/spawn.h"
 #include "transport/transport.h"
 
 namespace kvf::testing {
@@ -285,19 +284,13 @@ TEST_F(ClientCluster, CApiProgramRunsAgainstTheCluster) {
 #ifndef KVF_C_API_TEST_BIN
   GTEST_SKIP() << "C test program not built";
 #else
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string coord = cluster_->coordinator();
-    const std::string token = cluster_->token();
-    ::execl(KVF_C_API_TEST_BIN, KVF_C_API_TEST_BIN, coord.c_str(), token.c_str(),
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  launch::SpawnOptions options;
+  options.argv = {KVF_C_API_TEST_BIN, cluster_->coordinator(), cluster_->token()};
+  absl::StatusOr<launch::ChildProcess> child = launch::ChildProcess::Spawn(options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  const std::optional<launch::ExitStatus> exit = child->Wait();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->success()) << exit->ToString();
 #endif
 }
 

@@ -1,18 +1,17 @@
 #include "tests/tools/kvfctl_harness.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tools/launch/spawn.h"
 
 #ifndef KVFCTL_BIN
 #error "KVFCTL_BIN must name the kvfctl binary"
@@ -31,42 +30,27 @@ CtlResult RunCtl(const std::string& dir, std::vector<std::string> args,
                  const std::vector<std::string>& env, absl::Duration timeout) {
   static int serial = 0;
   const std::string prefix = absl::StrCat(dir, "/kvfctl-", ::getpid(), "-", serial++);
-  args.insert(args.begin(), KVFCTL_BIN);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const absl::Time start = absl::Now();
-  const pid_t parent = ::getpid();
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    int out = ::open((prefix + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open((prefix + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0 || err < 0) ::_exit(125);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(err, STDERR_FILENO);
-    ::unsetenv("KVF_COORDINATOR");
-    ::unsetenv("KVF_TOKEN");
-    for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+  launch::SpawnOptions options;
+  options.argv = std::move(args);
+  options.argv.insert(options.argv.begin(), KVFCTL_BIN);
+  options.unset_env = {"KVF_COORDINATOR", "KVF_TOKEN"};
+  for (const std::string& e : env) {
+    const size_t eq = e.find('=');
+    options.set_env.emplace_back(e.substr(0, eq), eq == std::string::npos ? "" : e.substr(eq + 1));
   }
+  options.out = launch::Stdio::File(prefix + ".out");
+  options.err = launch::Stdio::File(prefix + ".err");
   CtlResult r;
-  const absl::Time deadline = start + timeout;
-  int status = 0;
-  for (;;) {
-    if (::waitpid(child, &status, WNOHANG) == child) {
-      r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      break;
-    }
-    if (absl::Now() > deadline) {
-      ::kill(child, SIGKILL);
-      ::waitpid(child, nullptr, 0);
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<launch::ChildProcess> child = launch::ChildProcess::Spawn(options);
+  if (!child.ok()) {
+    r.err = child.status().ToString();
+    return r;
   }
+  if (std::optional<launch::ExitStatus> exit = child->Wait(timeout); exit.has_value()) {
+    r.code = exit->signal == 0 ? exit->code : -1;
+  }
+  child->Kill();  // timed out (code -1), or nothing to do
   r.took = absl::Now() - start;
   r.out = ReadFile(prefix + ".out");
   r.err = ReadFile(prefix + ".err");

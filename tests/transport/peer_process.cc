@@ -1,11 +1,7 @@
 #include "tests/transport/peer_process.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,8 +13,6 @@
 #include "kernels/device.h"
 #include "transport/transport.h"
 #include "xxhash.h"
-
-extern char** environ;
 
 namespace kvf::testing {
 namespace {
@@ -100,39 +94,20 @@ absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::Start(const std::strin
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return absl::InternalError(absl::StrCat("socketpair: ", std::strerror(errno)));
   }
-  // Everything the child needs is built before fork: after it, only
-  // async-signal-safe calls.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "KVF_PEER_", 9) != 0) env_strings.emplace_back(*e);
-  }
-  env_strings.push_back(absl::StrCat("KVF_PEER_FD=", fds[1]));
-  env_strings.push_back(absl::StrCat("KVF_PEER_BACKEND=", backend));
-  env_strings.push_back(absl::StrCat("KVF_PEER_TLS=", tls));
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string self = KVF_SELF_PATH;
-  std::string filter = "--gtest_filter=TransportPeer.Serve";
-  char* argv[] = {self.data(), filter.data(), nullptr};
-  const pid_t parent = getpid();
-
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    fcntl(fds[1], F_SETFD, 0);  // keep the child's end across exec
-    execve(argv[0], argv, envp.data());
-    _exit(127);
-  }
+  launch::SpawnOptions options;
+  options.argv = {KVF_SELF_PATH, "--gtest_filter=TransportPeer.Serve"};
+  options.set_env = {{"KVF_PEER_FD", absl::StrCat(fds[1])},
+                     {"KVF_PEER_BACKEND", backend},
+                     {"KVF_PEER_TLS", tls}};
+  options.keep_fds = {fds[1]};  // the child's end, across exec
+  absl::StatusOr<launch::ChildProcess> child = launch::ChildProcess::Spawn(options);
   close(fds[1]);
+  if (!child.ok()) {
+    close(fds[0]);
+    return child.status();
+  }
   std::unique_ptr<PeerProcess> p(new PeerProcess());
-  p->pid_ = pid;
+  p->child_ = *std::move(child);
   p->fd_ = fds[0];
   KVF_ASSIGN_OR_RETURN(Message ready, ReadMessage(p->fd_, absl::Now() + absl::Seconds(30)));
   if (ready.size() != 2 || ready[0] != "ready") {
@@ -153,11 +128,7 @@ absl::StatusOr<Message> PeerProcess::Request(const Message& m, absl::Duration ti
 }
 
 void PeerProcess::Kill() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  child_.Kill();
   if (fd_ >= 0) {
     close(fd_);
     fd_ = -1;

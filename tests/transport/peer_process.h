@@ -1,8 +1,8 @@
 // A transport peer in a real second process: the test binary re-executes
 // itself (KVF_SELF_PATH) with --gtest_filter=TransportPeer.Serve and talks to
 // it over a socketpair with length-prefixed messages. The parent kills the
-// child by pid when the PeerProcess is destroyed, so a failing test never
-// leaves one behind; the child also dies with its parent (PR_SET_PDEATHSIG).
+// child when the PeerProcess is destroyed, so a failing test never leaves one
+// behind; the child also dies with its parent (launch::ChildProcess).
 #ifndef KVF_TESTS_TRANSPORT_PEER_PROCESS_H_
 #define KVF_TESTS_TRANSPORT_PEER_PROCESS_H_
 
@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tools/launch/spawn.h"
 
 namespace kvf::testing {
 
@@ -40,11 +41,11 @@ class PeerProcess {
   // SIGKILL and reap; idempotent.
   void Kill();
   const std::string& address() const { return address_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
 
  private:
   PeerProcess() = default;
-  pid_t pid_ = -1;
+  launch::ChildProcess child_;
   int fd_ = -1;
   std::string address_;
 };

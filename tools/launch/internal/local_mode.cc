@@ -1,13 +1,11 @@
 // kvf-launch local: a coordinator and N agents on this machine.
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,44 +13,33 @@
 #include "absl/strings/str_join.h"
 #include "tools/launch/internal/client_check.h"
 #include "tools/launch/internal/common.h"
+#include "tools/launch/spawn.h"
 
 namespace kvf::launch::internal {
 namespace {
-
-// The exit code a shell would report for a child's wait status.
-int ExitCode(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
-}
 
 // Runs `command` with the cluster's address in its environment; forwards
 // SIGINT/SIGTERM sent to kvf-launch itself (not the terminal's, which already
 // reached the command's process group); returns its exit code.
 int RunCommand(const std::vector<std::string>& command, const LocalCluster& cluster) {
-  std::vector<std::string> copy = command;
-  std::vector<char*> argv;
-  for (std::string& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  SpawnOptions options;
+  options.argv = command;
+  options.search_path = true;
+  options.set_env = {{"KVF_COORDINATOR", cluster.coordinator()},
+                     {"KVF_TOKEN_FILE", cluster.token_file()},
+                     {"KVF_TOKEN", cluster.token()},
+                     {"KVF_CLUSTER_DIR", cluster.dir()}};
+  options.close_other_fds = true;
+  // The command is the user's: it lives on if kvf-launch is killed.
+  options.die_with_parent = false;
   std::fflush(stdout);
   std::fflush(stderr);
-  const pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("kvf-launch: fork");
-    return 1;
-  }
-  if (child == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::syscall(SYS_close_range, 3u, ~0u, 0u);
-    ::setenv("KVF_COORDINATOR", cluster.coordinator().c_str(), 1);
-    ::setenv("KVF_TOKEN_FILE", cluster.token_file().c_str(), 1);
-    ::setenv("KVF_TOKEN", cluster.token().c_str(), 1);
-    ::setenv("KVF_CLUSTER_DIR", cluster.dir().c_str(), 1);
-    ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "kvf-launch: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
+  absl::StatusOr<ChildProcess> child = ChildProcess::Spawn(options);
+  if (!child.ok()) {
+    // "cannot run NAME: exec: No such file or directory"
+    std::fprintf(stderr, "kvf-launch: cannot run %s\n",
+                 std::string(child.status().message()).c_str());
+    return 127;
   }
   sigset_t signals;
   sigemptyset(&signals);
@@ -60,12 +47,11 @@ int RunCommand(const std::vector<std::string>& command, const LocalCluster& clus
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGCHLD);
   for (;;) {
-    int status = 0;
-    if (::waitpid(child, &status, WNOHANG) == child) return ExitCode(status);
+    if (std::optional<ExitStatus> exit = child->Poll()) return exit->ShellCode();
     siginfo_t info;
     if (::sigwaitinfo(&signals, &info) < 0) continue;
     if ((info.si_signo == SIGINT || info.si_signo == SIGTERM) && info.si_code != SI_KERNEL) {
-      ::kill(child, info.si_signo);
+      child->Signal(info.si_signo);
     }
   }
 }
