@@ -1,4 +1,4 @@
-// libkvfabric: the engine-side client of kvfabric (DESIGN.md, "Interfaces
+// libkvfabric: the engine-side client of kvfabric (docs/design.md, "Interfaces
 // people use"; docs/data-path.md, "Client").
 //
 // A Client holds the cluster map (fetched from kvf-coordinator and kept
@@ -49,7 +49,7 @@
 
 namespace kvf {
 
-// When a put counts as done (DESIGN.md, "Coherency").
+// When a put counts as done (docs/design.md, "Coherency").
 enum class AckMode {
   kPrimary,  // the primary committed; it invalidates and syncs replicas lazily
   kAll,      // every owner holds the new version

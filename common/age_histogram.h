@@ -1,7 +1,7 @@
 // AgeHistogram: how many bytes a node holds, by time since last access.
 //
 // Agents report one with every heartbeat; the coordinator merges them to pick
-// one cluster-wide age cutoff for global eviction (DESIGN.md, "Global
+// one cluster-wide age cutoff for global eviction (docs/design.md, "Global
 // eviction"). Buckets are fixed so every process agrees: bucket 0 holds ages
 // below 1 s, bucket b (1 <= b < kBuckets - 1) ages in [2^((b-1)/4), 2^(b/4))
 // seconds (four buckets per doubling, ~19% wide), and the last bucket

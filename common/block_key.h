@@ -1,4 +1,4 @@
-// BlockKey: the 128-bit identity of one KV block (DESIGN.md, "Data model").
+// BlockKey: the 128-bit identity of one KV block (docs/design.md, "Data model").
 #ifndef KVF_COMMON_BLOCK_KEY_H_
 #define KVF_COMMON_BLOCK_KEY_H_
 

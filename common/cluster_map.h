@@ -2,7 +2,7 @@
 //
 // This is the in-memory form; proto/cluster_map.proto is the wire form and
 // coordinator/ converts between them. Clients and agents compute placement
-// from it locally (DESIGN.md, "Placement"): no per-key directory.
+// from it locally (docs/design.md, "Placement"): no per-key directory.
 #ifndef KVF_COMMON_CLUSTER_MAP_H_
 #define KVF_COMMON_CLUSTER_MAP_H_
 

@@ -16,7 +16,7 @@ using NamespaceId = uint64_t;
 
 // Everything that must match for two engines to share KV bytes. Engines with a
 // different layout, TP rank/size, model or tenant land in different namespaces,
-// so they can never read each other's blocks (DESIGN.md, "Data model").
+// so they can never read each other's blocks (docs/design.md, "Data model").
 struct NamespaceSpec {
   std::string model_id;
   KvLayout layout;
@@ -24,7 +24,7 @@ struct NamespaceSpec {
   uint32_t tp_size = 1;
   std::string tenant;
   HashAlgorithm hash = HashAlgorithm::kXxh3_128;
-  // Blocks per placement segment (DESIGN.md, "Segment"); used by placement.
+  // Blocks per placement segment (docs/design.md, "Segment"); used by placement.
   uint32_t segment_blocks = 16;
 
   static constexpr size_t kMaxStringLength = 256;

@@ -89,7 +89,7 @@ class Placement {
 
 // The hash that places a block: its namespace and the key of the first block
 // of its segment, so a sequence is sharded along its length in segments of
-// `segment_blocks` (DESIGN.md, "Segment").
+// `segment_blocks` (docs/design.md, "Segment").
 uint64_t PlacementHash(NamespaceId ns, const BlockKey& segment_head);
 
 // The key that places block `index` of `keys` (one sequence, in order).

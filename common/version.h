@@ -1,4 +1,4 @@
-// Version: (epoch, counter) carried by every entry (DESIGN.md, "Version").
+// Version: (epoch, counter) carried by every entry (docs/design.md, "Version").
 #ifndef KVF_COMMON_VERSION_H_
 #define KVF_COMMON_VERSION_H_
 

@@ -1,5 +1,5 @@
 // Migration planning: from the placement in force and the one wanted, the
-// copies that make every key's owners hold it (DESIGN.md, "Cluster operations").
+// copies that make every key's owners hold it (docs/design.md, "Cluster operations").
 #ifndef KVF_COORDINATOR_MIGRATION_PLANNER_H_
 #define KVF_COORDINATOR_MIGRATION_PLANNER_H_
 

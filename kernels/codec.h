@@ -1,4 +1,4 @@
-// Codec: how a KV block is stored (DESIGN.md, "Codec").
+// Codec: how a KV block is stored (docs/design.md, "Codec").
 //
 // A codec turns one unencoded block (canonical layer-major element order, see
 // common/kv_layout.h) into its stored form and back. `none` stores the raw

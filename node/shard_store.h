@@ -99,7 +99,7 @@ struct PutResult {
 };
 
 // A page reserved for a block that a remote writer fills with RMA before it
-// commits (DESIGN.md, "Data path": Put). Invisible to readers until Commit.
+// commits (docs/design.md, "Data path": Put). Invisible to readers until Commit.
 struct PutReservation {
   uint64_t id = 0;
   BlockLocation location;  // where the writer puts exactly location.size bytes

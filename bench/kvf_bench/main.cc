@@ -47,7 +47,7 @@ namespace {
 constexpr char kUsage[] = R"(usage: kvf-bench [cluster] MODE [options]
 modes:
   put | get | mixed        timed block traffic (and the same against Redis)
-  trace FILE               replay a hash_ids trace (shared/data/README.md)
+  trace FILE               replay a hash_ids trace (data/traces/README.md)
 cluster (one of):
   --local N                start N agents + a coordinator here, stop them at the end
     --replication R        (2)    --capacity_bytes B  total, split across agents

@@ -51,7 +51,7 @@ constexpr char kUsage[] =
 
 std::string DefaultTrace() {
   if (const char* env = std::getenv("KVF_TRACE"); env != nullptr && *env != '\0') return env;
-  return std::string(KVF_SOURCE_DIR) + "/../shared/data/traces/conversation_trace.jsonl";
+  return std::string(KVF_SOURCE_DIR) + "/data/traces/conversation_trace.jsonl";
 }
 
 absl::StatusOr<Args> ParseArgs(int argc, char** argv) {

@@ -1,4 +1,4 @@
-// Request traces in the Mooncake JSONL format (shared/data/README.md).
+// Request traces in the Mooncake JSONL format (data/traces/README.md).
 #ifndef KVF_BENCH_REPLAY_TRACE_H_
 #define KVF_BENCH_REPLAY_TRACE_H_
 

@@ -14,7 +14,7 @@
 
 namespace kvf {
 
-// How a block is stored (DESIGN.md, "Codec"); re-exported by kernels/codec.h.
+// How a block is stored (docs/design.md, "Codec"); re-exported by kernels/codec.h.
 enum class CodecId : uint8_t {
   kNone = 0,
   kFp8E4m3 = 1,  // OCP E4M3FN (max 448), one fp32 scale per (layer, K|V, head)

@@ -1,4 +1,4 @@
-// kvf-agent: one shard agent (DESIGN.md, "Shard agent"). Owns, in start
+// kvf-agent: one shard agent (docs/design.md, "Shard agent"). Owns, in start
 // order: the transport and its arena (the host tier, allocated by the
 // transport so peers reach it with one-sided RMA), the shard store over that
 // arena, the data plane, the replicator and migrator, the AgentControl gRPC
