@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
+  iproute2                                        # fault tests: network namespaces (ip netns)
   libabsl-dev                                     # Abseil: status, containers, sync
   libxxhash-dev                                   # XXH3 block hashing
   libssl-dev                                      # SHA-256 block hashing (libcrypto)
