@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sched.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,7 +17,6 @@
 #include <sstream>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +28,7 @@
 #include "grpcpp/security/credentials.h"
 #include "proto/cluster_map_convert.h"
 #include "proto/coordinator.grpc.pb.h"
+#include "tools/launch/spawn.h"
 #include "proto/channel.h"
 
 // Where the build put the binaries (one candidate of FindBinary).
@@ -296,57 +294,28 @@ absl::StatusOr<std::string> LocalCluster::Spawn(
     const std::string& ready_prefix, pid_t* pid, const std::string& netns) {
   const std::string out_path = prefix + ".out";
   const std::string err_path = prefix + ".err";
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const bool die_with_parent = options_.die_with_parent;
-  const std::string log_level = options_.log_level;
   // A reused directory holds the last run's logs: gone before the child
   // starts, so the wait below cannot read the old ready line.
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
-  int netns_fd = -1;
-  if (!netns.empty()) {
-    const std::string path = absl::StrCat("/var/run/netns/", netns);
-    netns_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (netns_fd < 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("network namespace ", path, ": ", std::strerror(errno)));
-    }
+  SpawnOptions so;
+  so.argv = args;
+  so.in = Stdio::Null();
+  so.out = Stdio::File(out_path);
+  so.err = Stdio::File(err_path);
+  // Nothing else of the parent's (its sockets, MPI's) leaks into the daemon.
+  so.close_other_fds = true;
+  so.die_with_parent = options_.die_with_parent;
+  // Own process group: a terminal's Ctrl-C goes to the launcher only.
+  so.own_process_group = true;
+  so.netns = netns;
+  if (!options_.log_level.empty() && ::getenv("KVF_LOG_LEVEL") == nullptr) {
+    so.set_env.emplace_back("KVF_LOG_LEVEL", options_.log_level);
   }
-  absl::Cleanup close_netns = [netns_fd] {
-    if (netns_fd >= 0) ::close(netns_fd);
-  };
-  const pid_t parent = ::getpid();
-  const pid_t child = ::fork();
-  if (child < 0) return absl::InternalError("fork failed");
-  if (child == 0) {
-    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) ::_exit(124);
-    if (die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
-    }
-    // Own process group: a terminal's Ctrl-C goes to the launcher only.
-    ::setpgid(0, 0);
-    // The launcher may block signals (it sigwaits); the child starts clean.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || out < 0 || err < 0) ::_exit(125);
-    ::dup2(in, STDIN_FILENO);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(err, STDERR_FILENO);
-    // Nothing else of the parent's (its sockets, MPI's) leaks into the daemon.
-    ::syscall(SYS_close_range, 3u, ~0u, 0u);
-    if (!log_level.empty()) ::setenv("KVF_LOG_LEVEL", log_level.c_str(), 0);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  so.set_env.insert(so.set_env.end(), env.begin(), env.end());
+  KVF_ASSIGN_OR_RETURN(ChildProcess process, ChildProcess::Spawn(so));
+  // This class tracks its children by pid (Release(), --keep).
+  const pid_t child = process.Release();
   *pid = child;
   const absl::Time deadline = absl::Now() + options_.start_timeout;
   for (;;) {

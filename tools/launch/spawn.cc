@@ -1,6 +1,7 @@
 #include "tools/launch/spawn.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -31,8 +32,8 @@ struct ChildError {
   int step;
   int error;
 };
-constexpr const char* kStepNames[] = {"dup2", "exec"};
-enum Step { kDup2 = 0, kExec = 1 };
+constexpr const char* kStepNames[] = {"dup2", "exec", "setns"};
+enum Step { kDup2 = 0, kExec = 1, kSetns = 2 };
 
 // In the child, after fork: async-signal-safe calls only.
 [[noreturn]] void ChildFail(int pipe_fd, Step step) {
@@ -119,6 +120,16 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     if (!fd.ok()) return fd.status();
     stdio[i] = *fd;
   }
+  int netns = -1;
+  if (!options.netns.empty()) {
+    const std::string path = absl::StrCat("/var/run/netns/", options.netns);
+    netns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("network namespace ", path, ": ", std::strerror(errno)));
+    }
+    opened.push_back(netns);
+  }
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
@@ -142,6 +153,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
       if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
     }
     if (options.own_process_group) ::setpgid(0, 0);
+    if (netns >= 0 && ::setns(netns, CLONE_NEWNET) != 0) ChildFail(exec_pipe[1], kSetns);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -54,6 +54,9 @@ struct SpawnOptions {
   bool die_with_parent = true;
   // setpgid(0, 0): a terminal's Ctrl-C reaches this process only.
   bool own_process_group = false;
+  // A network namespace (a name under /var/run/netns) the child enters
+  // before exec; empty: this process's.
+  std::string netns;
 };
 
 // How a child ended.
