@@ -8,8 +8,8 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "proto/agent_control.grpc.pb.h"
-#include "proto/cluster_map_convert.h"
 #include "proto/channel.h"
+#include "proto/cluster_map_convert.h"
 
 namespace kvf {
 namespace {

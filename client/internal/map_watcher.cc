@@ -11,9 +11,9 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "proto/channel.h"
 #include "proto/cluster_map_convert.h"
 #include "proto/coordinator.grpc.pb.h"
-#include "proto/channel.h"
 
 namespace kvf::client_internal {
 namespace {

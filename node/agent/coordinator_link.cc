@@ -8,8 +8,8 @@
 #include "common/logging.h"
 #include "grpcpp/create_channel.h"
 #include "proto/auth.h"
-#include "proto/cluster_map_convert.h"
 #include "proto/channel.h"
+#include "proto/cluster_map_convert.h"
 
 namespace kvf {
 namespace {

@@ -15,10 +15,10 @@
 #include "grpcpp/create_channel.h"
 #include "httplib.h"
 #include "proto/auth.h"
+#include "proto/channel.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "tests/cluster/cluster_fixture.h"
 #include "tests/cluster/scrape.h"
-#include "proto/channel.h"
 
 namespace kvf::testing {
 namespace {

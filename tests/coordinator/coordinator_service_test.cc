@@ -465,6 +465,19 @@ class CoordinatorRestartTest : public CoordinatorServiceTest {
     svc_.reset();
     std::filesystem::remove_all(state_dir_);
   }
+  // Stops the coordinator, writes `text` into `<state_dir>/<file>`, and
+  // tries to start one on that state dir.
+  absl::Status StartOn(const std::string& file, const char* text) {
+    svc_.reset();
+    FILE* f = fopen((state_dir_ + "/" + file).c_str(), "w");
+    if (f == nullptr) return absl::InternalError("cannot write " + file);
+    fputs(text, f);
+    fclose(f);
+    CoordinatorOptions o;
+    o.state_dir = state_dir_;
+    o.clock = &clock_;
+    return CoordinatorService::Create(o).status();
+  }
 };
 
 TEST_F(CoordinatorRestartTest, AnOutageOfAnyLengthKeepsEveryNodeAndItsId) {
@@ -588,33 +601,11 @@ TEST_F(CoordinatorRestartTest, ALostStateDirMovesPastTheEpochAgentsKnow) {
 }
 
 TEST_F(CoordinatorRestartTest, CorruptRosterIsAnError) {
-  svc_.reset();
-  {
-    FILE* f = fopen((state_dir_ + "/roster.pb").c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    fputs("\xff\xff garbage", f);
-    fclose(f);
-  }
-  CoordinatorOptions o;
-  o.state_dir = state_dir_;
-  o.clock = &clock_;
-  auto s = CoordinatorService::Create(o);
-  EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(StartOn("roster.pb", "\xff\xff garbage").code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(CoordinatorRestartTest, CorruptEpochFileIsAnError) {
-  svc_.reset();
-  {
-    FILE* f = fopen((state_dir_ + "/epoch").c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    fputs("garbage", f);
-    fclose(f);
-  }
-  CoordinatorOptions o;
-  o.state_dir = state_dir_;
-  o.clock = &clock_;
-  auto s = CoordinatorService::Create(o);
-  EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(StartOn("epoch", "garbage").code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(CoordinatorOptionsTest, BadOptionsAreRefused) {

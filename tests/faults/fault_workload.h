@@ -23,9 +23,9 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "proto/auth.h"
+#include "proto/channel.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "tests/cluster/cluster_fixture.h"
-#include "proto/channel.h"
 
 namespace kvf::testing {
 

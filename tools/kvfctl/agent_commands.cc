@@ -19,9 +19,9 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/agent_control.grpc.pb.h"
+#include "proto/channel.h"
 #include "tools/kvfctl/commands.h"
 #include "tools/kvfctl/output.h"
-#include "proto/channel.h"
 
 namespace kvf::ctl {
 namespace {
