@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -446,7 +447,8 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
     out.reservation_id = res->id;
     out.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(res->location.size)};
     absl::MutexLock lock(&mu_);
-    reservations_.emplace(res->id, Reservation{ns, in.key, in.placement_hash, expires});
+    reservations_.emplace(res->id,
+                          Reservation{ns, in.key, in.placement_hash, expires, in.has_version});
   }
   return resp.Encode();
 }
@@ -469,6 +471,11 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
       }
       res = it->second;
       reservations_.erase(it);
+    }
+    if (res.removed) {
+      (void)store_->Abort(id);
+      resp.results[i].code = absl::StatusCode::kAborted;  // removed while this copy was in flight
+      continue;
     }
     absl::StatusOr<PutResult> put = store_->Commit(id);
     if (!put.ok()) {
@@ -497,11 +504,20 @@ absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r
     for (const auto& k : r.keys) keys.push_back(k.key);
     on_remove_(r.header.namespace_id, keys);
   }
+  absl::flat_hash_set<KeyOf> gone;
   for (const auto& k : r.keys) {
     resp.codes.push_back(store_->Remove(r.header.namespace_id, k.key).code());
     absl::MutexLock lock(&mu_);
     known_.erase(KeyOf{r.header.namespace_id, k.key});
     removed_[KeyOf{r.header.namespace_id, k.key}] = absl::Now();
+    gone.insert(KeyOf{r.header.namespace_id, k.key});
+  }
+  // A copy reserved before this remove (the primary's sync of a put that
+  // raced it) would bring the key back here when it commits: the tombstone
+  // only stops copies reserved after it.
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, res] : reservations_) {
+    if (res.copy && gone.contains(KeyOf{res.ns, res.key})) res.removed = true;
   }
   return resp.Encode();
 }

@@ -147,6 +147,8 @@ class DataPlane {
     BlockKey key;
     uint64_t placement_hash = 0;
     absl::Time expires;
+    bool copy = false;     // carries a version: a primary's sync, a migration, ack=all
+    bool removed = false;  // a copy whose key was removed since: never committed
   };
   struct KeyOf {
     NamespaceId ns;
