@@ -23,7 +23,12 @@
 //
 // Errors are absl::Status naming the operation, the peer and the backend's
 // own text ("ucp_get_nbx to peer 3 (agent-7): Connection reset by remote
-// peer"). A failed peer fails fast until it is Reconnect()ed.
+// peer"). A failed peer fails fast until it is Reconnect()ed: its pending
+// and new work fail with UNAVAILABLE (CANCELLED after a Cancel()).
+// Exception: UCX 1.13 over shared memory alone cannot detect a dead peer;
+// its work stays in progress until the caller's deadline, and a peer killed
+// while writing a message to this process (UCX's mm FIFO: slot claimed, never
+// published) stops this process's shared-memory receive path for good.
 #ifndef KVF_TRANSPORT_TRANSPORT_H_
 #define KVF_TRANSPORT_TRANSPORT_H_
 

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -147,6 +148,7 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
     std::unique_ptr<MemoryRegion> region;
   };
   std::vector<Region> regions;
+  auto parked = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<Transport> transport;
   auto reply_error = [&](const absl::Status& s) { (void)WriteMessage(fd, {"error", s.ToString()}); };
 
@@ -169,6 +171,16 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
     });
     (void)transport->RegisterHandler(4, [log](std::string_view) -> absl::StatusOr<std::string> {
       return *log;
+    });
+    // 5 parks the progress thread: this peer stops serving (and stops sending)
+    // as a hung process would, until it is killed. It breaks the rule that
+    // handlers do not block on purpose, and gives up after a minute so that a
+    // peer nobody kills still ends. The "parked" command reports it.
+    (void)transport->RegisterHandler(5, [parked](std::string_view) -> absl::StatusOr<std::string> {
+      parked->store(true);
+      absl::SleepFor(absl::Minutes(1));
+      parked->store(false);
+      return absl::DeadlineExceededError("parked for a minute and nobody killed this peer");
     });
     if (!WriteMessage(fd, {"ready", transport->address()}).ok()) return;
   } else {
@@ -203,6 +215,8 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
       std::string d = r.region->descriptor().Serialize();
       regions.push_back(std::move(r));
       (void)WriteMessage(fd, {"ok", d, absl::StrCat(regions.size() - 1)});
+    } else if (c[0] == "parked" && c.size() == 1) {  // parked -> "1" once handler 5 runs
+      (void)WriteMessage(fd, {"ok", parked->load() ? "1" : "0"});
     } else if (c[0] == "dereg" && c.size() == 2) {
       size_t i = 0;
       (void)absl::SimpleAtoi(c[1], &i);

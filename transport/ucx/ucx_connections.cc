@@ -8,6 +8,23 @@
 
 namespace kvf::transport_internal::ucx {
 
+void Conn::Close(absl::Status why) {
+  MarkFailed(std::move(why));
+  UcpEndpoint ep;
+  {
+    absl::WriterMutexLock l(&ep_mu_);  // waits for calls using the endpoint
+    ep = std::move(ep_);
+  }
+  if (ep.get() == nullptr) return;
+  // Closing progresses the worker, which runs callbacks and handlers, and a
+  // handler may send to this very peer (WithEndpoint takes ep_mu_) or to
+  // another (the worker lock). Progressing under ep_mu_, or without the
+  // worker lock, would deadlock against the progress thread running such a
+  // handler. The order stays ep_mu_ -> worker lock -> UCX's lock.
+  UcxTransport::WorkerLock l(owner_);
+  ep.Close();
+}
+
 void OnEndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* conn = static_cast<Conn*>(arg);
   conn->owner()->OnConnFailed(conn, status);

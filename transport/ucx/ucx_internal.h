@@ -71,12 +71,8 @@ class Conn {
     if (failure_.ok()) failure_ = std::move(why);
   }
   // Force-closes the endpoint: outstanding operations complete with
-  // UCS_ERR_CANCELED.
-  void Close(absl::Status why) {
-    MarkFailed(std::move(why));
-    absl::WriterMutexLock l(&ep_mu_);
-    ep_.Close();
-  }
+  // UCS_ERR_CANCELED. Takes the worker lock (ucx_connections.cc).
+  void Close(absl::Status why);
   // Runs fn(ep) with the endpoint pinned open; UNAVAILABLE once closed or
   // failed.
   template <typename Fn>

@@ -14,8 +14,12 @@ absl::StatusCode CodeFor(ucs_status_t status) {
     case UCS_ERR_CANCELED:
       return absl::StatusCode::kCancelled;
     case UCS_ERR_TIMED_OUT:
-    case UCS_ERR_ENDPOINT_TIMEOUT:
       return absl::StatusCode::kDeadlineExceeded;
+    // ENDPOINT_TIMEOUT is how UCX reports a dead peer (keepalive, or a TCP
+    // peer that vanished): a peer failure, so UNAVAILABLE. As
+    // DEADLINE_EXCEEDED, a failed transfer's Wait() read as "still in
+    // progress" (transport.h).
+    case UCS_ERR_ENDPOINT_TIMEOUT:
     case UCS_ERR_CONNECTION_RESET:
     case UCS_ERR_UNREACHABLE:
     case UCS_ERR_REJECTED:
