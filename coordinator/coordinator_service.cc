@@ -185,7 +185,9 @@ void CoordinatorService::SaveRosterLocked() {
   // The epoch file went first, so the epoch is safe; a roster one change
   // behind costs a restart in this window at most the re-join of the node
   // this change added (it joins again as a new node).
-  if (roster_saved_) KVF_LOG(ERROR) << "coordinator: cannot save the roster (retrying): " << s;
+  if (roster_saved_) {
+    KVF_LOG(ERROR) << "coordinator: cannot save the roster (retrying): " << s;
+  }
   roster_saved_ = false;
   ++counters_.roster_save_failures;
 }
@@ -406,13 +408,17 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
     absl::MutexLock lock(&mu_);
     if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
     if (recovering_ && now >= started_ + options_.lease) recovering_ = false;
-    if (request.known_epoch() >= epoch_) {
-      // This coordinator lost its state: the node has seen later maps, and
-      // ignores any map not newer than what it has.
+    // If this coordinator lost its state, the node has seen later maps and
+    // ignores any map not newer than what it has: the join's epoch moves past
+    // it. Only once the join is known to succeed, so a refused one changes
+    // nothing (the epoch would run ahead of the published map).
+    const uint64_t epoch_before = epoch_;
+    auto move_past_known_epoch = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (request.known_epoch() < epoch_) return;
       KVF_LOG(WARNING) << "coordinator: a joining node knows epoch " << request.known_epoch()
                        << ", this coordinator only " << epoch_ << ": moving past it";
       epoch_ = request.known_epoch();
-    }
+    };
     const NodeId self = request.node_id();
     for (const auto& [id, e] : nodes_) {
       if (id != self && IsLive(e.info.state) && e.info.address == request.address()) {
@@ -442,7 +448,11 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
             absl::StrCat("the cluster already has ", options_.max_nodes, " nodes"));
       }
       const ClusterMap before = BuildMapLocked();
-      KVF_RETURN_IF_ERROR(BumpEpochLocked());
+      move_past_known_epoch();
+      if (absl::Status s = BumpEpochLocked(); !s.ok()) {
+        epoch_ = epoch_before;
+        return s;
+      }
       id = next_id_++;
       NodeEntry& e = nodes_[id];
       e.info.id = id;
@@ -463,7 +473,11 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
         return absl::ResourceExhaustedError(
             absl::StrCat("the cluster already has ", options_.max_nodes, " nodes"));
       }
-      KVF_RETURN_IF_ERROR(BumpEpochLocked());
+      move_past_known_epoch();
+      if (absl::Status s = BumpEpochLocked(); !s.ok()) {
+        epoch_ = epoch_before;
+        return s;
+      }
       NodeEntry& n = nodes_[self];
       n.info.id = self;
       n.info.state = NodeState::kActive;
@@ -483,9 +497,11 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
       NodeEntry saved = *e;
       fill(*e);
       e->info.state = NodeState::kDown;
+      move_past_known_epoch();
       absl::Status s = TransitionLocked(self, NodeState::kActive, Plan::kMigrate);
       if (!s.ok()) {
         *FindLocked(self) = std::move(saved);
+        epoch_ = epoch_before;
         return s;
       }
     }
@@ -814,7 +830,14 @@ std::vector<std::shared_ptr<const proto::ClusterMap>> CoordinatorService::WaitFo
   if (shutdown_ || history_.back()->epoch() <= after_epoch) return {};
   const uint64_t front = history_.front()->epoch();
   if (after_epoch == 0 || front > after_epoch + 1) return {history_.back()};
-  return {history_.begin() + static_cast<ptrdiff_t>(after_epoch + 1 - front), history_.end()};
+  // Epochs in the history may skip (a join that moved past an epoch its node
+  // knew), so the first newer map is searched for, not computed.
+  auto first = std::upper_bound(
+      history_.begin(), history_.end(), after_epoch,
+      [](uint64_t epoch, const std::shared_ptr<const proto::ClusterMap>& map) {
+        return epoch < map->epoch();
+      });
+  return {first, history_.end()};
 }
 
 void CoordinatorService::Shutdown() {
