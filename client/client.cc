@@ -10,7 +10,7 @@
 #include "client/internal/plan.h"
 #include "client/internal/worker_pool.h"
 #include "common/status_macros.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 namespace kvf {
 

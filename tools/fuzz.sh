@@ -104,7 +104,7 @@ for t in "${targets[@]}"; do
   if [ "$seed" -eq 1 ] || [ ! -d "$dir" ] || [ -z "$(ls -A "$dir" 2>/dev/null)" ]; then
     mkdir -p "$dir"
     if [ "$t" = kvf_protocol_fuzz ]; then
-      for f in tests/node/protocol/corpus/*.bin; do cp "$f" "$dir/seed-$(basename "$f" .bin)"; done
+      for f in tests/protocol/corpus/*.bin; do cp "$f" "$dir/seed-$(basename "$f" .bin)"; done
     else
       "$(bin_of kvf_fuzz_seeds)" "$corpus_root"
     fi

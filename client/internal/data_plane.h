@@ -26,7 +26,7 @@
 #include "client/internal/map_watcher.h"
 #include "common/namespace.h"
 #include "common/status_macros.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 #include "transport/transport.h"
 
 namespace kvf::client_internal {

@@ -21,7 +21,7 @@
 #include "common/namespace.h"
 #include "common/placement.h"
 #include "kernels/codec.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 namespace kvf::client_internal {
 

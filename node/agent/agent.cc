@@ -351,7 +351,9 @@ void AgentImpl::Rejoin(const absl::Status& why) {
     KVF_LOG(WARNING) << "agent: " << s << "; joining as a new node";
     s = JoinCluster(kNoNode);
   }
-  if (!s.ok()) KVF_LOG(WARNING) << "agent: re-join: " << s;
+  if (!s.ok()) {
+    KVF_LOG(WARNING) << "agent: re-join: " << s;
+  }
 }
 
 void AgentImpl::CollectForeignBlocks() {

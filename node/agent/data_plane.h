@@ -1,5 +1,5 @@
 // The agent's data plane: the handlers for every request frame of
-// node/protocol/frames.h, served over transport/ messages against the shard
+// protocol/frames.h, served over transport/ messages against the shard
 // store (docs/data-path.md).
 //
 //  * Every request names a namespace the agent was told of
@@ -48,7 +48,7 @@
 #include "common/latency_histogram.h"
 #include "common/namespace.h"
 #include "common/placement.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 #include "node/shard_store.h"
 #include "transport/transport.h"
 

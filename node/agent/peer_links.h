@@ -22,8 +22,8 @@
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
 #include "common/namespace.h"
-#include "node/protocol/frames.h"
-#include "node/protocol/reply.h"
+#include "protocol/frames.h"
+#include "protocol/reply.h"
 #include "transport/transport.h"
 
 namespace kvf {

@@ -18,8 +18,8 @@
 #include "common/placement.h"
 #include "gtest/gtest.h"
 #include "tests/cluster/scrape.h"
-#include "node/protocol/frames.h"
-#include "node/protocol/reply.h"
+#include "protocol/frames.h"
+#include "protocol/reply.h"
 #include "tests/cluster/local_cluster.h"
 #include "transport/transport.h"
 

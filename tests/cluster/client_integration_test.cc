@@ -9,7 +9,7 @@
 #include "client/client.h"
 #include "common/cluster_map.h"
 #include "gtest/gtest.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 #include "tests/cluster/cluster_fixture.h"
 #include "tools/launch/spawn.h"
 #include "transport/transport.h"

@@ -1,15 +1,15 @@
 // Reading the answer to a data-plane request: either the typed response frame
-// or an ErrorResponse (node/protocol/frames.h). Shared by the client and by
+// or an ErrorResponse (protocol/frames.h). Shared by the client and by
 // agents talking to each other.
-#ifndef KVF_NODE_PROTOCOL_REPLY_H_
-#define KVF_NODE_PROTOCOL_REPLY_H_
+#ifndef KVF_PROTOCOL_REPLY_H_
+#define KVF_PROTOCOL_REPLY_H_
 
 #include <cstdint>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 namespace kvf::protocol {
 
@@ -36,4 +36,4 @@ absl::StatusOr<T> DecodeReply(std::string_view bytes, ReplyError* error = nullpt
 
 }  // namespace kvf::protocol
 
-#endif  // KVF_NODE_PROTOCOL_REPLY_H_
+#endif  // KVF_PROTOCOL_REPLY_H_

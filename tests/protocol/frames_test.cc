@@ -1,9 +1,9 @@
-// Tests of the data-plane frame codec (node/protocol/frames.h): round trips
+// Tests of the data-plane frame codec (protocol/frames.h): round trips
 // and golden bytes. With KVF_PROTOCOL_WRITE_CORPUS=1 in the environment the
 // RoundTrip test also (re)writes the fuzz corpus seeds, one per type.
 // frames_rules_test.cc has one test per validation rule, truncation and the
 // random-mutation loop.
-#include "tests/node/protocol/sample_frames.h"
+#include "tests/protocol/sample_frames.h"
 
 namespace kvf::protocol {
 namespace {

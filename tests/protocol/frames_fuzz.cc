@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "node/protocol/frames.h"
-#include "tests/node/protocol/all_frames.h"
+#include "protocol/frames.h"
+#include "tests/protocol/all_frames.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kvf::protocol;

@@ -1,7 +1,7 @@
 // Little-endian fixed-width writer and a bounds-checked reader for the frame
-// codec (frames.cc). Private to node/protocol.
-#ifndef KVF_NODE_PROTOCOL_INTERNAL_WIRE_IO_H_
-#define KVF_NODE_PROTOCOL_INTERNAL_WIRE_IO_H_
+// codec (frames.cc). Private to protocol.
+#ifndef KVF_PROTOCOL_INTERNAL_WIRE_IO_H_
+#define KVF_PROTOCOL_INTERNAL_WIRE_IO_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -106,4 +106,4 @@ class WireReader {
 
 }  // namespace kvf::protocol::internal
 
-#endif  // KVF_NODE_PROTOCOL_INTERNAL_WIRE_IO_H_
+#endif  // KVF_PROTOCOL_INTERNAL_WIRE_IO_H_

@@ -1,12 +1,14 @@
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "node/protocol/internal/frame_codec.h"
+#include "protocol/internal/frame_codec.h"
 
 namespace kvf::protocol {
+
+using namespace internal;  // NOLINT(build/namespaces): the codec's shared pieces
 std::string_view FrameTypeName(FrameType type) {
   switch (type) {
     case FrameType::kLookupRequest:

@@ -1,6 +1,6 @@
-// Tests of the frame codec's validation (node/protocol/frames.h): one test per
+// Tests of the frame codec's validation (protocol/frames.h): one test per
 // rule, every truncation, and a bounded random-mutation loop.
-#include "tests/node/protocol/sample_frames.h"
+#include "tests/protocol/sample_frames.h"
 
 namespace kvf::protocol {
 namespace {

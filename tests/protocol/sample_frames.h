@@ -2,10 +2,10 @@
 // codec's tests (frames_test.cc: round trips and golden bytes;
 // frames_rules_test.cc: one test per validation rule). Test-only; internal
 // linkage, each test file gets its own copy.
-#ifndef KVF_TESTS_NODE_PROTOCOL_SAMPLE_FRAMES_H_
-#define KVF_TESTS_NODE_PROTOCOL_SAMPLE_FRAMES_H_
+#ifndef KVF_TESTS_PROTOCOL_SAMPLE_FRAMES_H_
+#define KVF_TESTS_PROTOCOL_SAMPLE_FRAMES_H_
 
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -26,7 +26,7 @@
 #include "common/namespace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/node/protocol/all_frames.h"
+#include "tests/protocol/all_frames.h"
 #include "transport/descriptor.h"
 
 #pragma GCC diagnostic push
@@ -237,4 +237,4 @@ std::string CorpusPath(std::string_view type) {
 
 #pragma GCC diagnostic pop
 
-#endif  // KVF_TESTS_NODE_PROTOCOL_SAMPLE_FRAMES_H_
+#endif  // KVF_TESTS_PROTOCOL_SAMPLE_FRAMES_H_

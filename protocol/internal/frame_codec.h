@@ -1,12 +1,12 @@
-// The frame codec's shared pieces, private to node/protocol: sizes and
+// The frame codec's shared pieces, private to protocol/: sizes and
 // limits, field readers and writers, descriptor and location checks, and the
 // frame envelope. Used by frames.cc (header, namespace, lookup, get) and
 // frames_put.cc (reserve, commit, remove, invalidate, ack, error). Nothing
-// outside node/protocol includes this. The functions are inline (one definition
+// outside protocol/ includes this. The functions are inline (one definition
 // shared by both files); the two files use the pieces unqualified, as parts of
-// one codec, through the using-directive at the end.
-#ifndef KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
-#define KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
+// one codec, through a using-directive of their own.
+#ifndef KVF_PROTOCOL_INTERNAL_FRAME_CODEC_H_
+#define KVF_PROTOCOL_INTERNAL_FRAME_CODEC_H_
 
 #include <string>
 #include <string_view>
@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "node/protocol/frames.h"
-#include "node/protocol/internal/wire_io.h"
+#include "protocol/frames.h"
+#include "protocol/internal/wire_io.h"
 
 namespace kvf::protocol::internal {
 
@@ -281,8 +281,4 @@ inline absl::Status DecodeKeys(FrameType t, std::string_view frame, FrameHeader*
 
 }  // namespace kvf::protocol::internal
 
-namespace kvf::protocol {
-using namespace internal;  // NOLINT(build/namespaces): only the codec's own .cc files include this
-}  // namespace kvf::protocol
-
-#endif  // KVF_NODE_PROTOCOL_INTERNAL_FRAME_CODEC_H_
+#endif  // KVF_PROTOCOL_INTERNAL_FRAME_CODEC_H_

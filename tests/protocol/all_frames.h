@@ -1,11 +1,11 @@
-// Every frame type of node/protocol/frames.h, for tests that treat them alike.
-#ifndef KVF_TESTS_NODE_PROTOCOL_ALL_FRAMES_H_
-#define KVF_TESTS_NODE_PROTOCOL_ALL_FRAMES_H_
+// Every frame type of protocol/frames.h, for tests that treat them alike.
+#ifndef KVF_TESTS_PROTOCOL_ALL_FRAMES_H_
+#define KVF_TESTS_PROTOCOL_ALL_FRAMES_H_
 
 #include <string>
 #include <string_view>
 
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 namespace kvf::protocol::testing {
 
@@ -41,4 +41,4 @@ bool DecodeReencodes(std::string_view bytes, bool* decoded = nullptr) {
 
 }  // namespace kvf::protocol::testing
 
-#endif  // KVF_TESTS_NODE_PROTOCOL_ALL_FRAMES_H_
+#endif  // KVF_TESTS_PROTOCOL_ALL_FRAMES_H_

@@ -1,14 +1,16 @@
 // Encode/Decode of the put-side frames (reserve, commit, remove, invalidate)
 // and the generic responses; frames.cc has the rest.
-#include "node/protocol/frames.h"
+#include "protocol/frames.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "node/protocol/internal/frame_codec.h"
+#include "protocol/internal/frame_codec.h"
 
 namespace kvf::protocol {
+
+using namespace internal;  // NOLINT(build/namespaces): the codec's shared pieces
 
 // ---- Reserve / Commit ---------------------------------------------------------
 

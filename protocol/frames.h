@@ -28,8 +28,8 @@
 // same bytes (the encoding is canonical).
 //
 // Thread-safety: all functions are pure; the structs are plain values.
-#ifndef KVF_NODE_PROTOCOL_FRAMES_H_
-#define KVF_NODE_PROTOCOL_FRAMES_H_
+#ifndef KVF_PROTOCOL_FRAMES_H_
+#define KVF_PROTOCOL_FRAMES_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -403,4 +403,4 @@ struct ErrorResponse {
 
 }  // namespace kvf::protocol
 
-#endif  // KVF_NODE_PROTOCOL_FRAMES_H_
+#endif  // KVF_PROTOCOL_FRAMES_H_
