@@ -26,6 +26,10 @@ inline constexpr NodeId kNoNode = 0;  // ids start at 1
 //   left: final
 enum class NodeState : uint8_t { kJoining = 0, kActive = 1, kDraining = 2, kDown = 3, kLeft = 4 };
 std::string_view NodeStateName(NodeState state);
+// Joining, active or draining: a node that holds a lease.
+inline bool IsLive(NodeState s) {
+  return s == NodeState::kJoining || s == NodeState::kActive || s == NodeState::kDraining;
+}
 absl::StatusOr<NodeState> ParseNodeState(std::string_view name);
 
 struct NodeInfo {

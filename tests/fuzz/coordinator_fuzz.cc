@@ -50,10 +50,6 @@ using fuzz::CoordinatorOp;
   std::abort();
 }
 
-bool IsLive(NodeState s) {
-  return s == NodeState::kJoining || s == NodeState::kActive || s == NodeState::kDraining;
-}
-
 // Agents that accept every task, except at an address containing
 // "unreachable". Thread-safe: the service calls sources concurrently.
 class FuzzAgents final : public AgentClient {
