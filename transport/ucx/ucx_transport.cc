@@ -191,10 +191,18 @@ void UcxTransport::ProgressLoop() {
   constexpr int64_t kMaxSleepNs = 100'000;
   int idle = 0;
   int64_t sleep_ns = 100'000;
+  // Asynchronous calls expire here; a worker that always has something to
+  // progress (a dead TCP peer's reconnect attempts, say) must not starve
+  // them, so a busy loop expires them too, once a millisecond.
+  absl::Time next_expiry = absl::InfinitePast();
   while (!stop_.load(std::memory_order_relaxed)) {
     if (Progress()) {
       idle = 0;
       sleep_ns = 100'000;
+      if (const absl::Time now = absl::Now(); now >= next_expiry) {
+        ExpireAsyncCalls();
+        next_expiry = now + absl::Milliseconds(1);
+      }
       continue;
     }
     if (++idle < kSpin) continue;
