@@ -164,9 +164,14 @@ class FaultTest : public ClusterTest {
     return round;
   }
 
-  grpc::Status Drain(NodeId node) { return Membership(node, &proto::Coordinator::Stub::Drain); }
-  grpc::Status Undrain(NodeId node) {
-    return Membership(node, &proto::Coordinator::Stub::Undrain);
+  grpc::Status Drain(NodeId node) {
+    grpc::ClientContext ctx;
+    AddClusterToken(&ctx, cluster_->token());
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    proto::NodeRequest req;
+    req.set_node_id(node);
+    proto::MembershipResponse resp;
+    return stub_->Drain(&ctx, req, &resp);
   }
 
   // Waits until agent `index` is in `state` in the coordinator's map.
@@ -202,18 +207,6 @@ class FaultTest : public ClusterTest {
   Namespace ns_;
   size_t block_bytes_ = 0;
   std::unique_ptr<proto::Coordinator::Stub> stub_;
-
- private:
-  template <typename Rpc>
-  grpc::Status Membership(NodeId node, Rpc rpc) {
-    grpc::ClientContext ctx;
-    AddClusterToken(&ctx, cluster_->token());
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    proto::NodeRequest req;
-    req.set_node_id(node);
-    proto::MembershipResponse resp;
-    return (stub_.get()->*rpc)(&ctx, req, &resp);
-  }
 };
 
 }  // namespace kvf::testing

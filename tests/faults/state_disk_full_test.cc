@@ -103,7 +103,8 @@ TEST_F(StateDiskFullTest, EpochChangesAreRefusedClearlyUntilSpaceReturns) {
   absl::StatusOr<ClusterMap> after = cluster_->GetClusterMap();
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_GT(after->epoch, before->epoch);
-  ASSERT_TRUE(Undrain(victim).ok());
+  // (No undrain: with little data the drain may finish, and the node leave,
+  // before it could be asked back.)
   for (size_t i = 0; i < 16; ++i) CheckedRead(*client_, chain, i, 0, &reads);
   std::cout << "state dir full: drain refused, then accepted; " << reads.Summary("reads") << "\n";
   EXPECT_EQ(reads.failed.load(), 0u);
