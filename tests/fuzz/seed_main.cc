@@ -15,6 +15,7 @@
 #include "kernels/codec.h"
 #include "proto/coordinator.pb.h"
 #include "tests/fuzz/input_formats.h"
+#include "tests/kernels/codec_test_util.h"
 
 namespace kvf::fuzz {
 namespace {
@@ -25,16 +26,6 @@ void Write(const fs::path& dir, const std::string& name, const std::string& byte
   fs::create_directories(dir);
   std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-KvLayout Layout(uint32_t layers, uint32_t heads, uint32_t dim, uint32_t tokens, DType dtype) {
-  KvLayout l;
-  l.num_layers = layers;
-  l.num_kv_heads = heads;
-  l.head_dim = dim;
-  l.block_tokens = tokens;
-  l.dtype = dtype;
-  return l;
 }
 
 // A block of small, varied, finite values in `dtype` (bit patterns of
@@ -58,8 +49,9 @@ std::vector<std::byte> Block(const KvLayout& l) {
 
 void CodecSeeds(const fs::path& dir) {
   int n = 0;
-  const KvLayout layouts[] = {Layout(1, 2, 40, 7, DType::kFp16), Layout(2, 1, 33, 33, DType::kBf16),
-                              Layout(1, 1, 8, 4, DType::kFp32)};
+  const KvLayout layouts[] = {testing::MakeLayout(1, 2, 40, 7, DType::kFp16),
+                              testing::MakeLayout(2, 1, 33, 33, DType::kBf16),
+                              testing::MakeLayout(1, 1, 8, 4, DType::kFp32)};
   for (int c = 0; c < kNumCodecs; ++c) {
     const Codec& codec = CpuCodec(static_cast<CodecId>(c));
     for (const KvLayout& l : layouts) {
