@@ -37,7 +37,7 @@ unset KVF_KEEP_CLUSTER_DIR KVF_COORDINATOR KVF_TOKEN KVF_TOKEN_FILE
     tar --null -T - -cf -
 ) | tar -xf - -C "$clone" || fail "exporting the source tree into $clone"
 [[ -x $clone/kvf && -x $clone/tools/demo.sh ]] || fail "kvf or tools/demo.sh is not in the clone"
-[[ ! -e $tmp/shared && ! -e $clone/../shared ]] || fail "a shared/ beside the clone"
+[[ ! -e $tmp/shared && ! -e "$(dirname "$clone")/shared" ]] || fail "a shared/ beside the clone"
 [[ -s $clone/data/traces/conversation_trace.jsonl ]] || fail "the trace is not in the clone"
 
 expect() {  # expect OUTPUT REGEX
