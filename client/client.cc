@@ -59,9 +59,16 @@ enum class Next {
 
 struct ItemState {
   BlockResult result;
+  uint64_t version_tag = 0;  // puts: the primary's proof of result.version
   Next next = Next::kNextOwner;
   size_t owner_index = 0;  // which owner (in placement order) to ask next
   int replans = 0;
+};
+
+// The version a primary committed and its proof (protocol::CommitResult).
+struct PrimaryVersion {
+  Version version;
+  uint64_t tag = 0;
 };
 
 // Applies a whole-request failure to every item of a batch.
@@ -113,7 +120,7 @@ struct Client::Impl {
   // fan out.
   void PutBatch(const NamespaceState& ns, absl::Span<const BlockKey> chain, size_t begin,
                 absl::Span<const KeyRef> keys, absl::Span<const ConstBlockBuffer> blocks,
-                const PutOptions& options, const std::vector<Version>* versions,
+                const PutOptions& options, const std::vector<PrimaryVersion>* versions,
                 const NodeBatch& batch, std::vector<ItemState>& items);
 };
 
@@ -129,8 +136,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  KVF_ASSIGN_OR_RETURN(impl->maps,
-                       MapWatcher::Start(options.coordinator, options.token, options.rpc_timeout));
+  KVF_ASSIGN_OR_RETURN(impl->maps, MapWatcher::Start(options.coordinator, options.token,
+                                                     options.tls_ca_file, options.rpc_timeout));
   TransportConfig tc;
   tc.backend = TransportBackend::kUcx;
   tc.name = options.name;
@@ -144,7 +151,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   }
   impl->transport = std::move(*transport);
   impl->data = std::make_unique<DataPlane>(impl->transport.get(), impl->maps.get(),
-                                           options.data_timeout);
+                                           options.data_timeout, options.token);
   impl->pool = std::make_unique<WorkerPool>(std::max(0, options.worker_threads), "kvf-cl-work");
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
@@ -317,7 +324,7 @@ absl::StatusOr<BlockResult> Client::Get(const Namespace& ns, absl::Span<const Bl
 void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey> chain,
                             size_t begin, absl::Span<const KeyRef> keys,
                             absl::Span<const ConstBlockBuffer> blocks, const PutOptions& options,
-                            const std::vector<Version>* versions, const NodeBatch& batch,
+                            const std::vector<PrimaryVersion>* versions, const NodeBatch& batch,
                             std::vector<ItemState>& items) {
   const NodeId node = batch.node;
   protocol::ReserveRequest req;
@@ -334,7 +341,8 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
     e.is_mutable = options.is_mutable;
     if (versions != nullptr) {
       e.has_version = true;
-      e.version = (*versions)[i];
+      e.version = (*versions)[i].version;
+      e.version_tag = (*versions)[i].tag;
     }
     req.entries.push_back(e);
   }
@@ -360,6 +368,7 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
     if (r.already_present) {
       it.result = BlockResult{absl::OkStatus(), r.version, options.codec,
                               static_cast<uint32_t>(blocks[i].size), node};
+      it.version_tag = r.version_tag;
       it.next = Next::kDone;
       continue;
     }
@@ -414,6 +423,7 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
     }
     it.result = BlockResult{absl::OkStatus(), c.version, options.codec,
                             static_cast<uint32_t>(blocks[i].size), node};
+    it.version_tag = c.version_tag;
     it.next = Next::kDone;
   }
 }
@@ -470,11 +480,11 @@ absl::StatusOr<BatchResult> Client::BatchPut(const Namespace& ns, absl::Span<con
     // Write the primary's version to every other owner, without fan-out.
     std::shared_ptr<const MapSnapshot> snap = impl_->maps->Current();
     std::vector<OwnerList> owners = client_internal::OwnersOf(snap->placement, keys);
-    std::vector<Version> versions(items.size());
+    std::vector<PrimaryVersion> versions(items.size());
     std::vector<std::pair<NodeId, uint32_t>> assign;
     for (uint32_t i = 0; i < items.size(); ++i) {
       if (!items[i].result.status.ok()) continue;
-      versions[i] = items[i].result.version;
+      versions[i] = PrimaryVersion{items[i].result.version, items[i].version_tag};
       for (NodeId o : owners[i]) {
         if (o != items[i].result.node) assign.emplace_back(o, i);
       }
@@ -510,7 +520,7 @@ absl::StatusOr<BatchResult> Client::BatchPut(const Namespace& ns, absl::Span<con
         if (!r.ok() || r->entries.size() != asked.size()) return;
         for (size_t k = 0; k < asked.size(); ++k) {
           const protocol::LookupEntry& e = r->entries[k];
-          if (e.held && e.version >= versions[asked[k]]) {
+          if (e.held && e.version >= versions[asked[k]].version) {
             per_batch[b][asked[k]].result.status = absl::OkStatus();
           }
         }

@@ -58,6 +58,11 @@ enum class AckMode {
 struct ClientOptions {
   std::string coordinator;  // host:port of kvf-coordinator's gRPC endpoint
   std::string token;        // the cluster token
+  // PEM CA certificate(s) to verify a coordinator that serves TLS (its
+  // --tls_cert) against; empty: plaintext. A TLS coordinator refuses a
+  // plaintext client, and a certificate the CA did not sign fails the
+  // handshake: Connect returns UNAVAILABLE either way.
+  std::string tls_ca_file;
   // UCX transports (UCX_TLS syntax); empty lets UCX choose.
   std::string ucx_tls;
   absl::Duration rpc_timeout = absl::Seconds(5);   // coordinator RPCs

@@ -10,12 +10,14 @@ namespace kvf {
 CoordinatorGrpcService::CoordinatorGrpcService(CoordinatorService* core, std::string token)
     : core_(core), token_(std::move(token)) {}
 
-grpc::Status CoordinatorGrpcService::Authorize(const grpc::ServerContext& ctx) {
-  if (HasClusterToken(ctx, token_)) return grpc::Status::OK;
+grpc::Status CoordinatorGrpcService::Authorize(const grpc::ServerContext& ctx, bool reader) {
+  if (reader ? HasCredential(ctx, token_) : HasClusterToken(ctx, token_)) return grpc::Status::OK;
   ++unauthenticated_;
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      "missing or wrong cluster token (send 'authorization: Bearer <token>' "
-                      "or 'x-kvf-token')");
+                      reader ? "missing or wrong cluster token or tenant credential (send "
+                               "'authorization: Bearer <credential>')"
+                             : "missing or wrong cluster token (send 'authorization: Bearer "
+                               "<token>' or 'x-kvf-token')");
 }
 
 grpc::Status CoordinatorGrpcService::Finish(const absl::Status& status) {
@@ -27,6 +29,12 @@ grpc::Status CoordinatorGrpcService::Finish(const absl::Status& status) {
   do {                                              \
     grpc::Status auth_status_ = Authorize(*(ctx));  \
     if (!auth_status_.ok()) return auth_status_;    \
+  } while (0)
+// The cluster map is what a tenant's client needs to find agents.
+#define KVF_AUTHORIZE_READER(ctx)                                   \
+  do {                                                              \
+    grpc::Status auth_status_ = Authorize(*(ctx), /*reader=*/true); \
+    if (!auth_status_.ok()) return auth_status_;                    \
   } while (0)
 
 grpc::Status CoordinatorGrpcService::Join(grpc::ServerContext* ctx,
@@ -77,7 +85,7 @@ grpc::Status CoordinatorGrpcService::Leave(grpc::ServerContext* ctx,
 grpc::Status CoordinatorGrpcService::GetClusterMap(grpc::ServerContext* ctx,
                                                    const proto::GetClusterMapRequest*,
                                                    proto::ClusterMap* response) {
-  KVF_AUTHORIZE(ctx);
+  KVF_AUTHORIZE_READER(ctx);
   *response = *core_->GetClusterMap();
   return grpc::Status::OK;
 }
@@ -85,7 +93,7 @@ grpc::Status CoordinatorGrpcService::GetClusterMap(grpc::ServerContext* ctx,
 grpc::Status CoordinatorGrpcService::WatchClusterMap(
     grpc::ServerContext* ctx, const proto::WatchClusterMapRequest* request,
     grpc::ServerWriter<proto::ClusterMap>* writer) {
-  KVF_AUTHORIZE(ctx);
+  KVF_AUTHORIZE_READER(ctx);
   uint64_t last = request->after_epoch();
   while (!ctx->IsCancelled()) {
     // Wake now and then to notice a cancelled stream.

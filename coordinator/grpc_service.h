@@ -52,7 +52,9 @@ class CoordinatorGrpcService final : public proto::Coordinator::Service {
   uint64_t failed_calls() const { return failed_.load(); }
 
  private:
-  grpc::Status Authorize(const grpc::ServerContext& ctx);
+  // The cluster token; or, for a `reader` (the map RPCs), a tenant
+  // credential too.
+  grpc::Status Authorize(const grpc::ServerContext& ctx, bool reader = false);
   grpc::Status Finish(const absl::Status& status);
 
   CoordinatorService* const core_;

@@ -25,9 +25,9 @@
 #include "coordinator/coordinator_service.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/http_endpoint.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "proto/channel.h"
 #include "proto/coordinator_config.pb.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7700", "gRPC host:port; port 0 picks a free one");
@@ -93,19 +93,22 @@ int Run(const GivenFlags& given) {
   }
   const proto::CoordinatorConfig& c = *config;
 
-  std::shared_ptr<grpc::ChannelCredentials> agent_creds;
-  if (const std::string ca = absl::GetFlag(FLAGS_agent_tls_ca); !ca.empty()) {
-    auto pem = ReadFileToString(ca);
-    if (!pem.ok()) {
-      std::fprintf(stderr, "kvf-coordinator: %s\n", pem.status().ToString().c_str());
-      return 2;
-    }
-    grpc::SslCredentialsOptions opts;
-    opts.pem_root_certs = *pem;
-    agent_creds = grpc::SslCredentials(opts);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> agent_creds =
+      ChannelCredentialsFor(absl::GetFlag(FLAGS_agent_tls_ca));
+  if (!agent_creds.ok()) {
+    std::fprintf(stderr, "kvf-coordinator: --agent_tls_ca: %s\n",
+                 agent_creds.status().ToString().c_str());
+    return 2;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      ServerCredentialsFor(c.tls_cert(), c.tls_key());
+  if (!creds.ok()) {
+    std::fprintf(stderr, "kvf-coordinator: --tls_cert/--tls_key: %s\n",
+                 creds.status().ToString().c_str());
+    return 2;
   }
   std::unique_ptr<AgentClient> agents =
-      NewGrpcAgentClient(c.token(), agent_creds, absl::Seconds(2));
+      NewGrpcAgentClient(c.token(), *agent_creds, absl::Seconds(2));
 
   CoordinatorOptions options;
   options.ring.replication = c.replication();
@@ -122,18 +125,6 @@ int Run(const GivenFlags& given) {
   }
   CoordinatorGrpcService service(core->get(), c.token());
 
-  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!c.tls_cert().empty()) {
-    auto cert = ReadFileToString(c.tls_cert());
-    auto key = ReadFileToString(c.tls_key());
-    if (!cert.ok() || !key.ok()) {
-      std::fprintf(stderr, "kvf-coordinator: cannot read the TLS certificate or key\n");
-      return 2;
-    }
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
-    creds = grpc::SslServerCredentials(ssl);
-  }
   std::string grpc_host;
   int grpc_port = 0;
   if (absl::Status s = SplitHostPort(c.listen(), &grpc_host, &grpc_port); !s.ok()) {
@@ -142,7 +133,7 @@ int Run(const GivenFlags& given) {
   }
   int bound = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(c.listen(), creds, &bound);
+  builder.AddListeningPort(c.listen(), *creds, &bound);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {

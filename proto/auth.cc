@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "common/credentials.h"
+
 namespace kvf {
 namespace {
 
@@ -15,21 +17,29 @@ bool SameSecret(std::string_view a, std::string_view b) {
 
 constexpr std::string_view kBearer = "Bearer ";
 
+// Whether any secret the call presents (in either header) passes `accept`.
+template <typename Accept>
+bool AnyPresented(const grpc::ServerContext& ctx, Accept accept) {
+  const auto& md = ctx.client_metadata();
+  for (auto it = md.find("authorization"); it != md.end() && it->first == "authorization"; ++it) {
+    std::string_view v(it->second.data(), it->second.size());
+    if (v.substr(0, kBearer.size()) == kBearer && accept(v.substr(kBearer.size()))) return true;
+  }
+  for (auto it = md.find("x-kvf-token"); it != md.end() && it->first == "x-kvf-token"; ++it) {
+    if (accept(std::string_view(it->second.data(), it->second.size()))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token) {
   if (token.empty()) return false;
-  const auto& md = ctx.client_metadata();
-  for (auto it = md.find("authorization"); it != md.end() && it->first == "authorization"; ++it) {
-    std::string_view v(it->second.data(), it->second.size());
-    if (v.substr(0, kBearer.size()) == kBearer && SameSecret(v.substr(kBearer.size()), token)) {
-      return true;
-    }
-  }
-  for (auto it = md.find("x-kvf-token"); it != md.end() && it->first == "x-kvf-token"; ++it) {
-    if (SameSecret(std::string_view(it->second.data(), it->second.size()), token)) return true;
-  }
-  return false;
+  return AnyPresented(ctx, [&](std::string_view v) { return SameSecret(v, token); });
+}
+
+bool HasCredential(const grpc::ServerContext& ctx, const std::string& token) {
+  return AnyPresented(ctx, [&](std::string_view v) { return VerifyCredential(v, token).ok(); });
 }
 
 void AddClusterToken(grpc::ClientContext* ctx, const std::string& token) {

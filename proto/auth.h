@@ -1,5 +1,6 @@
 // The cluster token on gRPC calls: every Coordinator and AgentControl RPC
-// carries it as 'authorization: Bearer <token>' (or 'x-kvf-token').
+// carries it as 'authorization: Bearer <token>' (or 'x-kvf-token'); the two
+// map-reading RPCs also take a tenant credential in its place.
 #ifndef KVF_PROTO_AUTH_H_
 #define KVF_PROTO_AUTH_H_
 
@@ -13,6 +14,10 @@ namespace kvf {
 // True when `ctx` carries `token` in either accepted header. An empty
 // `token` never matches. Compares in constant time.
 bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token);
+
+// True when `ctx` carries `token` or a tenant credential derived from it
+// (common/credentials.h): what a client may read the cluster map with.
+bool HasCredential(const grpc::ServerContext& ctx, const std::string& token);
 
 // Adds `token` to an outgoing call.
 void AddClusterToken(grpc::ClientContext* ctx, const std::string& token);

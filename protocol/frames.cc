@@ -41,6 +41,10 @@ std::string_view FrameTypeName(FrameType type) {
       return "ErrorResponse";
     case FrameType::kRegisterNamespaceRequest:
       return "RegisterNamespaceRequest";
+    case FrameType::kHelloRequest:
+      return "HelloRequest";
+    case FrameType::kHelloResponse:
+      return "HelloResponse";
   }
   return "unknown";
 }
@@ -65,6 +69,7 @@ absl::StatusOr<ParsedHeader> DecodeHeader(std::string_view frame) {
   KVF_RETURN_IF_ERROR(r.Get(&p.header.sender_epoch, "sender epoch"));
   KVF_RETURN_IF_ERROR(r.Get(&p.header.namespace_id, "namespace id"));
   KVF_RETURN_IF_ERROR(r.Get(&p.header.layout_fingerprint, "layout fingerprint"));
+  KVF_RETURN_IF_ERROR(r.Get(&p.header.session, "session"));
   KVF_RETURN_IF_ERROR(r.Get(&body_bytes, "body bytes"));
   if (magic != kFrameMagic) {
     return absl::InvalidArgumentError(

@@ -1,10 +1,14 @@
 // The data-plane protocol spoken between kvf-agent and libkvfabric (and between
 // agents) over transport/ messages (docs/data-path.md, docs/protocol.md).
 //
-// A frame is one transport message: a fixed 44-byte little-endian header
+// A frame is one transport message: a fixed 52-byte little-endian header
 //
-//   u32 magic "KVFD" | u16 version (1) | u16 type | u64 request id |
-//   u64 sender epoch | u64 namespace id | u64 layout fingerprint | u32 body bytes
+//   u32 magic "KVFD" | u16 version (2) | u16 type | u64 request id |
+//   u64 sender epoch | u64 namespace id | u64 layout fingerprint |
+//   u64 session | u32 body bytes
+//
+// Every request but HelloRequest carries the session its sender got from the
+// agent's HelloResponse (docs/security.md); responses echo it.
 //
 // followed by a typed body. Each message type below is a plain value struct
 // with
@@ -49,8 +53,11 @@
 namespace kvf::protocol {
 
 inline constexpr uint32_t kFrameMagic = 0x4446564b;  // "KVFD" in byte order
-inline constexpr uint16_t kProtocolVersion = 1;
-inline constexpr size_t kFrameHeaderBytes = 44;
+inline constexpr uint16_t kProtocolVersion = 2;
+inline constexpr size_t kFrameHeaderBytes = 52;
+// Where the session and the body length sit in the header.
+inline constexpr size_t kSessionOffset = 40;
+inline constexpr size_t kBodyBytesOffset = 48;
 
 // Wire values of the `type` field; never renumber.
 enum class FrameType : uint16_t {
@@ -69,8 +76,10 @@ enum class FrameType : uint16_t {
   kAckResponse = 13,  // the answer to Release and Invalidate
   kErrorResponse = 14,
   kRegisterNamespaceRequest = 15,  // answered by AckResponse
+  kHelloRequest = 16,
+  kHelloResponse = 17,
 };
-inline constexpr uint16_t kMaxFrameType = 15;
+inline constexpr uint16_t kMaxFrameType = 17;
 
 std::string_view FrameTypeName(FrameType type);
 
@@ -93,12 +102,18 @@ struct FrameHeader {
   uint64_t sender_epoch = 0;
   NamespaceId namespace_id = 0;
   uint64_t layout_fingerprint = 0;
+  uint64_t session = 0;  // from HelloResponse; 0 in a HelloRequest
 
   friend bool operator==(const FrameHeader&, const FrameHeader&) = default;
 };
 
+// Writes `session` into an encoded frame's header (a frame is encoded once
+// and may be sent on several connections, each with its own session).
+// INVALID_ARGUMENT if `frame` is shorter than a header.
+absl::Status StampSession(std::string* frame, uint64_t session);
+
 // The header of any frame plus its type, validated (magic, version, known
-// type, body length == frame size - 44 <= kMaxMessageBytes); the body is not
+// type, body length == frame size - kFrameHeaderBytes <= kMaxMessageBytes); the body is not
 // looked at. For dispatching a request to the right Decode.
 struct ParsedHeader {
   FrameType type = FrameType::kErrorResponse;
@@ -125,6 +140,43 @@ struct KeyRef {
   uint64_t placement_hash = 0;
 
   friend bool operator==(const KeyRef&, const KeyRef&) = default;
+};
+
+// ---- Sessions -----------------------------------------------------------------
+
+// Who a connection speaks for. An agent proves the cluster token; a client
+// proves a tenant credential (common/credentials.h) or, as the operator's
+// tool, the cluster token.
+enum class PeerRole : uint8_t { kAgent = 1, kClient = 2 };
+inline constexpr size_t kMaxCredentialBytes = 512;
+
+// The first frame on a connection: the agent answers HelloResponse with a
+// session id for every later frame, or an ErrorResponse (UNAUTHENTICATED for
+// a wrong credential, RESOURCE_EXHAUSTED when the tenant has too many
+// sessions). The header's session, namespace and fingerprint are zero.
+struct HelloRequest {
+  static constexpr FrameType kType = FrameType::kHelloRequest;
+  FrameHeader header;
+  PeerRole role = PeerRole::kClient;
+  uint32_t node_id = 0;    // an agent's own node id (0 before it joined)
+  std::string credential;  // at most kMaxCredentialBytes
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<HelloRequest> Decode(std::string_view frame);
+  friend bool operator==(const HelloRequest&, const HelloRequest&) = default;
+};
+
+struct HelloResponse {
+  static constexpr FrameType kType = FrameType::kHelloResponse;
+  FrameHeader header;
+  uint64_t session = 0;  // never 0
+  // Idle sessions are forgotten after this; the next frame then gets
+  // UNAUTHENTICATED and the sender says hello again.
+  uint64_t idle_ttl_us = 0;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<HelloResponse> Decode(std::string_view frame);
+  friend bool operator==(const HelloResponse&, const HelloResponse&) = default;
 };
 
 // ---- Namespaces -------------------------------------------------------------
@@ -248,6 +300,9 @@ struct ReserveEntry {
   // put leaves it absent (zeros on the wire) and the primary assigns one.
   bool has_version = false;
   Version version;
+  // A client forwarding the primary's version (ack=all) must show the
+  // primary's CommitResult::version_tag for it; agents send 0.
+  uint64_t version_tag = 0;
 
   friend bool operator==(const ReserveEntry&, const ReserveEntry&) = default;
 };
@@ -272,6 +327,7 @@ struct ReserveResult {
   absl::StatusCode code = absl::StatusCode::kOk;
   bool already_present = false;
   Version version;
+  uint64_t version_tag = 0;  // already_present: as CommitResult::version_tag
   uint64_t reservation_id = 0;
   BlockLocation location;
 
@@ -308,6 +364,10 @@ struct CommitRequest {
 struct CommitResult {
   absl::StatusCode code = absl::StatusCode::kOk;
   Version version;
+  // The primary's proof that it committed `version` of this key (a keyed MAC
+  // under the cluster token, common/credentials.h): replicas accept a client's
+  // ack=all copy only with it, so no client can invent a version.
+  uint64_t version_tag = 0;
 
   friend bool operator==(const CommitResult&, const CommitResult&) = default;
 };

@@ -18,8 +18,8 @@ absl::StatusOr<std::string> ReserveRequest::Encode() const {
   KVF_RETURN_IF_ERROR(CheckCount(kType, "entry", entries.size(), kMaxReserveKeys));
   for (size_t i = 0; i < entries.size(); ++i) {
     KVF_RETURN_IF_ERROR(CheckCodec(kType, i, entries[i].codec));
-    if (!entries[i].has_version && entries[i].version != Version{}) {
-      return Invalid(kType, "entry ", i, ": version set without has_version");
+    if (!entries[i].has_version && (entries[i].version != Version{} || entries[i].version_tag != 0)) {
+      return Invalid(kType, "entry ", i, ": version or its tag set without has_version");
     }
   }
   return EncodeFrame(kType, header, 4 + entries.size() * kReserveEntryBytes, [&](WireWriter& w) {
@@ -35,6 +35,7 @@ absl::StatusOr<std::string> ReserveRequest::Encode() const {
       w.Put<uint8_t>(e.has_version ? 1 : 0);
       w.Zeros(1);
       PutVersion(w, e.version);
+      w.Put<uint64_t>(e.version_tag);
     }
     return absl::OkStatus();
   });
@@ -60,9 +61,10 @@ absl::StatusOr<ReserveRequest> ReserveRequest::Decode(std::string_view frame) {
     KVF_RETURN_IF_ERROR(r.Bool(&e.has_version, "has_version"));
     KVF_RETURN_IF_ERROR(r.Reserved(1, "after has_version"));
     KVF_RETURN_IF_ERROR(GetVersion(r, &e.version, "version"));
-    if (!e.has_version && e.version != Version{}) {
+    KVF_RETURN_IF_ERROR(r.Get(&e.version_tag, "version tag"));
+    if (!e.has_version && (e.version != Version{} || e.version_tag != 0)) {
       return Invalid(kType, "entry ", i, ": version ", e.version.ToString(),
-                     " set without has_version");
+                     " or its tag set without has_version");
     }
   }
   KVF_RETURN_IF_ERROR(r.ExpectEnd());
@@ -76,7 +78,7 @@ absl::Status CheckReserveResult(size_t i, const ReserveResult& e,
   KVF_RETURN_IF_ERROR(CheckCode(t, i, e.code));
   const bool no_reservation = e.reservation_id == 0 && e.location == BlockLocation{};
   if (e.code != absl::StatusCode::kOk) {
-    if (e.already_present || e.version != Version{} || !no_reservation) {
+    if (e.already_present || e.version != Version{} || e.version_tag != 0 || !no_reservation) {
       return Invalid(t, "entry ", i, ": error entry carries a result");
     }
     return absl::OkStatus();
@@ -85,7 +87,9 @@ absl::Status CheckReserveResult(size_t i, const ReserveResult& e,
     if (!no_reservation) return Invalid(t, "entry ", i, ": already_present with a reservation");
     return absl::OkStatus();
   }
-  if (e.version != Version{}) return Invalid(t, "entry ", i, ": reservation carries a version");
+  if (e.version != Version{} || e.version_tag != 0) {
+    return Invalid(t, "entry ", i, ": reservation carries a version");
+  }
   return CheckLocation(t, i, e.location, descriptors);
 }
 }  // namespace
@@ -106,6 +110,7 @@ absl::StatusOr<std::string> ReserveResponse::Encode() const {
       w.Put<uint8_t>(e.already_present ? 1 : 0);
       w.Zeros(3);
       PutVersion(w, e.version);
+      w.Put<uint64_t>(e.version_tag);
       w.Put<uint64_t>(e.reservation_id);
       PutLocation(w, e.location);
     }
@@ -131,6 +136,7 @@ absl::StatusOr<ReserveResponse> ReserveResponse::Decode(std::string_view frame) 
     KVF_RETURN_IF_ERROR(r.Bool(&e.already_present, "already_present"));
     KVF_RETURN_IF_ERROR(r.Reserved(3, "after already_present"));
     KVF_RETURN_IF_ERROR(GetVersion(r, &e.version, "version"));
+    KVF_RETURN_IF_ERROR(r.Get(&e.version_tag, "version tag"));
     KVF_RETURN_IF_ERROR(r.Get(&e.reservation_id, "reservation id"));
     KVF_RETURN_IF_ERROR(GetLocation(r, &e.location));
   }
@@ -176,7 +182,8 @@ absl::StatusOr<std::string> CommitResponse::Encode() const {
   KVF_RETURN_IF_ERROR(CheckCount(kType, "result", results.size(), kMaxCommitIds));
   for (size_t i = 0; i < results.size(); ++i) {
     KVF_RETURN_IF_ERROR(CheckCode(kType, i, results[i].code));
-    if (results[i].code != absl::StatusCode::kOk && results[i].version != Version{}) {
+    if (results[i].code != absl::StatusCode::kOk &&
+        (results[i].version != Version{} || results[i].version_tag != 0)) {
       return Invalid(kType, "entry ", i, ": error entry carries a version");
     }
   }
@@ -186,6 +193,7 @@ absl::StatusOr<std::string> CommitResponse::Encode() const {
       w.Put<uint32_t>(static_cast<uint32_t>(e.code));
       w.Zeros(4);
       PutVersion(w, e.version);
+      w.Put<uint64_t>(e.version_tag);
     }
     return absl::OkStatus();
   });
@@ -204,7 +212,8 @@ absl::StatusOr<CommitResponse> CommitResponse::Decode(std::string_view frame) {
     KVF_RETURN_IF_ERROR(GetCode(r, kType, i, &e.code));
     KVF_RETURN_IF_ERROR(r.Reserved(4, "after status code"));
     KVF_RETURN_IF_ERROR(GetVersion(r, &e.version, "version"));
-    if (e.code != absl::StatusCode::kOk && e.version != Version{}) {
+    KVF_RETURN_IF_ERROR(r.Get(&e.version_tag, "version tag"));
+    if (e.code != absl::StatusCode::kOk && (e.version != Version{} || e.version_tag != 0)) {
       return Invalid(kType, "entry ", i, ": error entry carries a version");
     }
   }

@@ -65,6 +65,13 @@ struct TransportConfig {
   // "rc,cuda_copy,self"). Empty leaves the choice to UCX (and the process's
   // own UCX_TLS, if set).
   std::string ucx_tls;
+  // UCX: the network devices to use, in UCX_NET_DEVICES syntax ("lo",
+  // "eth0,mlx5_0:1"). UCX's TCP transport listens on every device it uses,
+  // so this is also where it listens (NetDevicesForHost in
+  // transport/net_devices.h maps an address to it). Empty leaves the choice
+  // to UCX (and the process's own UCX_NET_DEVICES, if set). Shared memory,
+  // self and CUDA transports are not network devices and are unaffected.
+  std::string net_devices;
 
   // NCCL: this process's rank among world_size, the communicator's unique id
   // (NcclUniqueId() on one rank, carried to the others by the caller), and

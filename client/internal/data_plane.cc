@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "client/internal/plan.h"
+#include "protocol/reply.h"
 
 namespace kvf::client_internal {
 
@@ -11,8 +12,9 @@ using protocol::DecodeHeader;
 using protocol::ErrorResponse;
 using protocol::FrameType;
 
-DataPlane::DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout)
-    : transport_(transport), maps_(maps), timeout_(timeout) {
+DataPlane::DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout,
+                     std::string credential)
+    : transport_(transport), maps_(maps), timeout_(timeout), credential_(std::move(credential)) {
   std::random_device rd;
   next_request_id_ = (uint64_t{rd()} << 32) | rd();
 }
@@ -55,6 +57,7 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) {
     absl::Status s = transport_->Reconnect(it->second.peer, *worker);
     if (!s.ok()) return MarkUnreachable(s);
     it->second.address = info->data_address;
+    it->second.session = 0;
     it->second.registered.clear();
     it->second.imports.clear();
     return it->second.peer;
@@ -73,11 +76,59 @@ bool DataPlane::IsRegistered(NodeId node, NamespaceId ns) {
   return it != peers_.end() && it->second.registered.contains(ns);
 }
 
+absl::StatusOr<uint64_t> DataPlane::SessionFor(NodeId node, PeerId peer) {
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(node);
+    if (it != peers_.end() && it->second.peer == peer && it->second.session != 0) {
+      return it->second.session;
+    }
+  }
+  protocol::HelloRequest hello;
+  hello.header.request_id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
+  hello.role = protocol::PeerRole::kClient;
+  hello.credential = credential_;
+  auto bytes = hello.Encode();
+  if (!bytes.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kvf client: the credential cannot be sent: ", std::string(bytes.status().message())));
+  }
+  auto resp = transport_->Call(peer, static_cast<uint16_t>(FrameType::kHelloRequest), *bytes,
+                               absl::Now() + timeout_);
+  if (!resp.ok()) {
+    return MarkUnreachable(absl::Status(
+        resp.status().code(), absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
+  }
+  auto reply = protocol::DecodeReply<protocol::HelloResponse>(*resp);
+  if (!reply.ok()) {
+    return absl::Status(reply.status().code(), absl::StrCat("node ", node, ": hello: ",
+                                                            std::string(reply.status().message())));
+  }
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end() && it->second.peer == peer) it->second.session = reply->session;
+  return reply->session;
+}
+
+void DataPlane::ForgetSession(NodeId node) {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it != peers_.end()) it->second.session = 0;
+}
+
+absl::StatusOr<std::string> DataPlane::Stamped(NodeId node, PeerId peer, const std::string& bytes) {
+  KVF_ASSIGN_OR_RETURN(uint64_t session, SessionFor(node, peer));
+  std::string out = bytes;
+  KVF_RETURN_IF_ERROR(protocol::StampSession(&out, session));
+  return out;
+}
+
 absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState& ns) {
   protocol::RegisterNamespaceRequest req;
   req.header = Header(ns);
   req.spec = ns.spec;
-  KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
+  KVF_ASSIGN_OR_RETURN(std::string unstamped, req.Encode());
+  KVF_ASSIGN_OR_RETURN(std::string bytes, Stamped(node, peer, unstamped));
   auto resp = transport_->Call(peer, static_cast<uint16_t>(FrameType::kRegisterNamespaceRequest),
                                bytes, absl::Now() + timeout_);
   if (!resp.ok()) {
@@ -87,6 +138,7 @@ absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState&
   KVF_ASSIGN_OR_RETURN(auto hdr, DecodeHeader(*resp));
   if (hdr.type == FrameType::kErrorResponse) {
     KVF_ASSIGN_OR_RETURN(auto err, ErrorResponse::Decode(*resp));
+    if (err.code == absl::StatusCode::kUnauthenticated) ForgetSession(node);
     return absl::Status(err.code, absl::StrCat("node ", node, ": registering namespace ",
                                                ns.spec.DebugString(), ": ", err.message));
   }
@@ -97,8 +149,8 @@ absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState&
 }
 
 absl::StatusOr<std::string> DataPlane::Interpret(NodeId node, absl::StatusOr<std::string> resp,
-                                                 bool* reregister) {
-  *reregister = false;
+                                                 Retry* retry) {
+  *retry = Retry::kNo;
   if (!resp.ok()) {
     return MarkUnreachable(absl::Status(
         resp.status().code(), absl::StrCat("node ", node, ": ", std::string(resp.status().message()))));
@@ -112,11 +164,22 @@ absl::StatusOr<std::string> DataPlane::Interpret(NodeId node, absl::StatusOr<std
   KVF_ASSIGN_OR_RETURN(ErrorResponse err, ErrorResponse::Decode(*resp));
   switch (ClassifyError(err)) {
     case ErrorAction::kRegisterAndRetry:
-      *reregister = true;
+      *retry = Retry::kRegister;
+      break;
+    case ErrorAction::kHelloAndRetry:
+      ForgetSession(node);
+      *retry = Retry::kHello;
       break;
     case ErrorAction::kRefreshAndRetry: {
-      absl::Status s = maps_->RefreshTo(err.current_epoch, absl::Now() + timeout_);
-      (void)s;  // the caller re-plans with whatever map it has now
+      auto snap = maps_->Current();
+      if (snap != nullptr && err.current_epoch < snap->map.epoch) {
+        // The node has not seen our map yet (it trusts no sender's epoch):
+        // ask it again once it may have.
+        *retry = Retry::kLagging;
+      } else {
+        absl::Status s = maps_->RefreshTo(err.current_epoch, absl::Now() + timeout_);
+        (void)s;  // the caller re-plans with whatever map it has now
+      }
       return WrongOwnerError(err.current_epoch, absl::StrCat("node ", node, ": ", err.message));
     }
     case ErrorAction::kFail:
@@ -129,15 +192,37 @@ absl::StatusOr<std::string> DataPlane::Exchange(NodeId node, const NamespaceStat
                                                 uint16_t type, const std::string& bytes) {
   KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
   if (!IsRegistered(node, ns.id)) KVF_RETURN_IF_ERROR(Register(node, peer, ns));
-  for (int attempt = 0;; ++attempt) {
-    bool reregister = false;
-    auto out = Interpret(node, transport_->Call(peer, type, bytes, absl::Now() + timeout_), &reregister);
-    if (!reregister || attempt > 0) return out;
-    {
-      absl::MutexLock l(&mu_);
-      peers_[node].registered.erase(ns.id);
+  bool registered_again = false, hello_again = false;
+  absl::Duration lag_wait = absl::Milliseconds(1);
+  const absl::Time give_up = absl::Now() + timeout_;
+  while (true) {
+    KVF_ASSIGN_OR_RETURN(std::string stamped, Stamped(node, peer, bytes));
+    Retry retry = Retry::kNo;
+    auto out = Interpret(node, transport_->Call(peer, type, stamped, absl::Now() + timeout_), &retry);
+    switch (retry) {
+      case Retry::kNo:
+        return out;
+      case Retry::kRegister:
+        if (registered_again) return out;
+        registered_again = true;
+        {
+          absl::MutexLock l(&mu_);
+          peers_[node].registered.erase(ns.id);
+        }
+        KVF_RETURN_IF_ERROR(Register(node, peer, ns));
+        break;
+      case Retry::kHello:
+        if (hello_again) return out;
+        hello_again = true;  // SessionFor says hello on the next turn
+        break;
+      case Retry::kLagging:
+        // Map pushes reach agents within milliseconds; past a quarter of the
+        // timeout the caller re-plans with the WRONG_OWNER.
+        if (absl::Now() + lag_wait > give_up - 3 * timeout_ / 4) return out;
+        absl::SleepFor(lag_wait);
+        lag_wait = std::min(2 * lag_wait, absl::Milliseconds(64));
+        break;
     }
-    KVF_RETURN_IF_ERROR(Register(node, peer, ns));
   }
 }
 
@@ -166,12 +251,17 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
     // A node that has not heard of the namespace yet takes the blocking path,
     // which registers first.
     if (!IsRegistered(node, ns.id)) continue;
+    auto stamped = Stamped(node, *peer, reqs[i].second);
+    if (!stamped.ok()) {
+      out[i] = stamped.status();
+      continue;
+    }
     {
       absl::MutexLock l(&pending->mu);
       ++pending->outstanding;
     }
     absl::Status sent = transport_->CallAsync(
-        *peer, type, reqs[i].second, deadline, [pending, i](absl::StatusOr<std::string> r) {
+        *peer, type, *stamped, deadline, [pending, i](absl::StatusOr<std::string> r) {
           absl::MutexLock l(&pending->mu);
           pending->raw[i] = std::move(r);
           --pending->outstanding;
@@ -200,15 +290,14 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
   }
   for (size_t i = 0; i < reqs.size(); ++i) {
     if (!async[i]) continue;
-    bool reregister = false;
-    out[i] = Interpret(reqs[i].first, std::move(raw[i]), &reregister);
-    if (reregister) {
-      {
-        absl::MutexLock l(&mu_);
-        peers_[reqs[i].first].registered.erase(ns.id);
-      }
-      out[i] = Exchange(reqs[i].first, ns, type, reqs[i].second);
+    Retry retry = Retry::kNo;
+    out[i] = Interpret(reqs[i].first, std::move(raw[i]), &retry);
+    if (retry == Retry::kRegister) {
+      absl::MutexLock l(&mu_);
+      peers_[reqs[i].first].registered.erase(ns.id);
     }
+    // The blocking path registers, says hello or waits for a lagging node.
+    if (retry != Retry::kNo) out[i] = Exchange(reqs[i].first, ns, type, reqs[i].second);
   }
   return out;
 }

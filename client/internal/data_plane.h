@@ -1,7 +1,8 @@
 // The client's connections to agents: one transport PeerId per node (opened
-// lazily, reconnected when the map shows a new data address), per-agent
-// namespace registration, one request/response exchange with the protocol's
-// error handling (register-and-retry, WRONG_OWNER → map refresh), and the
+// lazily, reconnected when the map shows a new data address), one session per
+// agent (HelloRequest with the client's credential, stamped into every frame),
+// per-agent namespace registration, one request/response exchange with the
+// protocol's error handling (hello-, register- and refresh-and-retry), and the
 // cache of imported remote regions.
 //
 // Thread-safety: all methods are safe from any thread; no lock is held while
@@ -39,7 +40,9 @@ struct NamespaceState {
 
 class DataPlane {
  public:
-  DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout);
+  // `credential`: the cluster token or a tenant credential (common/credentials.h).
+  DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout,
+            std::string credential);
   ~DataPlane();
 
   // Sends `req` to `node` (the header is filled here) and decodes the typed
@@ -107,6 +110,8 @@ class DataPlane {
     req.header = Header(ns);
     KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
     KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
+    KVF_ASSIGN_OR_RETURN(uint64_t session, SessionFor(node, peer));
+    KVF_RETURN_IF_ERROR(protocol::StampSession(&bytes, session));
     return transport_->Notify(peer, static_cast<uint16_t>(Req::kType), bytes);
   }
 
@@ -129,6 +134,7 @@ class DataPlane {
  private:
   struct Peer {
     PeerId peer = 0;
+    uint64_t session = 0;  // 0: say hello first
     std::string address;
     absl::flat_hash_set<NamespaceId> registered;
     absl::flat_hash_map<uint64_t, std::shared_ptr<RemoteRegion>> imports;  // by region id
@@ -139,15 +145,27 @@ class DataPlane {
                                        const std::string& bytes);
   std::vector<absl::StatusOr<std::string>> ExchangeAll(
       const NamespaceState& ns, uint16_t type, const std::vector<std::pair<NodeId, std::string>>& reqs);
-  // A node's answer (or the transport's error) as Exchange returns it; sets
-  // *reregister when the node no longer knows the namespace.
-  absl::StatusOr<std::string> Interpret(NodeId node, absl::StatusOr<std::string> resp, bool* reregister);
+  // What Exchange does after an answer.
+  enum class Retry {
+    kNo,
+    kRegister,  // the node no longer knows the namespace
+    kHello,     // the node no longer knows the session
+    kLagging,   // WRONG_OWNER from a node whose map is older than ours
+  };
+  // A node's answer (or the transport's error) as Exchange returns it.
+  absl::StatusOr<std::string> Interpret(NodeId node, absl::StatusOr<std::string> resp, Retry* retry);
   absl::Status Register(NodeId node, PeerId peer, const NamespaceState& ns);
   bool IsRegistered(NodeId node, NamespaceId ns);
+  // The session with `node`, saying hello first when there is none.
+  absl::StatusOr<uint64_t> SessionFor(NodeId node, PeerId peer);
+  void ForgetSession(NodeId node);
+  // `bytes` with `node`'s session stamped in.
+  absl::StatusOr<std::string> Stamped(NodeId node, PeerId peer, const std::string& bytes);
 
   Transport* const transport_;
   MapWatcher* const maps_;
   const absl::Duration timeout_;
+  const std::string credential_;
   std::atomic<uint64_t> next_request_id_;
 
   absl::Mutex mu_;

@@ -34,16 +34,32 @@ MapWatcher::MapWatcher(std::string address, std::string token, absl::Duration rp
 
 absl::StatusOr<std::unique_ptr<MapWatcher>> MapWatcher::Start(std::string address,
                                                              std::string token,
+                                                             const std::string& tls_ca_file,
                                                              absl::Duration rpc_timeout) {
   if (address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentialsFor(tls_ca_file);
+  if (!credentials.ok()) {
+    return absl::Status(credentials.status().code(),
+                        absl::StrCat("ClientOptions.tls_ca_file: ", credentials.status().message()));
+  }
   std::unique_ptr<MapWatcher> w(new MapWatcher(std::move(address), std::move(token), rpc_timeout));
   w->rpc_ = std::make_unique<Rpc>();
-  w->rpc_->channel = OpenChannel(w->address_);
+  w->rpc_->channel = OpenChannel(w->address_, *std::move(credentials));
   w->rpc_->stub = proto::Coordinator::NewStub(w->rpc_->channel);
   absl::Status s = w->FetchOnce(absl::Now() + rpc_timeout);
   if (!s.ok()) {
+    // Nothing in gRPC's text says TLS was the trouble: a plaintext client of
+    // a TLS server sees the connection closed, a TLS one a failed handshake.
+    const char* hint = "";
+    if (absl::IsUnavailable(s)) {
+      hint = tls_ca_file.empty()
+                 ? " (is kvf-coordinator running there? If it serves TLS, set tls_ca_file)"
+                 : " (is kvf-coordinator running there, serving TLS with a certificate that "
+                   "tls_ca_file signs and that names this address?)";
+    }
     return absl::Status(s.code(), absl::StrCat("GetClusterMap from coordinator ", w->address_,
-                                               ": ", std::string(s.message())));
+                                               ": ", std::string(s.message()), hint));
   }
   w->watcher_ = std::thread([p = w.get()] {
     pthread_setname_np(pthread_self(), "kvf-cl-watch");

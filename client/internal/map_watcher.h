@@ -33,9 +33,13 @@ struct MapSnapshot {
 class MapWatcher {
  public:
   // Fetches the first map (GetClusterMap) and starts the watch thread.
-  // Errors come back with the coordinator's code (UNAUTHENTICATED for a wrong
-  // token, UNAVAILABLE for nobody listening) and name the address.
+  // `tls_ca_file`: PEM roots to verify a TLS coordinator with; empty:
+  // plaintext (proto/channel.h). Errors come back with the coordinator's code
+  // (UNAUTHENTICATED for a wrong token, UNAVAILABLE for nobody listening or a
+  // failed TLS handshake) and name the address; an unreadable CA file is
+  // NOT_FOUND, one without a certificate INVALID_ARGUMENT.
   static absl::StatusOr<std::unique_ptr<MapWatcher>> Start(std::string address, std::string token,
+                                                           const std::string& tls_ca_file,
                                                            absl::Duration rpc_timeout);
   ~MapWatcher();
 

@@ -108,6 +108,7 @@ bool IsWrongOwner(const absl::Status& status) {
 
 ErrorAction ClassifyError(const protocol::ErrorResponse& error) {
   if (error.wrong_owner) return ErrorAction::kRefreshAndRetry;
+  if (error.code == absl::StatusCode::kUnauthenticated) return ErrorAction::kHelloAndRetry;
   if (error.code == absl::StatusCode::kNotFound) return ErrorAction::kRegisterAndRetry;
   if (error.code == absl::StatusCode::kFailedPrecondition &&
       absl::StrContains(error.message, "not registered")) {

@@ -72,6 +72,7 @@ enum class ErrorAction {
   kFail,              // report it
   kRegisterAndRetry,  // namespace not registered on this agent
   kRefreshAndRetry,   // WRONG_OWNER
+  kHelloAndRetry,     // UNAUTHENTICATED: the agent forgot the session (restart, idle)
 };
 ErrorAction ClassifyError(const protocol::ErrorResponse& error);
 

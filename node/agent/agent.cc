@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <pthread.h>
@@ -27,7 +28,9 @@
 #include "node/agent/replicator.h"
 #include "proto/agent_control.grpc.pb.h"
 #include "proto/auth.h"
+#include "proto/channel.h"
 #include "proto/cluster_map_convert.h"
+#include "transport/net_devices.h"
 #include "transport/transport.h"
 
 namespace kvf {
@@ -41,6 +44,30 @@ absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) 
   }
   *host = hp.substr(0, colon);
   return absl::OkStatus();
+}
+
+// UCX_NET_DEVICES for the data plane: the interface(s) owning
+// data_listen_host (default: the host of `listen`), so UCX's TCP transport
+// listens there only. "" (UCX's choice) when the environment sets
+// UCX_NET_DEVICES: an operator's explicit setting wins.
+absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options) {
+  if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') {
+    KVF_LOG(INFO) << "agent: UCX network devices from $UCX_NET_DEVICES (" << env << ")";
+    return std::string();
+  }
+  std::string host = options.data_listen_host;
+  if (host.empty()) {
+    int port = 0;
+    KVF_RETURN_IF_ERROR(SplitHostPort(options.listen, &host, &port));
+  }
+  absl::StatusOr<std::string> devices = NetDevicesForHost(host);
+  if (!devices.ok()) {
+    return absl::Status(devices.status().code(),
+                        absl::StrCat("data listen host ", host, ": ", devices.status().message()));
+  }
+  KVF_LOG(INFO) << "agent: UCX network devices for " << host << ": "
+                << (devices->empty() ? "all" : *devices);
+  return devices;
 }
 
 // AgentControl: the coordinator hands this agent migration tasks and the
@@ -139,10 +166,16 @@ class AgentImpl final : public Agent {
 absl::Status AgentImpl::Init() {
   if (options_.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
   if (options_.token.empty()) return absl::InvalidArgumentError("a cluster token is required");
+  // TLS files are checked before anything starts.
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> coordinator_credentials,
+                       ChannelCredentialsFor(options_.tls_ca));
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> control_credentials,
+                       ServerCredentialsFor(options_.tls_cert, options_.tls_key));
   TransportConfig tc;
   tc.name = "agent";
   tc.progress = ProgressMode::kThread;
   tc.ucx_tls = options_.ucx_tls;
+  KVF_ASSIGN_OR_RETURN(tc.net_devices, DataNetDevices(options_));
   KVF_ASSIGN_OR_RETURN(transport_, CreateTransport(tc));
   // Whole MiB: the slab allocator carves the arena into slabs of MiB sizes.
   const uint64_t host_bytes = options_.host_bytes / (1 << 20) * (1 << 20);
@@ -157,10 +190,15 @@ absl::Status AgentImpl::Init() {
   so.default_lease = options_.get_lease;
   KVF_ASSIGN_OR_RETURN(store_, ShardStore::Create(so));
 
-  data_plane_ = std::make_unique<DataPlane>(
-      store_.get(), transport_.get(), arena_.get(),
-      DataPlaneOptions{.get_lease = options_.get_lease, .reservation_ttl = options_.get_lease});
-  peers_ = std::make_unique<PeerLinks>(transport_.get());
+  DataPlaneOptions dp;
+  dp.get_lease = options_.get_lease;
+  dp.reservation_ttl = options_.get_lease;
+  dp.cluster_token = options_.token;
+  dp.tenant_limits = options_.tenant_limits;
+  dp.sessions = options_.sessions;
+  data_plane_ = std::make_unique<DataPlane>(store_.get(), transport_.get(), arena_.get(), dp);
+  peers_ = std::make_unique<PeerLinks>(transport_.get(), options_.token,
+                                       [dp = data_plane_.get()] { return dp->self(); });
   replicator_ = std::make_unique<Replicator>(store_.get(), data_plane_.get(), peers_.get(),
                                              transport_.get(), ReplicatorOptions{});
   KVF_RETURN_IF_ERROR(data_plane_->Start(
@@ -169,7 +207,7 @@ absl::Status AgentImpl::Init() {
         r->Cancel(ns, keys);
       }));
   link_ = std::make_unique<CoordinatorLink>(options_.coordinator, options_.token,
-                                            options_.rpc_timeout);
+                                            options_.rpc_timeout, coordinator_credentials);
   migrator_ = std::make_unique<Migrator>(
       store_.get(), data_plane_.get(), replicator_.get(), peers_.get(),
       [this](std::vector<proto::TaskProgress> progress) {
@@ -185,7 +223,7 @@ absl::Status AgentImpl::Init() {
   KVF_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host, &port));
   int bound = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort(options_.listen, control_credentials, &bound);
   builder.RegisterService(control_.get());
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || bound == 0) {

@@ -17,6 +17,8 @@
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
 
+#include "node/agent/data_plane.h"
+
 namespace kvf {
 
 struct AgentOptions {
@@ -28,10 +30,24 @@ struct AgentOptions {
   uint64_t host_bytes = uint64_t{1} << 30;   // the host tier
   std::string eviction_policy = "lru";
   std::string ucx_tls;                       // empty: UCX chooses
+  // The IP address (or host name) the UCX data plane listens on: UCX's TCP
+  // transport opens a listening socket on each network device it uses, so
+  // the agent restricts UCX to the interface(s) owning this address
+  // (transport/net_devices.h; RDMA ports are kept). Empty: the host of
+  // `listen`; "0.0.0.0": every interface. $UCX_NET_DEVICES, when set, wins.
+  std::string data_listen_host;
+  // TLS (proto/channel.h). With both PEM files AgentControl serves over TLS;
+  // with `tls_ca` the coordinator's certificate is verified against it.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
   NodeId node_id = kNoNode;                  // re-join with this id
   absl::Duration get_lease = absl::Seconds(10);
   absl::Duration heartbeat = absl::ZeroDuration();  // zero: a third of the lease
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // What one tenant's clients may hold on this agent (docs/security.md).
+  TenantLimits tenant_limits;
+  SessionLimits sessions;
 };
 
 class Agent {

@@ -77,6 +77,22 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
   p.Help("kvf_agent_lease_lapsed", "gauge",
          "1 while this agent's coordinator lease has lapsed (mutable blocks fenced).");
   p.Line("kvf_agent_lease_lapsed", dp.LeaseLapsed() ? 1 : 0);
+  p.Help("kvf_agent_unauthenticated_total", "counter",
+         "Data-plane frames and hellos refused for a missing, unknown or wrong credential.");
+  p.Line("kvf_agent_unauthenticated_total", dp.unauthenticated());
+  p.Help("kvf_agent_permission_denied_total", "counter",
+         "Frames refused for what the session may not do: another tenant's namespace, an "
+         "agent-only frame, a version without the primary's tag.");
+  p.Line("kvf_agent_permission_denied_total", dp.permission_denied());
+  p.Help("kvf_agent_resource_exhausted_total", "counter",
+         "Requests refused because a tenant held its limit of a resource.");
+  for (int r = 0; r < kNumLimitedResources; ++r) {
+    const auto res = static_cast<LimitedResource>(r);
+    p.Line("kvf_agent_resource_exhausted_total", dp.exhausted(res),
+           absl::StrCat("resource=\"", std::string(LimitedResourceName(res)), "\""));
+  }
+  p.Help("kvf_agent_sessions", "gauge", "Open data-plane sessions (agents and clients).");
+  p.Line("kvf_agent_sessions", dp.sessions());
   p.Help("kvf_agent_request_seconds", "histogram", "Data-plane request handling time by op.");
   for (int op = 0; op < kNumDataOps; ++op) {
     const auto o = static_cast<DataOp>(op);

@@ -23,11 +23,11 @@ absl::Status Annotate(const char* call, const grpc::Status& s) {
 }  // namespace
 
 CoordinatorLink::CoordinatorLink(const std::string& address, std::string token,
-                                 absl::Duration timeout)
+                                 absl::Duration timeout,
+                                 std::shared_ptr<grpc::ChannelCredentials> credentials)
     : token_(std::move(token)),
       timeout_(timeout),
-      stub_(proto::Coordinator::NewStub(
-          OpenChannel(address))) {}
+      stub_(proto::Coordinator::NewStub(OpenChannel(address, std::move(credentials)))) {}
 
 CoordinatorLink::~CoordinatorLink() { StopWatch(); }
 

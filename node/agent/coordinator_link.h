@@ -16,13 +16,17 @@
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace kvf {
 
 class CoordinatorLink {
  public:
-  CoordinatorLink(const std::string& address, std::string token, absl::Duration timeout);
+  // `credentials`: the channel's (proto/channel.h ChannelCredentialsFor);
+  // null means plaintext.
+  CoordinatorLink(const std::string& address, std::string token, absl::Duration timeout,
+                  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~CoordinatorLink();  // stops the watch
   CoordinatorLink(const CoordinatorLink&) = delete;
   CoordinatorLink& operator=(const CoordinatorLink&) = delete;

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/credentials.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -45,6 +46,17 @@ std::string_view DataOpName(DataOp op) {
     case DataOp::kRemove: return "remove";
     case DataOp::kInvalidate: return "invalidate";
     case DataOp::kRegister: return "register_namespace";
+    case DataOp::kHello: return "hello";
+  }
+  return "unknown";
+}
+
+std::string_view LimitedResourceName(LimitedResource r) {
+  switch (r) {
+    case LimitedResource::kSessions: return "sessions";
+    case LimitedResource::kNamespaces: return "namespaces";
+    case LimitedResource::kReadLeases: return "read_leases";
+    case LimitedResource::kReservations: return "reservations";
   }
   return "unknown";
 }
@@ -76,6 +88,7 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
       transport_(transport),
       arena_(arena),
       options_(options),
+      sessions_(options.cluster_token, options.sessions),
       ownership_(std::make_shared<Ownership>()) {}
 
 DataPlane::~DataPlane() {
@@ -154,37 +167,96 @@ void DataPlane::Sweep() {
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.expires <= now) {
         unpin.insert(unpin.end(), it->second.store_leases.begin(), it->second.store_leases.end());
+        ReleaseUsage(it->second.tenant, it->second.counted, &TenantUsage::read_leases);
         leases_.erase(it++);
       } else {
         ++it;
       }
     }
-    absl::erase_if(reservations_, [&](const auto& r) { return r.second.expires <= now; });
+    for (auto it = reservations_.begin(); it != reservations_.end();) {
+      if (it->second.expires <= now) {
+        ReleaseUsage(it->second.tenant, it->second.counted, &TenantUsage::reservations);
+        reservations_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
     absl::erase_if(removed_, [&](const auto& r) { return r.second + kTombstoneTtl <= now; });
   }
   for (uint64_t l : unpin) (void)store_->Unpin(l);
   store_->ExpireLeases();
+  sessions_.Expire();
+}
+
+void DataPlane::ReleaseUsage(const std::string& tenant, bool counted,
+                             size_t TenantUsage::*field) {
+  if (!counted) return;
+  auto it = usage_.find(tenant);
+  if (it != usage_.end() && it->second.*field > 0) --(it->second.*field);
+}
+
+absl::Status DataPlane::Exhausted(LimitedResource r, const std::string& tenant, size_t limit) {
+  ++exhausted_[static_cast<int>(r)];
+  return absl::ResourceExhaustedError(absl::StrCat("tenant '", tenant, "' holds its limit of ",
+                                                   limit, " ", std::string(LimitedResourceName(r)),
+                                                   " on node ", self_.load()));
 }
 
 absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove) {
   on_commit_ = std::move(on_commit);
   on_remove_ = std::move(on_remove);
+  KVF_RETURN_IF_ERROR(transport_->RegisterHandler(
+      static_cast<uint16_t>(protocol::FrameType::kHelloRequest),
+      [this](std::string_view bytes) -> absl::StatusOr<std::string> {
+        const absl::Time start = absl::Now();
+        absl::StatusOr<std::string> out = OnHello(bytes);
+        latency_[static_cast<int>(DataOp::kHello)].Record(absl::Now() - start);
+        return out;
+      }));
   KVF_RETURN_IF_ERROR(Handle<protocol::RegisterNamespaceRequest>(
-      DataOp::kRegister, [this](const auto& r) { return OnRegister(r); }));
-  KVF_RETURN_IF_ERROR(Handle<protocol::LookupRequest>(DataOp::kLookup,
-                                                      [this](const auto& r) { return OnLookup(r); }));
-  KVF_RETURN_IF_ERROR(
-      Handle<protocol::GetRequest>(DataOp::kGet, [this](const auto& r) { return OnGet(r); }));
+      DataOp::kRegister, [this](const auto& r, const Session& s) { return OnRegister(r, s); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::LookupRequest>(
+      DataOp::kLookup, [this](const auto& r, const Session& s) { return OnLookup(r, s); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::GetRequest>(
+      DataOp::kGet, [this](const auto& r, const Session& s) { return OnGet(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::ReleaseRequest>(
-      DataOp::kRelease, [this](const auto& r) { return OnRelease(r); }));
+      DataOp::kRelease, [this](const auto& r, const Session& s) { return OnRelease(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::ReserveRequest>(
-      DataOp::kReserve, [this](const auto& r) { return OnReserve(r); }));
+      DataOp::kReserve, [this](const auto& r, const Session& s) { return OnReserve(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::CommitRequest>(
-      DataOp::kCommit, [this](const auto& r) { return OnCommit(r); }));
+      DataOp::kCommit, [this](const auto& r, const Session& s) { return OnCommit(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::RemoveRequest>(
-      DataOp::kRemove, [this](const auto& r) { return OnRemove(r); }));
-  return Handle<protocol::InvalidateRequest>(DataOp::kInvalidate,
-                                             [this](const auto& r) { return OnInvalidate(r); });
+      DataOp::kRemove, [this](const auto& r, const Session& s) { return OnRemove(r, s); }));
+  return Handle<protocol::InvalidateRequest>(
+      DataOp::kInvalidate, [this](const auto& r, const Session& s) { return OnInvalidate(r, s); });
+}
+
+absl::StatusOr<std::string> DataPlane::OnHello(std::string_view bytes) {
+  const uint64_t epoch = this->epoch();
+  absl::StatusOr<protocol::HelloRequest> req = protocol::HelloRequest::Decode(bytes);
+  if (!req.ok()) {
+    ++bad_frames_;
+    ++errors_[static_cast<int>(DataOp::kHello)];
+    absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
+    return ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
+        .Encode();
+  }
+  absl::StatusOr<uint64_t> session = serving_.load()
+                                         ? sessions_.Open(*req)
+                                         : absl::UnavailableError("agent is shutting down");
+  if (!session.ok()) {
+    ++errors_[static_cast<int>(DataOp::kHello)];
+    if (absl::IsUnauthenticated(session.status())) ++unauthenticated_;
+    if (absl::IsResourceExhausted(session.status())) {
+      ++exhausted_[static_cast<int>(LimitedResource::kSessions)];
+    }
+    return ErrorResponse::FromStatus(req->header, session.status(), epoch).Encode();
+  }
+  protocol::HelloResponse resp;
+  resp.header = Reply(req->header, epoch);
+  resp.session = *session;
+  resp.idle_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.sessions.idle_ttl));
+  return resp.Encode();
 }
 
 template <typename Req, typename Fn>
@@ -201,12 +273,25 @@ absl::Status DataPlane::Handle(DataOp op, Fn fn) {
           absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
           out = ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
                     .Encode();
+        } else if (absl::StatusOr<Session> session = sessions_.Find(req->header.session);
+                   !session.ok()) {
+          ++unauthenticated_;
+          out = ErrorResponse::FromStatus(req->header, session.status(), epoch).Encode();
+        } else if (op == DataOp::kInvalidate && !session->is_agent()) {
+          ++permission_denied_;
+          out = ErrorResponse::FromStatus(
+                    req->header,
+                    absl::PermissionDeniedError(absl::StrCat(
+                        std::string(protocol::FrameTypeName(Req::kType)),
+                        " is only accepted from agents")),
+                    epoch)
+                    .Encode();
         } else if (absl::Status s = op == DataOp::kRegister ? absl::OkStatus()
-                                                             : CheckHeader(req->header);
+                                                             : CheckHeader(req->header, *session);
                    !s.ok()) {
           out = ErrorResponse::FromStatus(req->header, s, epoch).Encode();
         } else {
-          out = fn(*req);
+          out = fn(*req, *session);
           if (!out.ok()) out = ErrorResponse::FromStatus(req->header, out.status(), epoch).Encode();
         }
         if (!req.ok() || (out.ok() && protocol::DecodeHeader(*out).ok() &&
@@ -218,7 +303,7 @@ absl::Status DataPlane::Handle(DataOp op, Fn fn) {
       });
 }
 
-absl::Status DataPlane::CheckHeader(const FrameHeader& h) const {
+absl::Status DataPlane::CheckHeader(const FrameHeader& h, const Session& session) {
   if (!serving_.load()) return absl::UnavailableError("agent is shutting down");
   absl::MutexLock lock(&mu_);
   auto it = specs_.find(h.namespace_id);
@@ -226,6 +311,12 @@ absl::Status DataPlane::CheckHeader(const FrameHeader& h) const {
     return absl::NotFoundError(absl::StrCat("namespace ", absl::Hex(h.namespace_id),
                                             " is not registered on node ", self_.load(),
                                             "; send RegisterNamespaceRequest"));
+  }
+  if (!session.MayUse(it->second.tenant)) {
+    ++permission_denied_;
+    return absl::PermissionDeniedError(absl::StrCat(
+        "namespace ", absl::Hex(h.namespace_id), " belongs to another tenant than '",
+        session.tenant, "'"));
   }
   const uint64_t fp = it->second.layout.Fingerprint();
   if (fp != h.layout_fingerprint) {
@@ -236,14 +327,17 @@ absl::Status DataPlane::CheckHeader(const FrameHeader& h) const {
   return absl::OkStatus();
 }
 
-absl::Status DataPlane::CheckOwner(const FrameHeader& h, const std::vector<uint64_t>& hashes,
+absl::Status DataPlane::CheckOwner(const FrameHeader& h, const Session& session,
+                                   const std::vector<uint64_t>& hashes,
                                    std::string* wrong_owner_frame) {
   std::shared_ptr<const Ownership> own = ownership();
   const NodeId self = self_.load();
-  // No map yet, or the sender knows a newer one: trust the sender.
-  if (own->epoch() == 0 || h.sender_epoch > own->epoch() || self == kNoNode) {
-    return absl::OkStatus();
-  }
+  // No map yet: nothing to check against. An agent that knows a newer map is
+  // trusted (it holds the cluster token); a client's epoch is only a claim,
+  // so a client with a newer map than ours gets WRONG_OWNER at our epoch and
+  // asks again once our map has caught up (client/internal/data_plane.cc).
+  if (own->epoch() == 0 || self == kNoNode) return absl::OkStatus();
+  if (session.is_agent() && h.sender_epoch > own->epoch()) return absl::OkStatus();
   for (uint64_t hash : hashes) {
     if (own->Owns(self, hash)) continue;
     ++wrong_owner_;
@@ -266,22 +360,41 @@ absl::StatusOr<uint64_t> DataPlane::ArenaOffset(const BlockLocation& loc) const 
   return static_cast<uint64_t>(loc.address - base);
 }
 
-absl::StatusOr<std::string> DataPlane::OnRegister(const protocol::RegisterNamespaceRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnRegister(const protocol::RegisterNamespaceRequest& r,
+                                                  const Session& s) {
   if (!serving_.load()) return absl::UnavailableError("agent is shutting down");
+  if (!s.MayUse(r.spec.tenant)) {
+    ++permission_denied_;
+    return absl::PermissionDeniedError(absl::StrCat(
+        "a session of tenant '", s.tenant, "' cannot register a namespace of tenant '",
+        r.spec.tenant, "'"));
+  }
+  {
+    // Count the namespace against its tenant before the store keeps it.
+    absl::MutexLock lock(&mu_);
+    if (!specs_.contains(r.header.namespace_id)) {
+      TenantUsage& usage = usage_[r.spec.tenant];
+      if (!s.cluster && usage.namespaces >= options_.tenant_limits.namespaces) {
+        return Exhausted(LimitedResource::kNamespaces, r.spec.tenant,
+                         options_.tenant_limits.namespaces);
+      }
+    }
+  }
   KVF_ASSIGN_OR_RETURN(NamespaceId id, store_->RegisterNamespace(r.spec));
   if (id != r.header.namespace_id) {
     return absl::InvalidArgumentError("namespace id does not match its spec");
   }
   {
     absl::MutexLock lock(&mu_);
-    specs_.emplace(id, r.spec);
+    if (specs_.emplace(id, r.spec).second) ++usage_[r.spec.tenant].namespaces;
   }
   return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r,
+                                                const Session& s) {
   std::string wrong;
-  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
   std::vector<BlockKey> keys;
   keys.reserve(r.keys.size());
   for (const auto& k : r.keys) keys.push_back(k.key);
@@ -306,10 +419,17 @@ absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r
   return resp.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, const Session& s) {
   std::string wrong;
-  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
   const NamespaceId ns = r.header.namespace_id;
+  const std::string tenant = Spec(ns)->tenant;  // CheckHeader found it
+  if (!s.cluster) {
+    absl::MutexLock lock(&mu_);
+    if (usage_[tenant].read_leases >= options_.tenant_limits.read_leases) {
+      return Exhausted(LimitedResource::kReadLeases, tenant, options_.tenant_limits.read_leases);
+    }
+  }
   protocol::GetResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.entries.resize(r.keys.size());
@@ -348,22 +468,32 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r) {
   }
   resp.lease_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.get_lease));
   if (!batch.store_leases.empty()) {
+    batch.tenant = tenant;
+    batch.counted = !s.cluster;
     absl::MutexLock lock(&mu_);
-    resp.lease_id = next_lease_++;
+    // Unguessable: a lease id is all a Release names.
+    resp.lease_id = SecureRandom64();
+    while (leases_.contains(resp.lease_id)) resp.lease_id = SecureRandom64();
+    if (batch.counted) ++usage_[tenant].read_leases;
     leases_.emplace(resp.lease_id, std::move(batch));
   }
   absl::StatusOr<std::string> out = resp.Encode();
-  if (!out.ok() && resp.lease_id != 0) (void)OnRelease(protocol::ReleaseRequest{r.header, resp.lease_id});
+  if (!out.ok() && resp.lease_id != 0) {
+    (void)OnRelease(protocol::ReleaseRequest{r.header, resp.lease_id}, s);
+  }
   return out;
 }
 
-absl::StatusOr<std::string> DataPlane::OnRelease(const protocol::ReleaseRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnRelease(const protocol::ReleaseRequest& r,
+                                                 const Session& s) {
   std::vector<uint64_t> unpin;
   {
     absl::MutexLock lock(&mu_);
     auto it = leases_.find(r.lease_id);
-    if (it != leases_.end()) {
+    // Another tenant's lease is left alone, as if unknown.
+    if (it != leases_.end() && s.MayUse(it->second.tenant)) {
       unpin = std::move(it->second.store_leases);
+      ReleaseUsage(it->second.tenant, it->second.counted, &TenantUsage::read_leases);
       leases_.erase(it);
     }
   }
@@ -372,12 +502,14 @@ absl::StatusOr<std::string> DataPlane::OnRelease(const protocol::ReleaseRequest&
   return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest& r,
+                                                 const Session& s) {
   std::vector<uint64_t> hashes;
   for (const auto& e : r.entries) hashes.push_back(e.placement_hash);
   std::string wrong;
-  if (!CheckOwner(r.header, hashes, &wrong).ok()) return wrong;
+  if (!CheckOwner(r.header, s, hashes, &wrong).ok()) return wrong;
   const NamespaceId ns = r.header.namespace_id;
+  const std::string tenant = Spec(ns)->tenant;  // CheckHeader found it
   protocol::ReserveResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.results.resize(r.entries.size());
@@ -387,6 +519,14 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
   for (size_t i = 0; i < r.entries.size(); ++i) {
     const protocol::ReserveEntry& in = r.entries[i];
     protocol::ReserveResult& out = resp.results[i];
+    if (in.has_version && !s.is_agent() &&
+        in.version_tag != VersionTag(options_.cluster_token, ns, in.key, in.version)) {
+      // Only an owner's commit moves a version: a client forwards a
+      // primary's version (ack=all) with the primary's tag, or not at all.
+      ++permission_denied_;
+      out.code = absl::StatusCode::kPermissionDenied;
+      continue;
+    }
     if (fenced && in.is_mutable && !in.has_version) {
       // A client's write of a mutable entry: another owner may hold a newer
       // version this node cannot see. Copies from a primary carry a version
@@ -413,6 +553,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       if (stored && stored->version >= in.version) {
         out.already_present = true;
         out.version = stored->version;
+        out.version_tag = VersionTag(options_.cluster_token, ns, in.key, stored->version);
         continue;
       }
       if (IsStale(ns, in.key, in.version)) {
@@ -436,6 +577,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
     if (res->already_present) {
       out.already_present = true;
       out.version = res->version;
+      out.version_tag = VersionTag(options_.cluster_token, ns, in.key, res->version);
       continue;
     }
     absl::StatusOr<uint64_t> offset = ArenaOffset(res->location);
@@ -444,16 +586,24 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       out.code = offset.status().code();
       continue;
     }
+    absl::MutexLock lock(&mu_);
+    if (!s.cluster && usage_[tenant].reservations >= options_.tenant_limits.reservations) {
+      (void)store_->Abort(res->id);
+      ++exhausted_[static_cast<int>(LimitedResource::kReservations)];
+      out.code = absl::StatusCode::kResourceExhausted;
+      continue;
+    }
+    if (!s.cluster) ++usage_[tenant].reservations;
     out.reservation_id = res->id;
     out.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(res->location.size)};
-    absl::MutexLock lock(&mu_);
-    reservations_.emplace(res->id,
-                          Reservation{ns, in.key, in.placement_hash, expires, in.has_version});
+    reservations_.emplace(res->id, Reservation{tenant, !s.cluster, ns, in.key, in.placement_hash,
+                                               expires, in.has_version});
   }
   return resp.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r,
+                                                const Session& /*s: CheckHeader vouched*/) {
   protocol::CommitResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.results.resize(r.reservation_ids.size());
@@ -470,6 +620,7 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
         continue;
       }
       res = it->second;
+      ReleaseUsage(res.tenant, res.counted, &TenantUsage::reservations);
       reservations_.erase(it);
     }
     if (res.removed) {
@@ -483,6 +634,7 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
       continue;
     }
     resp.results[i].version = put->version;
+    resp.results[i].version_tag = VersionTag(options_.cluster_token, res.ns, res.key, put->version);
     {
       absl::MutexLock lock(&mu_);
       auto it = known_.find(KeyOf{res.ns, res.key});
@@ -494,9 +646,10 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
   return resp.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r,
+                                                const Session& s) {
   std::string wrong;
-  if (!CheckOwner(r.header, HashesOf(r.keys), &wrong).ok()) return wrong;
+  if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
   protocol::RemoveResponse resp;
   resp.header = Reply(r.header, epoch());
   if (on_remove_) {
@@ -522,7 +675,8 @@ absl::StatusOr<std::string> DataPlane::OnRemove(const protocol::RemoveRequest& r
   return resp.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnInvalidate(const protocol::InvalidateRequest& r) {
+absl::StatusOr<std::string> DataPlane::OnInvalidate(const protocol::InvalidateRequest& r,
+                                                    const Session& /*s: an agent*/) {
   const NamespaceId ns = r.header.namespace_id;
   std::vector<BlockKey> keys;
   for (const auto& inv : r.invalidations) keys.push_back(inv.key);

@@ -2,6 +2,14 @@
 // protocol/frames.h, served over transport/ messages against the shard
 // store (docs/data-path.md).
 //
+//  * Every frame but HelloRequest names a session opened by a hello with a
+//    credential (sessions.h; UNAUTHENTICATED otherwise). A tenant's session
+//    touches only that tenant's namespaces (PERMISSION_DENIED otherwise),
+//    within the tenant's limits on namespaces, read leases and reservations
+//    (RESOURCE_EXHAUSTED). Only agents may send Invalidate, and only agents'
+//    map epochs are trusted ahead of this agent's own. A client's versioned
+//    copy (ack=all) needs the primary's version tag (common/credentials.h).
+//
 //  * Every request names a namespace the agent was told of
 //    (RegisterNamespaceRequest; NOT_FOUND otherwise) with the namespace's
 //    layout fingerprint (INVALID_ARGUMENT otherwise), and keys this agent owns
@@ -30,6 +38,7 @@
 #ifndef KVF_NODE_AGENT_DATA_PLANE_H_
 #define KVF_NODE_AGENT_DATA_PLANE_H_
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -49,6 +58,7 @@
 #include "common/namespace.h"
 #include "common/placement.h"
 #include "protocol/frames.h"
+#include "node/agent/sessions.h"
 #include "node/shard_store.h"
 #include "transport/transport.h"
 
@@ -76,13 +86,19 @@ struct Ownership {
   OwnerList Owners(uint64_t hash) const;
 };
 
-enum class DataOp { kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister };
-inline constexpr int kNumDataOps = 8;
+enum class DataOp {
+  kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister, kHello
+};
+inline constexpr int kNumDataOps = 9;
 std::string_view DataOpName(DataOp op);
 
 struct DataPlaneOptions {
   absl::Duration get_lease = absl::Seconds(10);
   absl::Duration reservation_ttl = absl::Seconds(10);
+  // Checks credentials and signs version tags. Empty refuses every hello.
+  std::string cluster_token;
+  SessionLimits sessions;
+  TenantLimits tenant_limits;
 };
 
 class DataPlane {
@@ -136,13 +152,24 @@ class DataPlane {
   // Mutable blocks refused (reads and writes) while the lease had lapsed.
   uint64_t fenced_refusals() const { return fenced_refusals_.load(); }
   uint64_t active_batch_leases() const;
+  // Frames refused for want of a valid session or credential.
+  uint64_t unauthenticated() const { return unauthenticated_.load(); }
+  // Frames refused because the session may not do that (another tenant's
+  // namespace, an agent-only frame, a forged version).
+  uint64_t permission_denied() const { return permission_denied_.load(); }
+  uint64_t exhausted(LimitedResource r) const { return exhausted_[static_cast<int>(r)].load(); }
+  size_t sessions() const { return sessions_.size(); }
 
  private:
   struct BatchLease {
     std::vector<uint64_t> store_leases;
     absl::Time expires;
+    std::string tenant;    // the namespace's tenant: only it may release
+    bool counted = false;  // counted against the tenant's limit
   };
   struct Reservation {
+    std::string tenant;
+    bool counted = false;
     NamespaceId ns = 0;
     BlockKey key;
     uint64_t placement_hash = 0;
@@ -160,23 +187,35 @@ class DataPlane {
     }
   };
 
+  // What one tenant's clients hold (guarded by mu_).
+  struct TenantUsage {
+    size_t namespaces = 0;
+    size_t read_leases = 0;
+    size_t reservations = 0;
+  };
+
   template <typename Req, typename Fn>
   absl::Status Handle(DataOp op, Fn fn);
-  // Namespace, fingerprint and serving checks common to every request.
-  absl::Status CheckHeader(const protocol::FrameHeader& h) const;
+  // Namespace, fingerprint, tenant and serving checks common to every request.
+  absl::Status CheckHeader(const protocol::FrameHeader& h, const Session& session);
   // OK, or the WRONG_OWNER error frame's status for the first foreign hash.
-  absl::Status CheckOwner(const protocol::FrameHeader& h, const std::vector<uint64_t>& hashes,
-                          std::string* wrong_owner_frame);
+  absl::Status CheckOwner(const protocol::FrameHeader& h, const Session& session,
+                          const std::vector<uint64_t>& hashes, std::string* wrong_owner_frame);
+  absl::Status Exhausted(LimitedResource r, const std::string& tenant, size_t limit);
+  void ReleaseUsage(const std::string& tenant, bool counted, size_t TenantUsage::*field)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> ArenaOffset(const BlockLocation& loc) const;
 
-  absl::StatusOr<std::string> OnRegister(const protocol::RegisterNamespaceRequest& r);
-  absl::StatusOr<std::string> OnLookup(const protocol::LookupRequest& r);
-  absl::StatusOr<std::string> OnGet(const protocol::GetRequest& r);
-  absl::StatusOr<std::string> OnRelease(const protocol::ReleaseRequest& r);
-  absl::StatusOr<std::string> OnReserve(const protocol::ReserveRequest& r);
-  absl::StatusOr<std::string> OnCommit(const protocol::CommitRequest& r);
-  absl::StatusOr<std::string> OnRemove(const protocol::RemoveRequest& r);
-  absl::StatusOr<std::string> OnInvalidate(const protocol::InvalidateRequest& r);
+  absl::StatusOr<std::string> OnHello(std::string_view bytes);
+  absl::StatusOr<std::string> OnRegister(const protocol::RegisterNamespaceRequest& r,
+                                         const Session& s);
+  absl::StatusOr<std::string> OnLookup(const protocol::LookupRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnGet(const protocol::GetRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnRelease(const protocol::ReleaseRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnReserve(const protocol::ReserveRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnCommit(const protocol::CommitRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnRemove(const protocol::RemoveRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnInvalidate(const protocol::InvalidateRequest& r, const Session& s);
 
   ShardStore* const store_;
   Transport* const transport_;
@@ -186,6 +225,7 @@ class DataPlane {
   RemoveListener on_remove_;
   std::atomic<NodeId> self_{kNoNode};
   std::atomic<bool> serving_{true};
+  SessionTable sessions_;
   // steady_clock nanoseconds; 0 = no lease yet.
   std::atomic<int64_t> lease_until_ns_{0};
 
@@ -201,6 +241,7 @@ class DataPlane {
   absl::flat_hash_map<KeyOf, absl::Time> removed_ ABSL_GUARDED_BY(mu_);
   // Newest version heard of (Invalidate) for keys whose stored copy is older.
   absl::flat_hash_map<KeyOf, Version> known_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, TenantUsage> usage_ ABSL_GUARDED_BY(mu_);
 
   std::array<LatencyHistogram, kNumDataOps> latency_;
   std::array<std::atomic<uint64_t>, kNumDataOps> errors_{};
@@ -208,6 +249,9 @@ class DataPlane {
   std::atomic<uint64_t> bad_frames_{0};
   std::atomic<uint64_t> stale_refusals_{0};
   std::atomic<uint64_t> fenced_refusals_{0};
+  std::atomic<uint64_t> unauthenticated_{0};
+  std::atomic<uint64_t> permission_denied_{0};
+  std::array<std::atomic<uint64_t>, kNumLimitedResources> exhausted_{};
 };
 
 }  // namespace kvf

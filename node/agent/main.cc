@@ -33,6 +33,17 @@ ABSL_FLAG(std::string, ucx_tls, "", "UCX transports (UCX_TLS syntax); empty lets
 ABSL_FLAG(uint32_t, node_id, 0, "re-join with this node id (after a restart)");
 ABSL_FLAG(uint64_t, get_lease_ms, 10000, "read leases expire after this many milliseconds");
 ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the node goes down)");
+ABSL_FLAG(std::string, data_listen_host, "",
+          "IP the UCX data plane listens on (UCX is kept to its interface); empty: the host of "
+          "--listen; 0.0.0.0: every interface");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate; with --tls_key serves AgentControl over TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify the coordinator with; empty: plaintext");
+ABSL_FLAG(uint32_t, max_sessions_per_tenant, 1024, "data-plane sessions one tenant may hold open");
+ABSL_FLAG(uint32_t, max_namespaces_per_tenant, 256, "namespaces one tenant may register");
+ABSL_FLAG(uint32_t, max_read_leases_per_tenant, 4096, "Get leases one tenant may hold at once");
+ABSL_FLAG(uint32_t, max_reservations_per_tenant, 16384,
+          "reserved, uncommitted blocks one tenant may hold at once");
 
 namespace kvf {
 namespace {
@@ -56,6 +67,13 @@ absl::StatusOr<proto::AgentConfig> ReadConfig(const GivenFlags& given) {
     return absl::InvalidArgumentError("--host_bytes must be at least 16 MiB");
   }
   if (c.get_lease_ms() == 0) return absl::InvalidArgumentError("--get_lease_ms must be positive");
+  if (c.tls_cert().empty() != c.tls_key().empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (c.max_sessions_per_tenant() == 0 || c.max_namespaces_per_tenant() == 0 ||
+      c.max_read_leases_per_tenant() == 0 || c.max_reservations_per_tenant() == 0) {
+    return absl::InvalidArgumentError("the --max_*_per_tenant limits must be at least 1");
+  }
   return c;
 }
 
@@ -74,8 +92,16 @@ int Run(const GivenFlags& given) {
   options.host_bytes = c->host_bytes();
   options.eviction_policy = c->eviction_policy();
   options.ucx_tls = c->ucx_tls();
+  options.data_listen_host = c->data_listen_host();
+  options.tls_cert = c->tls_cert();
+  options.tls_key = c->tls_key();
+  options.tls_ca = c->tls_ca();
   options.node_id = c->node_id();
   options.get_lease = absl::Milliseconds(c->get_lease_ms());
+  options.sessions.max_sessions_per_tenant = c->max_sessions_per_tenant();
+  options.tenant_limits.namespaces = c->max_namespaces_per_tenant();
+  options.tenant_limits.read_leases = c->max_read_leases_per_tenant();
+  options.tenant_limits.reservations = c->max_reservations_per_tenant();
   absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(options);
   if (!agent.ok()) {
     std::fprintf(stderr, "kvf-agent: %s\n", agent.status().ToString().c_str());

@@ -1,7 +1,8 @@
 // An agent's connections to the other agents of the cluster, by node id:
 // connected lazily from the cluster map's data addresses, replaced when a
-// node's address changes (it restarted), with imported remote arenas cached
-// per connection and namespaces announced once per peer. Used by the
+// node's address changes (it restarted), each with a session opened by a
+// hello with the cluster token (stamped into every frame), imported remote
+// arenas cached per connection and namespaces announced once per peer. Used by the
 // replicator (invalidations, lazy sync) and the migrator (block streaming).
 //
 // Thread-safe. Never called from the transport's progress thread (it blocks),
@@ -10,6 +11,7 @@
 #define KVF_NODE_AGENT_PEER_LINKS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,7 +32,10 @@ namespace kvf {
 
 class PeerLinks {
  public:
-  explicit PeerLinks(Transport* transport) : transport_(transport) {}
+  // `cluster_token` opens sessions with the other agents; `self` names this
+  // node in hellos (diagnostics only).
+  PeerLinks(Transport* transport, std::string cluster_token, std::function<NodeId()> self)
+      : transport_(transport), token_(std::move(cluster_token)), self_(std::move(self)) {}
   ~PeerLinks();
   PeerLinks(const PeerLinks&) = delete;
   PeerLinks& operator=(const PeerLinks&) = delete;
@@ -41,8 +46,9 @@ class PeerLinks {
   void SetAddress(NodeId node, const std::string& data_address);
 
   // Sends `request` (a frame struct with Encode) to `node` and decodes the
-  // typed answer. Announces `spec`'s namespace to the node first, once per
-  // connection, and again when the node answers NOT_FOUND (it restarted).
+  // typed answer. Says hello and announces `spec`'s namespace to the node
+  // first, once per connection, and again when the node answers
+  // UNAUTHENTICATED or NOT_FOUND (it restarted).
   template <typename Resp, typename Req>
   absl::StatusOr<Resp> Exchange(NodeId node, const NamespaceSpec& spec, const Req& request,
                                 absl::Time deadline) {
@@ -52,8 +58,14 @@ class PeerLinks {
       auto raw = Call(node, spec, static_cast<uint16_t>(Req::kType), *bytes, deadline);
       if (!raw.ok()) return raw.status();
       auto reply = protocol::DecodeReply<Resp>(*raw);
-      if (reply.ok() || attempt > 0 || !absl::IsNotFound(reply.status())) return reply;
-      ForgetNamespaces(node);
+      if (reply.ok() || attempt > 0) return reply;
+      if (absl::IsUnauthenticated(reply.status())) {
+        ForgetSession(node);
+      } else if (absl::IsNotFound(reply.status())) {
+        ForgetNamespaces(node);
+      } else {
+        return reply;
+      }
     }
   }
 
@@ -65,11 +77,16 @@ class PeerLinks {
   // After a transfer or call failure: the next use reconnects.
   void Reset(NodeId node);
 
-  // The peer of `node` if its connection is up and already knows namespace
+  // A connection whose session is open and whose peer knows a namespace.
+  struct Ready {
+    PeerId peer = 0;
+    uint64_t session = 0;  // stamp it into frames (protocol::StampSession)
+  };
+  // The link to `node` if its connection is up and already knows namespace
   // `ns`, so that a request can go out at once; otherwise (or when another
   // thread holds the links' lock, which may be waiting on UCX) nothing.
   // Never connects or waits: safe on the progress thread.
-  std::optional<PeerId> ReadyPeer(NodeId node, NamespaceId ns);
+  std::optional<Ready> ReadyPeer(NodeId node, NamespaceId ns);
 
  private:
   struct Link {
@@ -77,6 +94,7 @@ class PeerLinks {
     PeerId peer = 0;
     bool connected = false;
     bool broken = false;
+    uint64_t session = 0;  // 0: say hello first
     absl::flat_hash_set<NamespaceId> announced;
     absl::flat_hash_map<uint64_t, std::shared_ptr<const RemoteRegion>> imports;  // by region id
   };
@@ -85,8 +103,13 @@ class PeerLinks {
                                    const std::string& frame, absl::Time deadline);
   absl::StatusOr<PeerId> PeerLocked(NodeId node, Link& link) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetNamespaces(NodeId node);
+  void ForgetSession(NodeId node);
+  // Opens a session with `node` over `peer`.
+  absl::StatusOr<uint64_t> Hello(NodeId node, PeerId peer, absl::Time deadline);
 
   Transport* const transport_;
+  const std::string token_;
+  const std::function<NodeId()> self_;
   absl::Mutex mu_;
   absl::flat_hash_map<NodeId, Link> links_ ABSL_GUARDED_BY(mu_);
 };

@@ -48,7 +48,7 @@ void Replicator::InvalidateNow(std::vector<CommitRecord>& records) {
   const NodeId self = data_plane_->self();
   // (replica, namespace) -> indices of the mutable records it must hear of.
   std::map<std::pair<NodeId, NamespaceId>, std::vector<size_t>> work;
-  absl::flat_hash_map<std::pair<NodeId, NamespaceId>, std::optional<PeerId>> ready;
+  absl::flat_hash_map<std::pair<NodeId, NamespaceId>, std::optional<PeerLinks::Ready>> ready;
   for (size_t i = 0; i < records.size(); ++i) {
     const CommitRecord& r = records[i];
     if (r.version.counter == 0) continue;  // immutable: nothing to invalidate
@@ -68,12 +68,12 @@ void Replicator::InvalidateNow(std::vector<CommitRecord>& records) {
   for (auto& [target, indices] : work) {
     const auto [node, ns] = target;
     std::optional<NamespaceSpec> spec = data_plane_->Spec(ns);
-    const PeerId peer = *ready[target];
+    const PeerLinks::Ready link = *ready[target];
     for (size_t start = 0; spec && start < indices.size(); start += protocol::kMaxInvalidations) {
       const size_t end = std::min(indices.size(), start + protocol::kMaxInvalidations);
       protocol::InvalidateRequest req;
       req.header = {.request_id = 0, .sender_epoch = own->epoch(), .namespace_id = ns,
-                    .layout_fingerprint = spec->layout.Fingerprint()};
+                    .layout_fingerprint = spec->layout.Fingerprint(), .session = link.session};
       std::vector<CommitRecord> sent;
       for (size_t i = start; i < end; ++i) {
         req.invalidations.push_back({records[indices[i]].key, records[indices[i]].version});
@@ -99,7 +99,7 @@ void Replicator::InvalidateNow(std::vector<CommitRecord>& records) {
         const absl::Time now = absl::Now();
         for (const CommitRecord& r : sent) self->invalidation_latency_.Record(now - r.committed);
       };
-      absl::Status posted = transport_->CallAsync(peer, static_cast<uint16_t>(protocol::FrameType::kInvalidateRequest),
+      absl::Status posted = transport_->CallAsync(link.peer, static_cast<uint16_t>(protocol::FrameType::kInvalidateRequest),
                                                   *bytes, absl::Now() + options_.timeout, std::move(done));
       if (!posted.ok()) {
         for (size_t i = start; i < end; ++i) records[indices[i]].invalidated = false;

@@ -26,9 +26,9 @@ inline constexpr size_t kKeyRefBytes = kKeyBytes + 8;
 inline constexpr size_t kVersionBytes = 16;
 inline constexpr size_t kLookupEntryBytes = 24;
 inline constexpr size_t kGetEntryBytes = 40;
-inline constexpr size_t kReserveEntryBytes = 68;
-inline constexpr size_t kReserveResultBytes = 48;
-inline constexpr size_t kCommitResultBytes = 24;
+inline constexpr size_t kReserveEntryBytes = 76;
+inline constexpr size_t kReserveResultBytes = 56;
+inline constexpr size_t kCommitResultBytes = 32;
 inline constexpr size_t kInvalidationBytes = 32;
 inline constexpr size_t kGetResponseFixedBytes = 24;
 inline constexpr size_t kReserveResponseFixedBytes = 8;
@@ -231,6 +231,7 @@ absl::StatusOr<std::string> EncodeFrame(FrameType type, const FrameHeader& h, si
   w.Put<uint64_t>(h.sender_epoch);
   w.Put<uint64_t>(h.namespace_id);
   w.Put<uint64_t>(h.layout_fingerprint);
+  w.Put<uint64_t>(h.session);
   w.Put<uint32_t>(0);  // body bytes, patched below
   KVF_RETURN_IF_ERROR(body(w));
   if (out.size() > kMaxMessageBytes) {
@@ -238,7 +239,7 @@ absl::StatusOr<std::string> EncodeFrame(FrameType type, const FrameHeader& h, si
                    kMaxMessageBytes, ")");
   }
   const auto body_bytes = static_cast<uint32_t>(out.size() - kFrameHeaderBytes);
-  for (size_t i = 0; i < 4; ++i) out[40 + i] = static_cast<char>(body_bytes >> (8 * i));
+  for (size_t i = 0; i < 4; ++i) out[kBodyBytesOffset + i] = static_cast<char>(body_bytes >> (8 * i));
   return out;
 }
 

@@ -152,8 +152,17 @@ TEST_F(ClientCluster, WrongLayoutGetsAnErrorNeverBytes) {
   ASSERT_TRUE(t.ok()) << t.status();
   auto peer = (*t)->Connect(*worker);
   ASSERT_TRUE(peer.ok());
-  // Register the namespace properly first, so the agent knows its layout.
+  // Open a session, and register the namespace properly, so the agent knows
+  // its layout.
+  protocol::HelloRequest hello;
+  hello.credential = cluster_->token();
+  auto hello_resp = (*t)->Call(*peer, static_cast<uint16_t>(protocol::FrameType::kHelloRequest),
+                               *hello.Encode(), absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(hello_resp.ok()) << hello_resp.status();
+  auto session = protocol::HelloResponse::Decode(*hello_resp);
+  ASSERT_TRUE(session.ok()) << session.status();
   protocol::RegisterNamespaceRequest reg;
+  reg.header.session = session->session;
   reg.header.request_id = 1;
   reg.header.sender_epoch = map->epoch;
   reg.header.namespace_id = ns->id();
@@ -166,6 +175,7 @@ TEST_F(ClientCluster, WrongLayoutGetsAnErrorNeverBytes) {
   ASSERT_TRUE(reg_resp.ok()) << reg_resp.status();
   ASSERT_EQ(protocol::DecodeHeader(*reg_resp)->type, protocol::FrameType::kAckResponse);
   protocol::GetRequest req;
+  req.header.session = session->session;
   req.header.request_id = 2;
   req.header.sender_epoch = map->epoch;
   req.header.namespace_id = ns->id();

@@ -16,7 +16,7 @@ using AllFrames =
     TypeList<LookupRequest, LookupResponse, GetRequest, GetResponse, ReleaseRequest,
              ReserveRequest, ReserveResponse, CommitRequest, CommitResponse, RemoveRequest,
              RemoveResponse, InvalidateRequest, AckResponse, ErrorResponse,
-             RegisterNamespaceRequest>;
+             RegisterNamespaceRequest, HelloRequest, HelloResponse>;
 
 // Calls f.template operator()<T>() for each frame type T.
 template <typename F, typename... Ts>

@@ -16,16 +16,19 @@ TEST(FrameHeaderRules, BadMagic) {
 
 TEST(FrameHeaderRules, BadVersion) {
   std::string b = SampleBytes<ReleaseRequest>();
-  Patch<uint16_t>(b, 4, 2);
-  ExpectInvalid<ReleaseRequest>(b, "version 2");
-  Patch<uint16_t>(b, 4, 0);
+  Patch<uint16_t>(b, kVersionOffset, 1);  // the 44-byte header of version 1
+  ExpectInvalid<ReleaseRequest>(b, "unsupported version 1 (this build speaks 2)");
+  EXPECT_FALSE(DecodeHeader(b).ok());
+  Patch<uint16_t>(b, kVersionOffset, 3);
+  ExpectInvalid<ReleaseRequest>(b, "version 3");
+  Patch<uint16_t>(b, kVersionOffset, 0);
   ExpectInvalid<ReleaseRequest>(b, "version 0");
 }
 
 TEST(FrameHeaderRules, UnknownType) {
   std::string b = SampleBytes<AckResponse>();
   for (uint16_t type : {uint16_t{0}, uint16_t{kMaxFrameType + 1}, uint16_t{0xffff}}) {
-    Patch<uint16_t>(b, 6, type);
+    Patch<uint16_t>(b, kTypeOffset, type);
     auto h = DecodeHeader(b);
     ASSERT_FALSE(h.ok());
     EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
@@ -33,12 +36,15 @@ TEST(FrameHeaderRules, UnknownType) {
   }
   // Every known type parses and has a name.
   for (uint16_t type = 1; type <= kMaxFrameType; ++type) {
-    Patch<uint16_t>(b, 6, type);
+    Patch<uint16_t>(b, kTypeOffset, type);
     auto h = DecodeHeader(b);
     ASSERT_TRUE(h.ok()) << type;
     EXPECT_NE(FrameTypeName(h->type), "unknown") << type;
   }
   EXPECT_EQ(FrameTypeName(FrameType::kRegisterNamespaceRequest), "RegisterNamespaceRequest");
+  EXPECT_EQ(FrameTypeName(FrameType::kHelloRequest), "HelloRequest");
+  EXPECT_EQ(FrameTypeName(FrameType::kHelloResponse), "HelloResponse");
+  EXPECT_EQ(kMaxFrameType, static_cast<uint16_t>(FrameType::kHelloResponse));
 }
 
 TEST(FrameHeaderRules, WrongTypeForDecode) {
@@ -47,15 +53,17 @@ TEST(FrameHeaderRules, WrongTypeForDecode) {
   ExpectInvalid<AckResponse>(SampleBytes<ErrorResponse>(), "expected a AckResponse");
   ExpectInvalid<RegisterNamespaceRequest>(SampleBytes<AckResponse>(),
                                           "expected a RegisterNamespaceRequest");
+  ExpectInvalid<HelloRequest>(SampleBytes<HelloResponse>(), "expected a HelloRequest");
+  ExpectInvalid<HelloResponse>(SampleBytes<HelloRequest>(), "expected a HelloResponse");
 }
 
 TEST(FrameHeaderRules, BodyLengthDisagreesWithFrame) {
   std::string b = SampleBytes<ReleaseRequest>();
-  Patch<uint32_t>(b, 40, 9);  // says more than is there
+  Patch<uint32_t>(b, kBodyBytesOffset, 9);  // says more than is there
   ExpectRejected<ReleaseRequest>(b, absl::StatusCode::kDataLoss, "truncated");
-  Patch<uint32_t>(b, 40, 7);  // says less
+  Patch<uint32_t>(b, kBodyBytesOffset, 7);  // says less
   ExpectInvalid<ReleaseRequest>(b, "trailing bytes");
-  Patch<uint32_t>(b, 40, 0xffffffff);
+  Patch<uint32_t>(b, kBodyBytesOffset, 0xffffffff);
   ExpectRejected<ReleaseRequest>(b, absl::StatusCode::kDataLoss, "truncated");
 }
 
@@ -131,19 +139,19 @@ void ExpectCountLimit(size_t offset, size_t max) {
 }
 
 TEST(FrameCounts, DecodeRefusesCountsOverMaxima) {
-  ExpectCountLimit<LookupRequest>(44, kMaxLookupKeys);
-  ExpectCountLimit<LookupResponse>(44, kMaxLookupKeys);
-  ExpectCountLimit<GetRequest>(44, kMaxGetKeys);
-  ExpectCountLimit<GetResponse>(60, kMaxGetKeys);
-  ExpectCountLimit<GetResponse>(64, kMaxDescriptors);
-  ExpectCountLimit<ReserveRequest>(44, kMaxReserveKeys);
-  ExpectCountLimit<ReserveResponse>(44, kMaxReserveKeys);
-  ExpectCountLimit<ReserveResponse>(48, kMaxDescriptors);
-  ExpectCountLimit<CommitRequest>(44, kMaxCommitIds);
-  ExpectCountLimit<CommitResponse>(44, kMaxCommitIds);
-  ExpectCountLimit<RemoveRequest>(44, kMaxRemoveKeys);
-  ExpectCountLimit<RemoveResponse>(44, kMaxRemoveKeys);
-  ExpectCountLimit<InvalidateRequest>(44, kMaxInvalidations);
+  ExpectCountLimit<LookupRequest>(kBody, kMaxLookupKeys);
+  ExpectCountLimit<LookupResponse>(kBody, kMaxLookupKeys);
+  ExpectCountLimit<GetRequest>(kBody, kMaxGetKeys);
+  ExpectCountLimit<GetResponse>(kBody + 16, kMaxGetKeys);
+  ExpectCountLimit<GetResponse>(kBody + 20, kMaxDescriptors);
+  ExpectCountLimit<ReserveRequest>(kBody, kMaxReserveKeys);
+  ExpectCountLimit<ReserveResponse>(kBody, kMaxReserveKeys);
+  ExpectCountLimit<ReserveResponse>(kBody + 4, kMaxDescriptors);
+  ExpectCountLimit<CommitRequest>(kBody, kMaxCommitIds);
+  ExpectCountLimit<CommitResponse>(kBody, kMaxCommitIds);
+  ExpectCountLimit<RemoveRequest>(kBody, kMaxRemoveKeys);
+  ExpectCountLimit<RemoveResponse>(kBody, kMaxRemoveKeys);
+  ExpectCountLimit<InvalidateRequest>(kBody, kMaxInvalidations);
 }
 
 TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
@@ -172,6 +180,7 @@ TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
   for (auto& e : reserve.entries) {
     e.has_version = true;
     e.version = {~0ull, ~0ull};
+    e.version_tag = ~0ull;
   }
   EXPECT_TRUE(reserve.Encode().ok());
   ReserveResponse reserve_response;
@@ -204,9 +213,9 @@ TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
 // A count that disagrees with the body (header length consistent).
 TEST(FrameCounts, BodySizeMustMatchCounts) {
   std::string b = SampleBytes<LookupRequest>();  // 3 keys
-  Patch<uint32_t>(b, 44, 2);
+  Patch<uint32_t>(b, kBody, 2);
   ExpectInvalid<LookupRequest>(b, "does not match key count 2");
-  Patch<uint32_t>(b, 44, 4);
+  Patch<uint32_t>(b, kBody, 4);
   ExpectInvalid<LookupRequest>(b, "does not match key count 4");
 
   auto check = [](auto type_tag, size_t offset, uint32_t count, std::string_view needle) {
@@ -215,31 +224,34 @@ TEST(FrameCounts, BodySizeMustMatchCounts) {
     Patch<uint32_t>(bytes, offset, count);
     ExpectInvalid<T>(bytes, needle);
   };
-  check(LookupResponse{}, 44, 4, "does not match");
-  check(GetRequest{}, 44, 3, "does not match");
-  check(GetResponse{}, 60, 1000, "too short for entry count");
-  check(GetResponse{}, 64, 3, "descriptor");
-  check(ReserveRequest{}, 44, 1, "does not match");
-  check(ReserveResponse{}, 44, 500, "too short for result count");
-  check(ReserveResponse{}, 48, 1, "trailing");
-  check(CommitRequest{}, 44, 2, "does not match");
-  check(CommitResponse{}, 44, 3, "does not match");
-  check(RemoveRequest{}, 44, 0, "does not match");
-  check(RemoveResponse{}, 44, 2, "does not match");
-  check(InvalidateRequest{}, 44, 3, "does not match");
+  check(LookupResponse{}, kBody, 4, "does not match");
+  check(GetRequest{}, kBody, 3, "does not match");
+  check(GetResponse{}, kBody + 16, 1000, "too short for entry count");
+  check(GetResponse{}, kBody + 20, 3, "descriptor");
+  check(ReserveRequest{}, kBody, 1, "does not match");
+  check(ReserveResponse{}, kBody, 500, "too short for result count");
+  check(ReserveResponse{}, kBody + 4, 1, "trailing");
+  check(CommitRequest{}, kBody, 2, "does not match");
+  check(CommitResponse{}, kBody, 3, "does not match");
+  check(RemoveRequest{}, kBody, 0, "does not match");
+  check(RemoveResponse{}, kBody, 2, "does not match");
+  check(InvalidateRequest{}, kBody, 3, "does not match");
+  // The HelloRequest credential's length must match the rest of the body.
+  check(HelloRequest{}, kBody + 8, 24, "body ends inside credential");
+  check(HelloRequest{}, kBody + 8, 22, "trailing");
 }
 
 // ---- Field rules ------------------------------------------------------------------
 
 TEST(FrameFields, BadCodecByte) {
   std::string b = SampleBytes<LookupResponse>();
-  b[48 + 1] = 4;  // entry 0 codec
+  b[kBody + 4 + 1] = 4;  // entry 0 codec
   ExpectInvalid<LookupResponse>(b, "entry 0: codec byte 4");
   b = SampleBytes<GetResponse>();
-  b[68 + 20] = 0x7f;
+  b[kGetResponseEntries + 20] = 0x7f;
   ExpectInvalid<GetResponse>(b, "codec byte 127");
   b = SampleBytes<ReserveRequest>();
-  b[48 + 68 + 48] = 9;  // entry 1 codec
+  b[kBody + 4 + kReserveEntry + 48] = 9;  // entry 1 codec
   ExpectInvalid<ReserveRequest>(b, "entry 1: codec byte 9");
 
   LookupResponse lookup = Sample<LookupResponse>();
@@ -261,13 +273,13 @@ TEST(FrameFields, NonBooleanBool) {
     b.at(offset) = 2;
     ExpectInvalid<T>(b, absl::StrCat(std::string(field), " is 2, not a boolean"));
   };
-  check(LookupResponse{}, 48, "held");
-  check(GetRequest{}, 48, "has_min_version");
-  check(ReserveRequest{}, 48 + 49, "mutable");
-  check(ReserveRequest{}, 48 + 50, "has_version");
-  check(ReserveResponse{}, 52 + 4, "already_present");
-  check(CommitRequest{}, 48, "no_fanout");
-  check(ErrorResponse{}, 48, "wrong_owner");
+  check(LookupResponse{}, kBody + 4, "held");
+  check(GetRequest{}, kBody + 4, "has_min_version");
+  check(ReserveRequest{}, kBody + 4 + 49, "mutable");
+  check(ReserveRequest{}, kBody + 4 + 50, "has_version");
+  check(ReserveResponse{}, kReserveResponseEntries + 4, "already_present");
+  check(CommitRequest{}, kBody + 4, "no_fanout");
+  check(ErrorResponse{}, kBody + 4, "wrong_owner");
 }
 
 TEST(FrameFields, NonzeroReserved) {
@@ -278,14 +290,15 @@ TEST(FrameFields, NonzeroReserved) {
     b.at(offset) = 1;
     ExpectInvalid<T>(b, "reserved bytes");
   };
-  for (size_t i : {50, 51}) check(LookupResponse{}, i);
-  for (size_t i : {49, 50, 51}) check(GetRequest{}, i);
-  for (size_t i : {21, 22, 23}) check(GetResponse{}, 68 + i);
-  check(ReserveRequest{}, 48 + 51);
-  for (size_t i : {5, 6, 7}) check(ReserveResponse{}, 52 + i);
-  for (size_t i : {49, 50, 51}) check(CommitRequest{}, i);
-  for (size_t i : {4, 5, 6, 7}) check(CommitResponse{}, 48 + i);
-  for (size_t i : {49, 50, 51}) check(ErrorResponse{}, i);
+  for (size_t i : {6, 7}) check(LookupResponse{}, kBody + i);
+  for (size_t i : {5, 6, 7}) check(GetRequest{}, kBody + i);
+  for (size_t i : {21, 22, 23}) check(GetResponse{}, kGetResponseEntries + i);
+  check(ReserveRequest{}, kBody + 4 + 51);
+  for (size_t i : {5, 6, 7}) check(ReserveResponse{}, kReserveResponseEntries + i);
+  for (size_t i : {5, 6, 7}) check(CommitRequest{}, kBody + i);
+  for (size_t i : {4, 5, 6, 7}) check(CommitResponse{}, kBody + 4 + i);
+  for (size_t i : {5, 6, 7}) check(ErrorResponse{}, kBody + i);
+  for (size_t i : {1, 2, 3}) check(HelloRequest{}, kBody + i);
 }
 
 TEST(FrameFields, StatusCodeOutOfRange) {
@@ -298,13 +311,13 @@ TEST(FrameFields, StatusCodeOutOfRange) {
     Patch<uint32_t>(b, offset, 0x80000000);
     ExpectInvalid<T>(b, "status code");
   };
-  check(GetResponse{}, 68 + 40);  // entry 1 (NOT_FOUND)
-  check(ReserveResponse{}, 52 + 2 * 48);
-  check(CommitResponse{}, 48 + 24);
-  check(RemoveResponse{}, 48 + 4);
-  check(ErrorResponse{}, 44);
+  check(GetResponse{}, kGetResponseEntries + kGetEntry);  // entry 1 (NOT_FOUND)
+  check(ReserveResponse{}, kReserveResponseEntries + 2 * kReserveResult);
+  check(CommitResponse{}, kBody + 4 + kCommitResult);
+  check(RemoveResponse{}, kBody + 4 + 4);
+  check(ErrorResponse{}, kBody);
   std::string b = SampleBytes<ErrorResponse>();
-  Patch<uint32_t>(b, 44, 0);  // an error response cannot carry OK
+  Patch<uint32_t>(b, kBody, 0);  // an error response cannot carry OK
   ExpectInvalid<ErrorResponse>(b, "status code 0");
 
   const auto bad = static_cast<absl::StatusCode>(17);
@@ -327,10 +340,10 @@ TEST(FrameFields, StatusCodeOutOfRange) {
 
 TEST(FrameFields, DescriptorIndexOutOfRange) {
   std::string b = SampleBytes<GetResponse>();
-  Patch<uint32_t>(b, 68 + 4, 2);  // entry 0 names descriptor 2 of 2
+  Patch<uint32_t>(b, kGetResponseEntries + 4, 2);  // entry 0 names descriptor 2 of 2
   ExpectInvalid<GetResponse>(b, "descriptor index 2 out of range");
   b = SampleBytes<ReserveResponse>();
-  Patch<uint32_t>(b, 52 + 32, 7);
+  Patch<uint32_t>(b, kReserveResponseEntries + 40, 7);  // entry 0's location
   ExpectInvalid<ReserveResponse>(b, "descriptor index 7 out of range");
 
   GetResponse get = Sample<GetResponse>();
@@ -344,7 +357,7 @@ TEST(FrameFields, DescriptorIndexOutOfRange) {
 TEST(FrameFields, LocationOutsideDescriptor) {
   // GetResponse entry 2: descriptor 1 (64 MiB), the last 100 bytes.
   std::string b = SampleBytes<GetResponse>();
-  const size_t entry2 = 68 + 2 * 40;
+  const size_t entry2 = kGetResponseEntries + 2 * kGetEntry;
   Patch<uint32_t>(b, entry2 + 8, 101);  // size: one byte past the end
   ExpectInvalid<GetResponse>(b, "outside descriptor 1");
   Patch<uint32_t>(b, entry2 + 8, 100);
@@ -355,7 +368,7 @@ TEST(FrameFields, LocationOutsideDescriptor) {
   ExpectInvalid<GetResponse>(b, "size 0");
 
   b = SampleBytes<ReserveResponse>();
-  Patch<uint64_t>(b, 52 + 40, (64 << 20) - 65535);
+  Patch<uint64_t>(b, kReserveResponseEntries + 48, (64 << 20) - 65535);  // entry 0 offset
   ExpectInvalid<ReserveResponse>(b, "outside descriptor 1");
 
   GetResponse get = Sample<GetResponse>();
@@ -369,11 +382,11 @@ TEST(FrameFields, LocationOutsideDescriptor) {
 TEST(FrameFields, DescriptorsMustParseAndBeCanonical) {
   // The first descriptor's bytes start after its u32 length.
   std::string b = SampleBytes<GetResponse>();
-  const size_t first = 68 + 3 * 40 + 4;
+  const size_t first = kGetResponseEntries + 3 * kGetEntry + 4;
   b.at(first + 30) ^= 1;  // inside the size: the checksum no longer matches
   ExpectInvalid<GetResponse>(b, "descriptor 0");
   b = SampleBytes<ReserveResponse>();
-  Patch<uint32_t>(b, 52 + 3 * 48, 3);  // descriptor 0 length: too short to parse
+  Patch<uint32_t>(b, kReserveResponseEntries + 3 * kReserveResult, 3);  // descriptor 0 length
   ExpectInvalid<ReserveResponse>(b, "descriptor 0");
 
   // Encode refuses a descriptor that would not parse (size 0).
@@ -388,23 +401,23 @@ TEST(FrameFields, FieldsThatMustBeZeroWhenAbsent) {
   get.has_min_version = false;
   ExpectEncodeRefused(get, "min_version");
   std::string b = SampleBytes<GetRequest>();
-  b[48] = 0;
+  b[kBody + 4] = 0;
   ExpectInvalid<GetRequest>(b, "set without has_min_version");
 
   // ReserveRequest: a version without has_version.
   ReserveRequest reserve = Sample<ReserveRequest>();
   reserve.entries[1].has_version = false;
-  ExpectEncodeRefused(reserve, "version set without has_version");
+  ExpectEncodeRefused(reserve, "version or its tag set without has_version");
   b = SampleBytes<ReserveRequest>();
-  b[48 + 68 + 50] = 0;
-  ExpectInvalid<ReserveRequest>(b, "entry 1: version 6.1 set without has_version");
+  b[kBody + 4 + kReserveEntry + 50] = 0;
+  ExpectInvalid<ReserveRequest>(b, "entry 1: version 6.1 or its tag set without has_version");
 
   // GetResponse: an error entry with a location, version or codec.
   GetResponse get_response = Sample<GetResponse>();
   get_response.entries[1].version = {1, 1};
   ExpectEncodeRefused(get_response, "error entry");
   b = SampleBytes<GetResponse>();
-  b[68 + 40 + 20] = 1;  // entry 1 (NOT_FOUND) codec
+  b[kGetResponseEntries + kGetEntry + 20] = 1;  // entry 1 (NOT_FOUND) codec
   ExpectInvalid<GetResponse>(b, "entry 1: error entry");
 
   // ReserveResponse: each of the three shapes, mixed.
@@ -418,10 +431,11 @@ TEST(FrameFields, FieldsThatMustBeZeroWhenAbsent) {
   rr.results[0].version = {1, 1};
   ExpectEncodeRefused(rr, "reservation carries a version");
   b = SampleBytes<ReserveResponse>();
-  b[52 + 2 * 48 + 4] = 1;  // error entry marked already_present
+  b[kReserveResponseEntries + 2 * kReserveResult + 4] = 1;  // error entry marked already_present
   ExpectInvalid<ReserveResponse>(b, "entry 2: error entry carries a result");
   b = SampleBytes<ReserveResponse>();
-  Patch<uint64_t>(b, 52 + 48 + 24, 9);  // already_present with a reservation id
+  // already_present with a reservation id
+  Patch<uint64_t>(b, kReserveResponseEntries + kReserveResult + 32, 9);
   ExpectInvalid<ReserveResponse>(b, "entry 1: already_present with a reservation");
 
   // CommitResponse: an error with a version.
@@ -429,7 +443,7 @@ TEST(FrameFields, FieldsThatMustBeZeroWhenAbsent) {
   commit.results[1].version = {1, 0};
   ExpectEncodeRefused(commit, "error entry carries a version");
   b = SampleBytes<CommitResponse>();
-  b[48 + 24 + 8] = 1;
+  b[kBody + 4 + kCommitResult + 8] = 1;
   ExpectInvalid<CommitResponse>(b, "entry 1: error entry carries a version");
 
   // ErrorResponse: wrong_owner only with FAILED_PRECONDITION.
@@ -437,18 +451,19 @@ TEST(FrameFields, FieldsThatMustBeZeroWhenAbsent) {
   error.code = absl::StatusCode::kNotFound;
   ExpectEncodeRefused(error, "wrong_owner");
   b = SampleBytes<ErrorResponse>();
-  Patch<uint32_t>(b, 44, static_cast<uint32_t>(absl::StatusCode::kNotFound));
+  Patch<uint32_t>(b, kBody, static_cast<uint32_t>(absl::StatusCode::kNotFound));
   ExpectInvalid<ErrorResponse>(b, "wrong_owner with status code 5");
 }
 
 TEST(FrameFields, ErrorMessageLength) {
   std::string b = SampleBytes<ErrorResponse>();
-  const uint32_t length = static_cast<uint32_t>(b.size() - 64);
-  Patch<uint32_t>(b, 60, length + 1);
+  const size_t length_at = kBody + 16;  // after code, wrong_owner and epoch
+  const uint32_t length = static_cast<uint32_t>(b.size() - (length_at + 4));
+  Patch<uint32_t>(b, length_at, length + 1);
   ExpectInvalid<ErrorResponse>(b, "disagrees");
-  Patch<uint32_t>(b, 60, length - 1);
+  Patch<uint32_t>(b, length_at, length - 1);
   ExpectInvalid<ErrorResponse>(b, "disagrees");
-  Patch<uint32_t>(b, 60, kMaxErrorMessageBytes + 1);
+  Patch<uint32_t>(b, length_at, kMaxErrorMessageBytes + 1);
   ExpectInvalid<ErrorResponse>(b, "exceeds 4096");
 
   ErrorResponse max = Sample<ErrorResponse>();
@@ -469,10 +484,10 @@ TEST(RegisterNamespace, HeaderMustNameTheSpec) {
   ExpectEncodeRefused(m, "layout fingerprint");
 
   std::string b = SampleBytes<RegisterNamespaceRequest>();
-  b[24] ^= 1;  // namespace id
+  b[kNamespaceIdOffset] ^= 1;
   ExpectInvalid<RegisterNamespaceRequest>(b, "namespace id");
   b = SampleBytes<RegisterNamespaceRequest>();
-  b[32] ^= 1;  // layout fingerprint
+  b[kFingerprintOffset] ^= 1;
   ExpectInvalid<RegisterNamespaceRequest>(b, "layout fingerprint");
   // A field changed in the body no longer matches the header's id.
   b = SampleBytes<RegisterNamespaceRequest>();
@@ -523,7 +538,7 @@ TEST(RegisterNamespace, SpecMustValidate) {
 TEST(RegisterNamespace, DecodeRefusesBadFields) {
   const std::string base = SampleBytes<RegisterNamespaceRequest>();
   const size_t model_len = Llama3Spec().model_id.size();
-  const size_t layout = 48 + model_len;
+  const size_t layout = kBody + 4 + model_len;
   const size_t dtype = layout + 16;
   const size_t tp_rank = dtype + 1;
   const size_t hash = base.size() - 5;
@@ -541,10 +556,10 @@ TEST(RegisterNamespace, DecodeRefusesBadFields) {
   Patch<uint32_t>(b, layout, 0);
   ExpectInvalid<RegisterNamespaceRequest>(b, "num_layers");
   b = base;
-  Patch<uint32_t>(b, 44, NamespaceSpec::kMaxStringLength + 1);
+  Patch<uint32_t>(b, kBody, NamespaceSpec::kMaxStringLength + 1);
   ExpectInvalid<RegisterNamespaceRequest>(b, "model_id length 257 exceeds 256");
   b = base;
-  Patch<uint32_t>(b, 44, static_cast<uint32_t>(model_len + 1));  // runs into the layout
+  Patch<uint32_t>(b, kBody, static_cast<uint32_t>(model_len + 1));  // runs into the layout
   ExpectInvalid<RegisterNamespaceRequest>(b, "RegisterNamespaceRequest");
   b = base;
   Patch<uint32_t>(b, tp_rank + 8, NamespaceSpec::kMaxStringLength + 1);
@@ -552,6 +567,216 @@ TEST(RegisterNamespace, DecodeRefusesBadFields) {
   b = base;
   Patch<uint32_t>(b, tp_rank + 8, 0xffff);
   ExpectInvalid<RegisterNamespaceRequest>(b, "tenant");
+}
+
+// ---- Version tags -----------------------------------------------------------------------
+
+TEST(VersionTags, ReserveRequestTagOnlyWithVersion) {
+  // Entry 0 of the sample has no version: a tag alone is refused.
+  ReserveRequest m = Sample<ReserveRequest>();
+  m.entries[0].version_tag = 1;
+  ExpectEncodeRefused(m, "entry 0: version or its tag set without has_version");
+  std::string b = SampleBytes<ReserveRequest>();
+  Patch<uint64_t>(b, kBody + 4 + 68, 1);  // entry 0's tag
+  ExpectInvalid<ReserveRequest>(b, "entry 0: version 0.0 or its tag set without has_version");
+
+  // A version with a zero tag is fine (agents send 0), and so is the tag
+  // with its version.
+  m = Sample<ReserveRequest>();
+  m.entries[1].version_tag = 0;
+  auto back = ReserveRequest::Decode(Encoded(m));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->entries[1].version_tag, 0u);
+  back = ReserveRequest::Decode(SampleBytes<ReserveRequest>());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->entries[1].version_tag, Sample<ReserveRequest>().entries[1].version_tag);
+}
+
+TEST(VersionTags, CommitResponseErrorEntryCarriesNoTag) {
+  CommitResponse m = Sample<CommitResponse>();
+  m.results[1].version_tag = 5;  // entry 1 is NOT_FOUND
+  ExpectEncodeRefused(m, "entry 1: error entry carries a version");
+  std::string b = SampleBytes<CommitResponse>();
+  Patch<uint64_t>(b, kBody + 4 + kCommitResult + 24, 5);
+  ExpectInvalid<CommitResponse>(b, "entry 1: error entry carries a version");
+}
+
+TEST(VersionTags, ReserveResponseTagOnlyWhenAlreadyPresent) {
+  // Entry 2 is RESOURCE_EXHAUSTED: no tag.
+  ReserveResponse m = Sample<ReserveResponse>();
+  m.results[2].version_tag = 5;
+  ExpectEncodeRefused(m, "entry 2: error entry carries a result");
+  std::string b = SampleBytes<ReserveResponse>();
+  Patch<uint64_t>(b, kReserveResponseEntries + 2 * kReserveResult + 24, 5);
+  ExpectInvalid<ReserveResponse>(b, "entry 2: error entry carries a result");
+
+  // Entry 0 is a reservation: no version, so no tag either.
+  m = Sample<ReserveResponse>();
+  m.results[0].version_tag = 5;
+  ExpectEncodeRefused(m, "entry 0: reservation carries a version");
+  b = SampleBytes<ReserveResponse>();
+  Patch<uint64_t>(b, kReserveResponseEntries + 24, 5);
+  ExpectInvalid<ReserveResponse>(b, "entry 0: reservation carries a version");
+}
+
+// ---- Sessions ------------------------------------------------------------------------
+
+TEST(Hello, UnknownRoleRefused) {
+  for (uint8_t role : {uint8_t{0}, uint8_t{3}, uint8_t{0xff}}) {
+    SCOPED_TRACE(static_cast<int>(role));
+    HelloRequest m = Sample<HelloRequest>();
+    m.role = static_cast<PeerRole>(role);
+    ExpectEncodeRefused(m, absl::StrCat("unknown role ", static_cast<int>(role)));
+    std::string b = SampleBytes<HelloRequest>();
+    b.at(kBody) = static_cast<char>(role);
+    ExpectInvalid<HelloRequest>(b, absl::StrCat("unknown role ", static_cast<int>(role)));
+  }
+  // Both known roles round-trip.
+  for (PeerRole role : {PeerRole::kAgent, PeerRole::kClient}) {
+    HelloRequest m = Sample<HelloRequest>();
+    m.role = role;
+    auto back = HelloRequest::Decode(Encoded(m));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->role, role);
+  }
+}
+
+TEST(Hello, CredentialLength) {
+  HelloRequest m = Sample<HelloRequest>();
+  m.credential.clear();
+  ExpectEncodeRefused(m, "credential of 0 bytes (1..512 allowed)");
+  m.credential.assign(kMaxCredentialBytes + 1, 'c');
+  ExpectEncodeRefused(m, "credential of 513 bytes");
+
+  // The largest credential fits.
+  m.credential.assign(kMaxCredentialBytes, 'c');
+  auto back = HelloRequest::Decode(Encoded(m));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->credential, m.credential);
+
+  // On the wire: an empty credential (length 0, body cut to match).
+  std::string b = SampleBytes<HelloRequest>();
+  b.resize(kBody + 12);
+  Patch<uint32_t>(b, kBody + 8, 0);
+  FixBodyLength(b);
+  ExpectInvalid<HelloRequest>(b, "credential of 0 bytes");
+
+  // A length over the maximum is refused before the bytes are looked for,
+  // and so is an over-long credential that is all there.
+  b = SampleBytes<HelloRequest>();
+  Patch<uint32_t>(b, kBody + 8, kMaxCredentialBytes + 1);
+  ExpectInvalid<HelloRequest>(b, "credential length 513 exceeds 512");
+  b.resize(kBody + 12);
+  b.append(kMaxCredentialBytes + 1, 'c');
+  FixBodyLength(b);
+  ExpectInvalid<HelloRequest>(b, "credential length 513 exceeds 512");
+  Patch<uint32_t>(b, kBody + 8, 0xffffffff);
+  ExpectInvalid<HelloRequest>(b, "exceeds 512");
+}
+
+TEST(Hello, RequestHeaderNamesNothing) {
+  auto refused = [](auto mutate, std::string_view needle) {
+    HelloRequest m = Sample<HelloRequest>();
+    mutate(m.header);
+    ExpectEncodeRefused(m, needle);
+  };
+  refused([](FrameHeader& h) { h.namespace_id = 1; }, "namespace id and layout fingerprint");
+  refused([](FrameHeader& h) { h.layout_fingerprint = 1; }, "namespace id and layout fingerprint");
+  refused([](FrameHeader& h) { h.session = kSampleSession; }, "session must be 0");
+
+  for (size_t offset : {kNamespaceIdOffset, kFingerprintOffset}) {
+    std::string b = SampleBytes<HelloRequest>();
+    b.at(offset + 7) = 1;
+    ExpectInvalid<HelloRequest>(b, "namespace id and layout fingerprint must be 0");
+  }
+  std::string b = SampleBytes<HelloRequest>();
+  Patch<uint64_t>(b, kSessionOffset, kSampleSession);
+  ExpectInvalid<HelloRequest>(b, "HelloRequest: session must be 0");
+  // The header alone still parses: a receiver can answer with an error.
+  auto h = DecodeHeader(b);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->type, FrameType::kHelloRequest);
+  EXPECT_EQ(h->header.session, kSampleSession);
+}
+
+TEST(Hello, ResponseNeedsASession) {
+  HelloResponse m = Sample<HelloResponse>();
+  m.session = 0;
+  ExpectEncodeRefused(m, "HelloResponse: session 0");
+  std::string b = SampleBytes<HelloResponse>();
+  Patch<uint64_t>(b, kBody, 0);
+  ExpectInvalid<HelloResponse>(b, "HelloResponse: session 0");
+
+  // Like the request, the response names no namespace or layout.
+  m = Sample<HelloResponse>();
+  m.header.namespace_id = 1;
+  ExpectEncodeRefused(m, "namespace id and layout fingerprint must be 0");
+  b = SampleBytes<HelloResponse>();
+  b.at(kFingerprintOffset) = 1;
+  ExpectInvalid<HelloResponse>(b, "HelloResponse: namespace id and layout fingerprint must be 0");
+}
+
+TEST(Hello, ResponseRoundTripsEveryTtl) {
+  for (uint64_t ttl : {uint64_t{0}, uint64_t{1}, ~uint64_t{0}}) {
+    HelloResponse m = Sample<HelloResponse>();
+    m.idle_ttl_us = ttl;
+    m.session = ~uint64_t{0};
+    auto back = HelloResponse::Decode(Encoded(m));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, m);
+  }
+}
+
+TEST(StampSession, WritesWhereDecodeHeaderReads) {
+  testing::ForEachFrame([&]<typename T>() {
+    SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
+    const std::string original = SampleBytes<T>();
+    std::string b = original;
+    constexpr uint64_t kStamp = 0x0123456789abcdef;
+    ASSERT_TRUE(StampSession(&b, kStamp).ok());
+    ASSERT_EQ(b.size(), original.size());
+    auto h = DecodeHeader(b);
+    ASSERT_TRUE(h.ok()) << h.status();
+    EXPECT_EQ(h->header.session, kStamp);
+    EXPECT_EQ(h->type, T::kType);
+    // Only the 8 session bytes changed.
+    EXPECT_EQ(b.substr(0, kSessionOffset), original.substr(0, kSessionOffset));
+    EXPECT_EQ(b.substr(kSessionOffset + 8), original.substr(kSessionOffset + 8));
+    if constexpr (!std::is_same_v<T, HelloRequest>) {  // a hello must carry session 0
+      auto m = DecodeExact<T>(b);
+      ASSERT_TRUE(m.ok()) << m.status();
+      EXPECT_EQ(m->header.session, kStamp);
+      T want = Sample<T>();
+      want.header.session = kStamp;
+      EXPECT_EQ(Encoded(want), b);
+    }
+  });
+
+  // Stamping 0 restores an unstamped frame; a frame can be re-stamped.
+  std::string b = SampleBytes<AckResponse>();
+  ASSERT_TRUE(StampSession(&b, 7).ok());
+  ASSERT_TRUE(StampSession(&b, 0).ok());
+  AckResponse unstamped = Sample<AckResponse>();
+  unstamped.header.session = 0;
+  EXPECT_EQ(b, Encoded(unstamped));
+}
+
+TEST(StampSession, RefusesAShortFrame) {
+  const std::string full = SampleBytes<AckResponse>();  // exactly a header
+  ASSERT_EQ(full.size(), kFrameHeaderBytes);
+  for (size_t n : {size_t{0}, kSessionOffset, kSessionOffset + 8, kFrameHeaderBytes - 1}) {
+    SCOPED_TRACE(n);
+    std::string b = full.substr(0, n);
+    const absl::Status s = StampSession(&b, 9);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("has no header"));
+    EXPECT_EQ(b, full.substr(0, n));  // untouched
+  }
+  std::string b = full;
+  EXPECT_TRUE(StampSession(&b, 9).ok());
+  auto h = DecodeHeader(b);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->header.session, 9u);
 }
 
 // ---- ErrorResponse helpers ------------------------------------------------------------

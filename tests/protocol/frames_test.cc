@@ -34,8 +34,10 @@ TEST(Frames, EveryTypeRoundTrips) {
 TEST(Frames, EmptyBatchesRoundTrip) {
   testing::ForEachFrame([&]<typename T>() {
     SCOPED_TRACE(std::string(FrameTypeName(T::kType)));
-    if constexpr (std::is_same_v<T, RegisterNamespaceRequest> || std::is_same_v<T, ErrorResponse>) {
-      return;  // no batch; a default spec or code is invalid
+    if constexpr (std::is_same_v<T, RegisterNamespaceRequest> ||
+                  std::is_same_v<T, ErrorResponse> || std::is_same_v<T, HelloRequest> ||
+                  std::is_same_v<T, HelloResponse>) {
+      return;  // no batch; a default spec, code, credential or session is invalid
     } else {
       T m;
       auto bytes = m.Encode();
@@ -90,6 +92,54 @@ TEST(Frames, ComparisonSeesEveryNewField) {
   auto h = reg;
   h.header.request_id++;
   EXPECT_FALSE(h == reg);
+  h = reg;
+  h.header.session ^= 1;
+  EXPECT_FALSE(h == reg);
+
+  auto reserve = Sample<ReserveRequest>();
+  auto reserve2 = reserve;
+  reserve2.entries[1].version_tag ^= 1;
+  EXPECT_FALSE(reserve == reserve2);
+  auto reserve_response = Sample<ReserveResponse>();
+  auto reserve_response2 = reserve_response;
+  reserve_response2.results[1].version_tag ^= 1;
+  EXPECT_FALSE(reserve_response == reserve_response2);
+  auto commit_response = Sample<CommitResponse>();
+  auto commit_response2 = commit_response;
+  commit_response2.results[0].version_tag ^= 1;
+  EXPECT_FALSE(commit_response == commit_response2);
+
+  const auto hello = Sample<HelloRequest>();
+  auto hello2 = hello;
+  hello2.role = PeerRole::kClient;
+  EXPECT_FALSE(hello == hello2);
+  hello2 = hello;
+  hello2.node_id++;
+  EXPECT_FALSE(hello == hello2);
+  hello2 = hello;
+  hello2.credential.back() ^= 1;
+  EXPECT_FALSE(hello == hello2);
+  const auto welcome = Sample<HelloResponse>();
+  auto welcome2 = welcome;
+  welcome2.session++;
+  EXPECT_FALSE(welcome == welcome2);
+  welcome2 = welcome;
+  welcome2.idle_ttl_us++;
+  EXPECT_FALSE(welcome == welcome2);
+}
+
+// The sample frames carry every new field with a value that is not zero, so
+// the round trips above would see one the codec dropped.
+TEST(Frames, SamplesCoverTheNewFields) {
+  EXPECT_NE(Header().session, 0u);
+  EXPECT_NE(Sample<ReserveRequest>().entries[1].version_tag, 0u);
+  EXPECT_NE(Sample<ReserveResponse>().results[1].version_tag, 0u);
+  EXPECT_NE(Sample<CommitResponse>().results[0].version_tag, 0u);
+  EXPECT_NE(Sample<HelloResponse>().session, 0u);
+  EXPECT_FALSE(Sample<HelloRequest>().credential.empty());
+  auto header = DecodeHeader(SampleBytes<LookupRequest>());
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->header.session, kSampleSession);
 }
 
 TEST(Frames, GoldenHeaderBytes) {
@@ -97,13 +147,16 @@ TEST(Frames, GoldenHeaderBytes) {
   ack.header = Header();
   EXPECT_EQ(Hex(Encoded(ack)),
             "4b564644"            // magic "KVFD"
-            "0100"                // version 1
+            "0200"                // version 2
             "0d00"                // type 13 (AckResponse)
             "0807060504030201"    // request id
             "2a00000000000000"    // sender epoch 42
             "8877665544332211"    // namespace id
             "00ffeeddccbbaa99"    // layout fingerprint
-            "00000000");          // body bytes
+            "bc0a00000010555e"    // session (offset 40)
+            "00000000");          // body bytes (offset 48)
+  static_assert(kFrameHeaderBytes == 52 && kSessionOffset == 40 && kBodyBytesOffset == 48);
+  static_assert(kProtocolVersion == 2);
 }
 
 TEST(Frames, GoldenCommitRequestBytes) {
@@ -112,8 +165,9 @@ TEST(Frames, GoldenCommitRequestBytes) {
   m.reservation_ids = {0x0102, 7};
   m.no_fanout = true;
   EXPECT_EQ(Hex(Encoded(m)),
-            "4b564644" "0100" "0800"  // magic, version, type 8
+            "4b564644" "0200" "0800"  // magic, version 2, type 8
             "0100000000000000" "0000000000000000" "0000000000000000" "0000000000000000"
+            "0000000000000000"  // session
             "18000000"          // body: 24 bytes
             "02000000"          // 2 ids
             "01" "000000"       // no_fanout, reserved
@@ -124,7 +178,9 @@ TEST(Frames, GoldenCommitRequestBytes) {
 TEST(Frames, GoldenLookupRequestBytes) {
   LookupRequest m;
   m.keys = {KeyRef{.key = {.hi = 0x11, .lo = 0x22}, .placement_hash = 0x33}};
-  EXPECT_EQ(Hex(Encoded(m)).substr(2 * 40),
+  m.header.session = 0x0102;
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * kSessionOffset),
+            "0201000000000000"  // session
             "1c000000"  // body: 28 bytes
             "01000000"  // 1 key
             "1100000000000000" "2200000000000000" "3300000000000000");
@@ -142,7 +198,7 @@ TEST(Frames, GoldenRegisterNamespaceBytes) {
   m.spec.segment_blocks = 6;
   m.header.namespace_id = m.spec.Id();
   m.header.layout_fingerprint = m.spec.layout.Fingerprint();
-  EXPECT_EQ(Hex(Encoded(m)).substr(2 * 40),
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * kBodyBytesOffset),
             "29000000"             // body: 41 bytes
             "01000000" "6d"        // model_id "m"
             "02000000" "03000000" "04000000" "05000000" "01"  // layout, bf16
@@ -150,6 +206,91 @@ TEST(Frames, GoldenRegisterNamespaceBytes) {
             "02000000" "7474"      // tenant "tt"
             "01"                   // sha256
             "06000000");           // segment_blocks
+}
+
+TEST(Frames, GoldenHelloRequestBytes) {
+  HelloRequest m;
+  m.header.request_id = 1;
+  m.header.sender_epoch = 3;
+  m.role = PeerRole::kClient;
+  m.node_id = 0x0a0b;
+  m.credential = "tok";
+  EXPECT_EQ(Hex(Encoded(m)),
+            "4b564644" "0200" "1000"  // magic, version 2, type 16
+            "0100000000000000"  // request id
+            "0300000000000000"  // sender epoch
+            "0000000000000000" "0000000000000000" "0000000000000000"  // ns, layout, session
+            "0f000000"          // body: 15 bytes
+            "02" "000000"       // role client, reserved
+            "0b0a0000"          // node id
+            "03000000" "746f6b");  // credential "tok"
+}
+
+TEST(Frames, GoldenHelloResponseBytes) {
+  HelloResponse m;
+  m.header.request_id = 1;
+  m.session = 0x1122334455667788;
+  m.idle_ttl_us = 60'000'000;
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * 6),
+            "1100"              // type 17
+            "0100000000000000" "0000000000000000"  // request id, epoch
+            "0000000000000000" "0000000000000000" "0000000000000000"  // ns, layout, session
+            "10000000"          // body: 16 bytes
+            "8877665544332211"  // session
+            "0087930300000000");  // idle ttl 60 s
+}
+
+TEST(Frames, GoldenReserveRequestEntryBytes) {
+  ReserveRequest m;
+  m.entries = {ReserveEntry{.key = {1, 2},
+                            .placement_hash = 3,
+                            .parent = {4, 5},
+                            .size = 6,
+                            .depth = 7,
+                            .codec = CodecId::kInt8,
+                            .is_mutable = true,
+                            .has_version = true,
+                            .version = {8, 9},
+                            .version_tag = 0xa0b0c0d0e0f01020}};
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * kBodyBytesOffset),
+            "50000000"          // body: 4 + 76 bytes
+            "01000000"          // 1 entry
+            "0100000000000000" "0200000000000000"  // key
+            "0300000000000000"                     // placement hash
+            "0400000000000000" "0500000000000000"  // parent
+            "06000000" "07000000"                  // size, depth
+            "02" "01" "01" "00"                    // codec int8, mutable, has_version, reserved
+            "0800000000000000" "0900000000000000"  // version
+            "2010f0e0d0c0b0a0");                   // version tag
+}
+
+TEST(Frames, GoldenReserveResponseResultBytes) {
+  ReserveResponse m;
+  m.results = {ReserveResult{.already_present = true,
+                             .version = {8, 9},
+                             .version_tag = 0x0102030405060708}};
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * kBodyBytesOffset),
+            "40000000"          // body: 8 + 56 bytes
+            "01000000" "00000000"                  // 1 result, 0 descriptors
+            "00000000" "01" "000000"               // OK, already_present, reserved
+            "0800000000000000" "0900000000000000"  // version
+            "0807060504030201"                     // version tag
+            "0000000000000000"                     // reservation id
+            "00000000" "00000000" "0000000000000000");  // location
+}
+
+TEST(Frames, GoldenCommitResponseBytes) {
+  CommitResponse m;
+  m.results = {CommitResult{.version = {8, 9}, .version_tag = 0x0102030405060708},
+               CommitResult{.code = absl::StatusCode::kAborted}};
+  EXPECT_EQ(Hex(Encoded(m)).substr(2 * kBodyBytesOffset),
+            "44000000"          // body: 4 + 2 * 32 bytes
+            "02000000"          // 2 results
+            "00000000" "00000000"                  // OK, reserved
+            "0800000000000000" "0900000000000000"  // version
+            "0807060504030201"                     // version tag
+            "0a000000" "00000000"                  // ABORTED, reserved
+            "0000000000000000" "0000000000000000" "0000000000000000");
 }
 
 }  // namespace

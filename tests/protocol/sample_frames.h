@@ -39,11 +39,32 @@ using ::testing::HasSubstr;
 
 // ---- Sample frames ------------------------------------------------------------
 
+// Header field offsets the codec has no names for (kSessionOffset and
+// kBodyBytesOffset are in frames.h), and where every body starts.
+constexpr size_t kVersionOffset = 4;
+constexpr size_t kTypeOffset = 6;
+constexpr size_t kNamespaceIdOffset = 24;
+constexpr size_t kFingerprintOffset = 32;
+constexpr size_t kBody = kFrameHeaderBytes;
+
+// Entry sizes of the bodies (docs/protocol.md), for offsets into batches.
+constexpr size_t kLookupEntry = 24;
+constexpr size_t kGetEntry = 40;
+constexpr size_t kReserveEntry = 76;
+constexpr size_t kReserveResult = 56;
+constexpr size_t kCommitResult = 32;
+// Where the entries start: after the counts (and GetResponse's lease).
+constexpr size_t kGetResponseEntries = kBody + 24;
+constexpr size_t kReserveResponseEntries = kBody + 8;
+
+constexpr uint64_t kSampleSession = 0x5e55100000000abc;
+
 FrameHeader Header() {
   return FrameHeader{.request_id = 0x0102030405060708,
                      .sender_epoch = 42,
                      .namespace_id = 0x1122334455667788,
-                     .layout_fingerprint = 0x99aabbccddeeff00};
+                     .layout_fingerprint = 0x99aabbccddeeff00,
+                     .session = kSampleSession};
 }
 
 RemoteDescriptor HostArena() {
@@ -81,6 +102,25 @@ KeyRef Ref(uint64_t i) {
   return KeyRef{.key = BlockKey{0xa000 + i, 0xb000 + i}, .placement_hash = 0xc000 + i};
 }
 
+// A HelloRequest opens the session: its header names no namespace, layout
+// or session.
+void Fill(HelloRequest* m) {
+  m->header.namespace_id = 0;
+  m->header.layout_fingerprint = 0;
+  m->header.session = 0;
+  m->role = PeerRole::kAgent;
+  m->node_id = 7;
+  m->credential = std::string("cluster-token:\x00\xff\x01secret", 23);
+}
+// The agent's answer echoes the request's header (session 0 there); the
+// session travels in the body.
+void Fill(HelloResponse* m) {
+  m->header.namespace_id = 0;
+  m->header.layout_fingerprint = 0;
+  m->header.session = 0;
+  m->session = kSampleSession;
+  m->idle_ttl_us = 300'000'000;
+}
 void Fill(RegisterNamespaceRequest* m) {
   m->spec = Llama3Spec();
   m->header.namespace_id = m->spec.Id();
@@ -127,13 +167,17 @@ void Fill(ReserveRequest* m) {
                  .codec = CodecId::kFp8E4m3,
                  .is_mutable = true,
                  .has_version = true,
-                 .version = {6, 1}}};
+                 .version = {6, 1},
+                 .version_tag = 0x7a67'0000'0000'6001}};
 }
 void Fill(ReserveResponse* m) {
   m->results = {{.code = absl::StatusCode::kOk,
                  .reservation_id = 991,
                  .location = {.descriptor_index = 1, .offset = 1 << 20, .size = 65536}},
-                {.code = absl::StatusCode::kOk, .already_present = true, .version = {4, 2}},
+                {.code = absl::StatusCode::kOk,
+                 .already_present = true,
+                 .version = {4, 2},
+                 .version_tag = 0x7a67'0000'0000'4002},
                 {.code = absl::StatusCode::kResourceExhausted}};
   m->descriptors = {HostArena(), CudaArena()};
 }
@@ -142,7 +186,7 @@ void Fill(CommitRequest* m) {
   m->no_fanout = true;
 }
 void Fill(CommitResponse* m) {
-  m->results = {{.code = absl::StatusCode::kOk, .version = {4, 3}},
+  m->results = {{.code = absl::StatusCode::kOk, .version = {4, 3}, .version_tag = 0x7a67'0000'0000'4003},
                 {.code = absl::StatusCode::kNotFound}};
 }
 void Fill(RemoveRequest* m) { m->keys = {Ref(11)}; }
@@ -187,7 +231,7 @@ void Patch(std::string& b, size_t offset, U v) {
   for (size_t i = 0; i < sizeof(U); ++i) b.at(offset + i) = static_cast<char>(v >> (8 * i));
 }
 void FixBodyLength(std::string& b) {
-  Patch<uint32_t>(b, 40, static_cast<uint32_t>(b.size() - kFrameHeaderBytes));
+  Patch<uint32_t>(b, kBodyBytesOffset, static_cast<uint32_t>(b.size() - kFrameHeaderBytes));
 }
 std::string Hex(std::string_view b) {
   static constexpr char kDigits[] = "0123456789abcdef";

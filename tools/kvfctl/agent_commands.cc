@@ -116,11 +116,18 @@ int RunJoin(Context& ctx, const JoinParams& params) {
     return Fail(kExitUsage, "join needs the cluster token the agent will use",
                 "pass --token_file=FILE (preferred: the agent reads the same file)");
   }
+  if (!o.tls_ca.empty()) {
+    // The agent checks the coordinator's certificate with the same roots.
+    std::error_code ec;
+    std::string abs = std::filesystem::absolute(o.tls_ca, ec).string();
+    argv.push_back(absl::StrCat("--tls_ca=", ec ? o.tls_ca : abs));
+  }
   for (const std::string& a : params.agent_args) {
-    if (absl::StartsWith(a, "--coordinator=") || absl::StartsWith(a, "--token")) {
+    if (absl::StartsWith(a, "--coordinator=") || absl::StartsWith(a, "--token") ||
+        absl::StartsWith(a, "--tls_ca=")) {
       return Fail(kExitUsage,
-                  absl::StrCat("'", a, "': kvfctl sets the agent's coordinator and token"),
-                  "set them with kvfctl's own --coordinator and --token_file");
+                  absl::StrCat("'", a, "': kvfctl sets the agent's coordinator, token and CA"),
+                  "set them with kvfctl's own --coordinator, --token_file and --tls_ca");
     }
     argv.push_back(a);
   }
@@ -221,7 +228,7 @@ int RunEvict(Context& ctx, const EvictParams& params) {
   std::vector<std::unique_ptr<proto::AgentControl::Stub>> stubs;
   for (const proto::Node* n : live) {
     stubs.push_back(proto::AgentControl::NewStub(
-        OpenChannel(n->address())));
+        OpenChannel(n->address(), ctx.options().credentials)));
   }
   uint64_t evicted_total = 0;
   int failed_agents = 0;

@@ -84,7 +84,7 @@ Context::Context(Options options) : options_(std::move(options)) {}
 proto::Coordinator::Stub& Context::coordinator() {
   if (stub_ == nullptr) {
     // Short reconnect backoff: an operator wants "unreachable" now.
-    channel_ = OpenChannel(options_.coordinator);
+    channel_ = OpenChannel(options_.coordinator, options_.credentials);
     stub_ = proto::Coordinator::NewStub(channel_);
   }
   return *stub_;
@@ -135,7 +135,11 @@ int Context::RpcFailed(const std::string& what, const grpc::Status& status, bool
     case grpc::StatusCode::UNAVAILABLE:
       return Fail(kExitUnreachable, msg,
                   absl::StrCat("is kvf-coordinator running at ", options_.coordinator,
-                               "? (--coordinator or KVF_COORDINATOR)"));
+                               "? (--coordinator or KVF_COORDINATOR)",
+                               options_.tls_ca.empty()
+                                   ? " If it serves TLS, pass --tls_ca=CA.pem."
+                                   : " Does --tls_ca sign its certificate, and does the "
+                                     "certificate name that address?"));
     case grpc::StatusCode::NOT_FOUND:
       return Fail(kExitFailed, msg, "`kvfctl nodes` lists the node ids");
     case grpc::StatusCode::FAILED_PRECONDITION:

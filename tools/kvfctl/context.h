@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/status.h"
 #include "proto/cluster_map.pb.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -42,6 +43,10 @@ struct Options {
   absl::Duration rpc_timeout = absl::Seconds(5);
   std::string coordinator_http;         // optional host:port of the coordinator's /metrics
   std::vector<std::string> agent_http;  // optional agents' /metrics host:port
+  // --tls_ca as given (for `join`), and the credentials of every gRPC channel
+  // (coordinator and agents) made from it; null: plaintext.
+  std::string tls_ca;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // Prometheus text parsed into series -> value; the key is the series exactly

@@ -1,6 +1,7 @@
 // kvfctl: the operator CLI of a kvfabric cluster (docs/kvfctl.md).
 //
-//   kvfctl [--coordinator=HOST:PORT] [--token=T | --token_file=F] [--json] COMMAND ...
+//   kvfctl [--coordinator=HOST:PORT] [--token=T | --token_file=F] [--tls_ca=CA.pem] [--json]
+//          COMMAND ...
 //
 // Flags are Abseil flags, parsed here rather than by absl::ParseCommandLine so
 // that a bad command line exits with status 2 (usage) and flags may come
@@ -23,7 +24,10 @@
 #include "common/block_hash.h"
 #include "common/kv_layout.h"
 #include "common/process.h"
+#include "proto/channel.h"
+#include "common/credentials.h"
 #include "tools/kvfctl/commands.h"
+#include "tools/kvfctl/output.h"
 #include "tools/kvfctl/context.h"
 
 // Connection and output (every command).
@@ -31,6 +35,8 @@ ABSL_FLAG(std::string, coordinator, "",
           "kvf-coordinator gRPC HOST:PORT; default $KVF_COORDINATOR, else 127.0.0.1:7700");
 ABSL_FLAG(std::string, token, "", "the cluster token; default $KVF_TOKEN");
 ABSL_FLAG(std::string, token_file, "", "file holding the cluster token (instead of --token)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA file: talk TLS to the coordinator and agents, verifying them with it");
 ABSL_FLAG(bool, json, false, "print one JSON object instead of text");
 ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(5), "deadline of each RPC and HTTP request");
 ABSL_FLAG(std::string, coordinator_http, "",
@@ -60,7 +66,7 @@ ABSL_FLAG(uint32_t, block_tokens, 16, "placement: tokens per block");
 ABSL_FLAG(std::string, dtype, "fp16", "placement: fp16, bf16 or fp32");
 ABSL_FLAG(uint32_t, tp_rank, 0, "placement: tensor-parallel rank");
 ABSL_FLAG(uint32_t, tp_size, 1, "placement: tensor-parallel size");
-ABSL_FLAG(std::string, tenant, "", "placement: namespace tenant");
+ABSL_FLAG(std::string, tenant, "", "placement: namespace tenant; credential: the tenant");
 ABSL_FLAG(std::string, hash, "xxh3_128", "placement: block hash, xxh3_128 or sha256");
 ABSL_FLAG(uint32_t, segment_blocks, 16, "placement: blocks per placement segment");
 ABSL_FLAG(std::string, namespace_id, "", "placement: 0x... namespace id instead of the spec flags");
@@ -73,7 +79,8 @@ namespace {
 
 constexpr char kUsage[] = R"(kvfctl: operate a kvfabric cluster (docs/kvfctl.md)
 
-usage: kvfctl [--coordinator=HOST:PORT] [--token=T | --token_file=F] [--json] COMMAND ...
+usage: kvfctl [--coordinator=HOST:PORT] [--token=T | --token_file=F] [--tls_ca=CA.pem] [--json]
+              COMMAND ...
 
 commands:
   status                      epoch, nodes by state, capacity; usage with --coordinator_http,
@@ -94,6 +101,8 @@ commands:
                               --segment_blocks, --extra, or --namespace_id=0x...
   metrics NODE --http=HOST:PORT
                               print NODE's agent /metrics
+  credential --tenant=T       print tenant T's client credential, derived from the cluster
+                              token (docs/security.md); needs no coordinator
 
 environment: KVF_COORDINATOR, KVF_TOKEN (defaults for --coordinator, --token)
 exit status: 0 ok, 1 operation failed, 2 usage, 3 timeout, 4 unauthenticated,
@@ -246,15 +255,37 @@ int Main(int argc, char** argv) {
   o.rpc_timeout = absl::GetFlag(FLAGS_rpc_timeout);
   if (o.rpc_timeout <= absl::ZeroDuration()) return Usage("--rpc_timeout must be positive");
   o.coordinator_http = absl::GetFlag(FLAGS_coordinator_http);
+  o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  if (!o.tls_ca.empty()) {
+    auto credentials = ChannelCredentialsFor(o.tls_ca);
+    if (!credentials.ok()) {
+      return Usage(absl::StrCat("--tls_ca: ", credentials.status().message()));
+    }
+    o.credentials = *std::move(credentials);
+  }
   o.agent_http = absl::GetFlag(FLAGS_agent_http);
 
   static const char* const kCommands[] = {"status", "nodes", "drain",     "undrain", "leave",
-                                          "join",   "evict", "placement", "metrics"};
+                                          "join",   "evict", "placement", "metrics",
+                                          "credential"};
   bool known = false;
   for (const char* c : kCommands) known |= command == c;
   if (!known) return Usage(absl::StrCat("unknown command '", command, "'"));
   if (command != "metrics" && o.token.empty()) {
     return Usage("no cluster token: pass --token_file=FILE or --token=T, or set KVF_TOKEN");
+  }
+  if (command == "credential") {
+    if (!args.empty()) return Usage("credential takes no arguments; name the tenant with --tenant");
+    const std::string tenant = absl::GetFlag(FLAGS_tenant);
+    auto credential = TenantCredential(o.token, tenant);
+    if (!credential.ok()) return Usage(std::string(credential.status().message()));
+    if (o.json) {
+      std::printf("%s\n",
+                  JsonObject().Str("tenant", tenant).Str("credential", *credential).Done().c_str());
+    } else {
+      std::printf("%s\n", credential->c_str());
+    }
+    return 0;
   }
   Context ctx(o);
   int code = 0;

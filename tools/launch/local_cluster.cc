@@ -188,14 +188,15 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     if (!ok) return absl::InternalError(absl::StrCat("cannot write ", c->token_file_));
   }
 
+  KVF_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                       ChannelCredentialsFor(options.tls_ca));
   if (options.coordinator_address.empty()) {
     KVF_RETURN_IF_ERROR(c->StartCoordinator(absl::StrCat(options.host, ":0")));
   } else {
     c->coordinator_ = options.coordinator_address;
   }
   c->rpc_ = std::make_unique<Rpc>();
-  c->rpc_->stub = proto::Coordinator::NewStub(
-      OpenChannel(c->coordinator_));
+  c->rpc_->stub = proto::Coordinator::NewStub(OpenChannel(c->coordinator_, credentials));
 
   for (int i = 0; i < options.agents; ++i) KVF_RETURN_IF_ERROR(c->StartAgent().status());
   if (options.wait_active && options.agents > 0) {
@@ -223,6 +224,9 @@ absl::Status LocalCluster::StartCoordinator(const std::string& listen) {
     const fs::path state = fs::path(dir_) / options_.coordinator_state_dir;  // absolute stays
     argv.push_back(absl::StrCat("--state_dir=", state.string()));
   }
+  if (!options_.tls_cert.empty()) argv.push_back(absl::StrCat("--tls_cert=", options_.tls_cert));
+  if (!options_.tls_key.empty()) argv.push_back(absl::StrCat("--tls_key=", options_.tls_key));
+  if (!options_.tls_ca.empty()) argv.push_back(absl::StrCat("--agent_tls_ca=", options_.tls_ca));
   argv.insert(argv.end(), options_.extra_coordinator_flags.begin(),
               options_.extra_coordinator_flags.end());
   KVF_ASSIGN_OR_RETURN(std::string line,
@@ -376,6 +380,9 @@ absl::StatusOr<int> LocalCluster::StartAgent(std::string domain) {
                                    absl::StrCat("--host_bytes=", options_.host_bytes),
                                    absl::StrCat("--failure_domain=", domain)};
   if (!options_.ucx_tls.empty()) argv.push_back(absl::StrCat("--ucx_tls=", options_.ucx_tls));
+  if (!options_.tls_cert.empty()) argv.push_back(absl::StrCat("--tls_cert=", options_.tls_cert));
+  if (!options_.tls_key.empty()) argv.push_back(absl::StrCat("--tls_key=", options_.tls_key));
+  if (!options_.tls_ca.empty()) argv.push_back(absl::StrCat("--tls_ca=", options_.tls_ca));
   argv.insert(argv.end(), options_.extra_agent_flags.begin(), options_.extra_agent_flags.end());
   KVF_ASSIGN_OR_RETURN(std::string line,
                        Spawn(argv, options_.agent_env, a.log_prefix, "kvf-agent ready ", &a.pid,

@@ -45,8 +45,20 @@ struct LocalClusterOptions {
   std::string token = "kvf-test-token";
   // The address every process binds and advertises (ports are always 0).
   std::string host = "127.0.0.1";
-  // UCX transports for the agents (--ucx_tls); empty lets UCX choose.
+  // UCX transports for the agents (--ucx_tls); empty lets UCX choose. Agents
+  // keep UCX's TCP listeners on the interface owning their host (kvf-agent
+  // --data_listen_host defaults to it), so a cluster on 127.0.0.1 listens on
+  // loopback only.
   std::string ucx_tls;
+  // TLS for gRPC (PEM files; proto/channel.h). With tls_cert and tls_key the
+  // coordinator and every agent serve over TLS with that one certificate, so
+  // it must name `host` (and agent_hosts) in its subjectAltName. With tls_ca
+  // the coordinator verifies the agents (--agent_tls_ca), the agents verify
+  // the coordinator (--tls_ca), and so does this class's own channel. Paths
+  // are passed as given: make them absolute.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
   // Each agent gets its own failure domain ("d<index>") unless this is > 0,
   // in which case agent i is in "d<i % failure_domains>".
   int failure_domains = 0;

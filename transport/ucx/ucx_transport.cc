@@ -65,6 +65,12 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportC
     KVF_RETURN_IF_ERROR(UcxError(ucp_config_modify(raw_config, "TLS", config.ucx_tls.c_str()),
                                  "ucp_config_modify(TLS)", ctx));
   }
+  if (!config.net_devices.empty()) {
+    KVF_RETURN_IF_ERROR(
+        UcxError(ucp_config_modify(raw_config, "NET_DEVICES", config.net_devices.c_str()),
+                 "ucp_config_modify(NET_DEVICES)",
+                 absl::StrCat(ctx, " (net devices '", config.net_devices, "')")));
+  }
   // Notice dead peers within seconds rather than UCX's default 20 s.
   (void)ucp_config_modify(raw_config, "KEEPALIVE_INTERVAL", "1s");
 
