@@ -57,7 +57,10 @@ enum class AckMode {
 
 struct ClientOptions {
   std::string coordinator;  // host:port of kvf-coordinator's gRPC endpoint
-  std::string token;        // the cluster token
+  // A tenant credential (`kvfctl credential --tenant=T`; docs/security.md):
+  // this tenant's namespaces only. The cluster token works too, for every
+  // tenant (operators' tools, benchmarks).
+  std::string token;
   // PEM CA certificate(s) to verify a coordinator that serves TLS (its
   // --tls_cert) against; empty: plaintext. A TLS coordinator refuses a
   // plaintext client, and a certificate the CA did not sign fails the

@@ -6,10 +6,14 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <cstring>
+#include <memory>
 #include <cstdlib>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "common/logging.h"
 
 namespace kvf {
@@ -91,16 +95,112 @@ absl::StatusOr<Principal> VerifyCredential(std::string_view presented,
   return Principal{.cluster = false, .tenant = std::move(tenant)};
 }
 
-uint64_t VersionTag(std::string_view cluster_token, NamespaceId ns, const BlockKey& key,
-                    const Version& version) {
+namespace {
+
+std::string VersionMessage(NamespaceId ns, const BlockKey& key, const Version& version) {
   std::string message(kVersionContext);
   for (uint64_t v : {static_cast<uint64_t>(ns), key.hi, key.lo, version.epoch, version.counter}) {
     for (int i = 0; i < 8; ++i) message.push_back(static_cast<char>(v >> (8 * i)));
   }
-  const std::array<uint8_t, 32> mac = HmacSha256(cluster_token, message);
+  return message;
+}
+
+uint64_t FirstEightBytes(const uint8_t* mac) {
   uint64_t tag = 0;
   for (int i = 0; i < 8; ++i) tag |= static_cast<uint64_t>(mac[i]) << (8 * i);
   return tag;
+}
+
+[[noreturn]] void CryptoFailed() {
+  KVF_LOG(ERROR) << "libcrypto cannot compute SHA-256";
+  std::abort();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseTokenFile(std::string_view contents) {
+  std::vector<std::string> tokens;
+  for (absl::string_view line : absl::StrSplit(absl::string_view(contents.data(), contents.size()), '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    tokens.emplace_back(line);
+  }
+  if (tokens.empty()) return absl::InvalidArgumentError("the token file holds no token");
+  return tokens;
+}
+
+absl::StatusOr<Principal> VerifyCredential(std::string_view presented,
+                                           std::span<const std::string> tokens) {
+  for (const std::string& token : tokens) {
+    absl::StatusOr<Principal> p = VerifyCredential(presented, token);
+    if (p.ok()) return p;
+  }
+  return absl::UnauthenticatedError("credential refused");
+}
+
+uint64_t VersionTag(std::string_view cluster_token, NamespaceId ns, const BlockKey& key,
+                    const Version& version) {
+  return FirstEightBytes(HmacSha256(cluster_token, VersionMessage(ns, key, version)).data());
+}
+
+// HMAC (RFC 2104) over SHA-256: H((K ^ opad) | H((K ^ ipad) | m)), with the
+// two keyed prefixes hashed once here.
+struct VersionTagger::State {
+  EVP_MD_CTX* inner = nullptr;
+  EVP_MD_CTX* outer = nullptr;
+  ~State() {
+    EVP_MD_CTX_free(inner);
+    EVP_MD_CTX_free(outer);
+  }
+};
+
+VersionTagger::VersionTagger(std::string_view cluster_token) : state_(std::make_unique<State>()) {
+  constexpr size_t kBlock = 64;
+  std::array<uint8_t, kBlock> key{};
+  if (cluster_token.size() > kBlock) {
+    unsigned int n = 0;
+    if (EVP_Digest(cluster_token.data(), cluster_token.size(), key.data(), &n, EVP_sha256(),
+                   nullptr) != 1) {
+      CryptoFailed();
+    }
+  } else {
+    std::memcpy(key.data(), cluster_token.data(), cluster_token.size());
+  }
+  std::array<uint8_t, kBlock> ipad, opad;
+  for (size_t i = 0; i < kBlock; ++i) {
+    ipad[i] = key[i] ^ 0x36;
+    opad[i] = key[i] ^ 0x5c;
+  }
+  state_->inner = EVP_MD_CTX_new();
+  state_->outer = EVP_MD_CTX_new();
+  if (state_->inner == nullptr || state_->outer == nullptr ||
+      EVP_DigestInit_ex(state_->inner, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(state_->inner, ipad.data(), kBlock) != 1 ||
+      EVP_DigestInit_ex(state_->outer, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(state_->outer, opad.data(), kBlock) != 1) {
+    CryptoFailed();
+  }
+}
+
+VersionTagger::~VersionTagger() = default;
+
+uint64_t VersionTagger::Tag(NamespaceId ns, const BlockKey& key, const Version& version) const {
+  const std::string message = VersionMessage(ns, key, version);
+  struct Free {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  std::unique_ptr<EVP_MD_CTX, Free> ctx(EVP_MD_CTX_new());
+  std::array<uint8_t, 32> inner{}, mac{};
+  unsigned int n = 0;
+  if (ctx == nullptr || EVP_MD_CTX_copy_ex(ctx.get(), state_->inner) != 1 ||
+      EVP_DigestUpdate(ctx.get(), message.data(), message.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), inner.data(), &n) != 1 ||
+      EVP_MD_CTX_copy_ex(ctx.get(), state_->outer) != 1 ||
+      EVP_DigestUpdate(ctx.get(), inner.data(), inner.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), mac.data(), &n) != 1) {
+    CryptoFailed();
+  }
+  return FirstEightBytes(mac.data());
 }
 
 uint64_t SecureRandom64() {

@@ -21,8 +21,11 @@
 #define KVF_COMMON_CREDENTIALS_H_
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/block_key.h"
@@ -32,6 +35,13 @@
 namespace kvf {
 
 inline constexpr std::string_view kTenantCredentialPrefix = "kvft1.";
+
+// The tokens of a token file: one per line, blank lines and lines starting
+// with '#' skipped, surrounding whitespace stripped. The first is the current
+// token (what this process sends and signs with); the others are previous
+// tokens it still accepts, for rotating the token without a flag day
+// (docs/security.md, "Rotation"). INVALID_ARGUMENT when there is none.
+absl::StatusOr<std::vector<std::string>> ParseTokenFile(std::string_view contents);
 
 // The credential of `tenant` under `cluster_token`. INVALID_ARGUMENT for an
 // empty token, or a tenant over NamespaceSpec::kMaxStringLength bytes or with
@@ -50,6 +60,9 @@ struct Principal {
 // wrong, for anything else; an empty token never matches.
 absl::StatusOr<Principal> VerifyCredential(std::string_view presented,
                                            std::string_view cluster_token);
+// The same against any of `tokens` (the current one and previous ones).
+absl::StatusOr<Principal> VerifyCredential(std::string_view presented,
+                                           std::span<const std::string> tokens);
 
 // The tenant a credential string names, without verifying it ("" and false
 // for a string that is not a tenant credential).
@@ -58,6 +71,24 @@ bool CredentialTenant(std::string_view presented, std::string* tenant);
 // The primary's tag for (ns, key, version) under `cluster_token`.
 uint64_t VersionTag(std::string_view cluster_token, NamespaceId ns, const BlockKey& key,
                     const Version& version);
+
+// VersionTag with the key schedule done once: HMAC's inner and outer SHA-256
+// states after the padded key are kept and copied per tag, so a tag costs
+// two compressions (an agent tags every commit). Thread-safe after
+// construction (Tag only reads the kept states).
+class VersionTagger {
+ public:
+  explicit VersionTagger(std::string_view cluster_token);
+  ~VersionTagger();
+  VersionTagger(const VersionTagger&) = delete;
+  VersionTagger& operator=(const VersionTagger&) = delete;
+
+  uint64_t Tag(NamespaceId ns, const BlockKey& key, const Version& version) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // 64 bits from the operating system's cryptographic random source (never 0).
 uint64_t SecureRandom64();

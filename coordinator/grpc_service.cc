@@ -7,11 +7,14 @@
 
 namespace kvf {
 
-CoordinatorGrpcService::CoordinatorGrpcService(CoordinatorService* core, std::string token)
-    : core_(core), token_(std::move(token)) {}
+CoordinatorGrpcService::CoordinatorGrpcService(CoordinatorService* core,
+                                               std::vector<std::string> tokens)
+    : core_(core), tokens_(std::move(tokens)) {}
 
 grpc::Status CoordinatorGrpcService::Authorize(const grpc::ServerContext& ctx, bool reader) {
-  if (reader ? HasCredential(ctx, token_) : HasClusterToken(ctx, token_)) return grpc::Status::OK;
+  if (reader ? HasCredential(ctx, tokens_) : HasClusterToken(ctx, tokens_)) {
+    return grpc::Status::OK;
+  }
   ++unauthenticated_;
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                       reader ? "missing or wrong cluster token or tenant credential (send "

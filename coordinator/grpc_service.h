@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "coordinator/coordinator_service.h"
 #include "grpcpp/server_context.h"
@@ -27,7 +28,9 @@ namespace kvf {
 class CoordinatorGrpcService final : public proto::Coordinator::Service {
  public:
   // `core` is not owned and must outlive the service.
-  CoordinatorGrpcService(CoordinatorService* core, std::string token);
+  // `tokens`: the current cluster token first, then previous ones still
+  // accepted (a token file's lines).
+  CoordinatorGrpcService(CoordinatorService* core, std::vector<std::string> tokens);
 
   grpc::Status Join(grpc::ServerContext* ctx, const proto::JoinRequest* request,
                     proto::JoinResponse* response) override;
@@ -58,7 +61,7 @@ class CoordinatorGrpcService final : public proto::Coordinator::Service {
   grpc::Status Finish(const absl::Status& status);
 
   CoordinatorService* const core_;
-  const std::string token_;
+  const std::vector<std::string> tokens_;
   std::atomic<uint64_t> unauthenticated_{0};
   std::atomic<uint64_t> failed_{0};
 };

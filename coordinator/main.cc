@@ -21,6 +21,7 @@
 #include "common/logging.h"
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "common/credentials.h"
 #include "coordinator/agent_client.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/grpc_service.h"
@@ -71,7 +72,9 @@ absl::StatusOr<proto::CoordinatorConfig> ReadConfig(const GivenFlags& given) {
   KVF_RETURN_IF_ERROR(kvf::LoadConfig(absl::GetFlag(FLAGS_config), given, &c));
   if (!c.token_file().empty()) {
     KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
-    c.set_token(std::string(absl::StripAsciiWhitespace(t)));
+    KVF_ASSIGN_OR_RETURN(std::vector<std::string> tokens, ParseTokenFile(t));
+    c.set_token(tokens[0]);
+    for (size_t i = 1; i < tokens.size(); ++i) c.add_previous_tokens(tokens[i]);
   }
   if (c.token().empty()) {
     return absl::InvalidArgumentError("a cluster token is required (--token or --token_file)");
@@ -123,7 +126,9 @@ int Run(const GivenFlags& given) {
     std::fprintf(stderr, "kvf-coordinator: %s\n", core.status().ToString().c_str());
     return 2;
   }
-  CoordinatorGrpcService service(core->get(), c.token());
+  std::vector<std::string> tokens = {c.token()};
+  tokens.insert(tokens.end(), c.previous_tokens().begin(), c.previous_tokens().end());
+  CoordinatorGrpcService service(core->get(), std::move(tokens));
 
   std::string grpc_host;
   int grpc_port = 0;

@@ -42,6 +42,17 @@ bool HasCredential(const grpc::ServerContext& ctx, const std::string& token) {
   return AnyPresented(ctx, [&](std::string_view v) { return VerifyCredential(v, token).ok(); });
 }
 
+bool HasClusterToken(const grpc::ServerContext& ctx, std::span<const std::string> tokens) {
+  for (const std::string& t : tokens) {
+    if (HasClusterToken(ctx, t)) return true;
+  }
+  return false;
+}
+
+bool HasCredential(const grpc::ServerContext& ctx, std::span<const std::string> tokens) {
+  return AnyPresented(ctx, [&](std::string_view v) { return VerifyCredential(v, tokens).ok(); });
+}
+
 void AddClusterToken(grpc::ClientContext* ctx, const std::string& token) {
   ctx->AddMetadata("authorization", "Bearer " + token);
 }

@@ -4,6 +4,7 @@
 #ifndef KVF_PROTO_AUTH_H_
 #define KVF_PROTO_AUTH_H_
 
+#include <span>
 #include <string>
 
 #include "grpcpp/client_context.h"
@@ -18,6 +19,11 @@ bool HasClusterToken(const grpc::ServerContext& ctx, const std::string& token);
 // True when `ctx` carries `token` or a tenant credential derived from it
 // (common/credentials.h): what a client may read the cluster map with.
 bool HasCredential(const grpc::ServerContext& ctx, const std::string& token);
+
+// The same against any of `tokens` (the current and previous ones of a
+// token file, common/credentials.h ParseTokenFile).
+bool HasClusterToken(const grpc::ServerContext& ctx, std::span<const std::string> tokens);
+bool HasCredential(const grpc::ServerContext& ctx, std::span<const std::string> tokens);
 
 // Adds `token` to an outgoing call.
 void AddClusterToken(grpc::ClientContext* ctx, const std::string& token);

@@ -36,7 +36,18 @@ protocol::FrameHeader DataPlane::Header(const NamespaceState& ns) {
   return h;
 }
 
-absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) {
+absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) { return PeerFor(node, 0, nullptr); }
+
+absl::StatusOr<DataPlane::Link> DataPlane::LinkFor(NodeId node, NamespaceId ns) {
+  Link link;
+  KVF_ASSIGN_OR_RETURN(link.peer, PeerFor(node, ns, &link));
+  if (link.session == 0) {
+    KVF_ASSIGN_OR_RETURN(link.session, SessionFor(node, link.peer));
+  }
+  return link;
+}
+
+absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* link) {
   auto snap = maps_->Current();
   const NodeInfo* info = snap != nullptr ? snap->map.Find(node) : nullptr;
   if (info == nullptr || info->data_address.empty()) {
@@ -52,7 +63,13 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) {
   absl::MutexLock l(&mu_);
   auto it = peers_.find(node);
   if (it != peers_.end()) {
-    if (it->second.address == info->data_address) return it->second.peer;
+    if (it->second.address == info->data_address) {
+      if (link != nullptr) {
+        link->session = it->second.session;
+        link->registered = it->second.registered.contains(ns);
+      }
+      return it->second.peer;
+    }
     // The node restarted with a new worker: same PeerId, new connection.
     absl::Status s = transport_->Reconnect(it->second.peer, *worker);
     if (!s.ok()) return MarkUnreachable(s);
@@ -68,12 +85,6 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node) {
   p.peer = *peer;
   p.address = info->data_address;
   return p.peer;
-}
-
-bool DataPlane::IsRegistered(NodeId node, NamespaceId ns) {
-  absl::MutexLock l(&mu_);
-  auto it = peers_.find(node);
-  return it != peers_.end() && it->second.registered.contains(ns);
 }
 
 absl::StatusOr<uint64_t> DataPlane::SessionFor(NodeId node, PeerId peer) {
@@ -116,8 +127,7 @@ void DataPlane::ForgetSession(NodeId node) {
   if (it != peers_.end()) it->second.session = 0;
 }
 
-absl::StatusOr<std::string> DataPlane::Stamped(NodeId node, PeerId peer, const std::string& bytes) {
-  KVF_ASSIGN_OR_RETURN(uint64_t session, SessionFor(node, peer));
+absl::StatusOr<std::string> DataPlane::Stamped(uint64_t session, const std::string& bytes) {
   std::string out = bytes;
   KVF_RETURN_IF_ERROR(protocol::StampSession(&out, session));
   return out;
@@ -128,7 +138,8 @@ absl::Status DataPlane::Register(NodeId node, PeerId peer, const NamespaceState&
   req.header = Header(ns);
   req.spec = ns.spec;
   KVF_ASSIGN_OR_RETURN(std::string unstamped, req.Encode());
-  KVF_ASSIGN_OR_RETURN(std::string bytes, Stamped(node, peer, unstamped));
+  KVF_ASSIGN_OR_RETURN(uint64_t session, SessionFor(node, peer));
+  KVF_ASSIGN_OR_RETURN(std::string bytes, Stamped(session, unstamped));
   auto resp = transport_->Call(peer, static_cast<uint16_t>(FrameType::kRegisterNamespaceRequest),
                                bytes, absl::Now() + timeout_);
   if (!resp.ok()) {
@@ -190,13 +201,17 @@ absl::StatusOr<std::string> DataPlane::Interpret(NodeId node, absl::StatusOr<std
 
 absl::StatusOr<std::string> DataPlane::Exchange(NodeId node, const NamespaceState& ns,
                                                 uint16_t type, const std::string& bytes) {
-  KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
-  if (!IsRegistered(node, ns.id)) KVF_RETURN_IF_ERROR(Register(node, peer, ns));
+  KVF_ASSIGN_OR_RETURN(Link link, LinkFor(node, ns.id));
+  const PeerId peer = link.peer;
+  if (!link.registered) KVF_RETURN_IF_ERROR(Register(node, peer, ns));
   bool registered_again = false, hello_again = false;
   absl::Duration lag_wait = absl::Milliseconds(1);
   const absl::Time give_up = absl::Now() + timeout_;
   while (true) {
-    KVF_ASSIGN_OR_RETURN(std::string stamped, Stamped(node, peer, bytes));
+    if (link.session == 0) {
+      KVF_ASSIGN_OR_RETURN(link.session, SessionFor(node, peer));
+    }
+    KVF_ASSIGN_OR_RETURN(std::string stamped, Stamped(link.session, bytes));
     Retry retry = Retry::kNo;
     auto out = Interpret(node, transport_->Call(peer, type, stamped, absl::Now() + timeout_), &retry);
     switch (retry) {
@@ -213,7 +228,8 @@ absl::StatusOr<std::string> DataPlane::Exchange(NodeId node, const NamespaceStat
         break;
       case Retry::kHello:
         if (hello_again) return out;
-        hello_again = true;  // SessionFor says hello on the next turn
+        hello_again = true;
+        link.session = 0;  // SessionFor says hello on the next turn
         break;
       case Retry::kLagging:
         // Map pushes reach agents within milliseconds; past a quarter of the
@@ -243,15 +259,15 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
   const absl::Time deadline = absl::Now() + timeout_;
   for (size_t i = 0; i < reqs.size(); ++i) {
     const NodeId node = reqs[i].first;
-    auto peer = PeerFor(node);
-    if (!peer.ok()) {
-      out[i] = peer.status();
+    auto link = LinkFor(node, ns.id);
+    if (!link.ok()) {
+      out[i] = link.status();
       continue;
     }
     // A node that has not heard of the namespace yet takes the blocking path,
     // which registers first.
-    if (!IsRegistered(node, ns.id)) continue;
-    auto stamped = Stamped(node, *peer, reqs[i].second);
+    if (!link->registered) continue;
+    auto stamped = Stamped(link->session, reqs[i].second);
     if (!stamped.ok()) {
       out[i] = stamped.status();
       continue;
@@ -261,7 +277,7 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
       ++pending->outstanding;
     }
     absl::Status sent = transport_->CallAsync(
-        *peer, type, *stamped, deadline, [pending, i](absl::StatusOr<std::string> r) {
+        link->peer, type, *stamped, deadline, [pending, i](absl::StatusOr<std::string> r) {
           absl::MutexLock l(&pending->mu);
           pending->raw[i] = std::move(r);
           --pending->outstanding;

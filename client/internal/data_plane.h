@@ -109,14 +109,23 @@ class DataPlane {
   absl::Status Tell(NodeId node, const NamespaceState& ns, Req req) {
     req.header = Header(ns);
     KVF_ASSIGN_OR_RETURN(std::string bytes, req.Encode());
-    KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
-    KVF_ASSIGN_OR_RETURN(uint64_t session, SessionFor(node, peer));
-    KVF_RETURN_IF_ERROR(protocol::StampSession(&bytes, session));
-    return transport_->Notify(peer, static_cast<uint16_t>(Req::kType), bytes);
+    KVF_ASSIGN_OR_RETURN(Link link, LinkFor(node, ns.id));
+    KVF_RETURN_IF_ERROR(protocol::StampSession(&bytes, link.session));
+    return transport_->Notify(link.peer, static_cast<uint16_t>(Req::kType), bytes);
   }
 
   // The transport peer of `node`, connecting or reconnecting as needed.
   absl::StatusOr<PeerId> PeerFor(NodeId node);
+
+  // Everything one request to `node` needs, read under one lock (the hot
+  // path of every call): the peer, the session (said hello for if there was
+  // none) and whether `node` knows namespace `ns`.
+  struct Link {
+    PeerId peer = 0;
+    uint64_t session = 0;
+    bool registered = false;
+  };
+  absl::StatusOr<Link> LinkFor(NodeId node, NamespaceId ns);
 
   // The imported region for `descriptor` on `node`'s current connection.
   absl::StatusOr<std::shared_ptr<RemoteRegion>> Import(NodeId node,
@@ -155,12 +164,14 @@ class DataPlane {
   // A node's answer (or the transport's error) as Exchange returns it.
   absl::StatusOr<std::string> Interpret(NodeId node, absl::StatusOr<std::string> resp, Retry* retry);
   absl::Status Register(NodeId node, PeerId peer, const NamespaceState& ns);
-  bool IsRegistered(NodeId node, NamespaceId ns);
   // The session with `node`, saying hello first when there is none.
   absl::StatusOr<uint64_t> SessionFor(NodeId node, PeerId peer);
   void ForgetSession(NodeId node);
-  // `bytes` with `node`'s session stamped in.
-  absl::StatusOr<std::string> Stamped(NodeId node, PeerId peer, const std::string& bytes);
+  // `bytes` with `session` stamped in.
+  static absl::StatusOr<std::string> Stamped(uint64_t session, const std::string& bytes);
+  // PeerFor, also reading the node's session and whether it knows `ns`
+  // (when `link` is given) under the same lock.
+  absl::StatusOr<PeerId> PeerFor(NodeId node, NamespaceId ns, Link* link);
 
   Transport* const transport_;
   MapWatcher* const maps_;

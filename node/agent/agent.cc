@@ -74,12 +74,12 @@ absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options) {
 // global eviction cutoff.
 class ControlService final : public proto::AgentControl::Service {
  public:
-  ControlService(std::string token, Migrator* migrator, ShardStore* store)
-      : token_(std::move(token)), migrator_(migrator), store_(store) {}
+  ControlService(std::vector<std::string> tokens, Migrator* migrator, ShardStore* store)
+      : tokens_(std::move(tokens)), migrator_(migrator), store_(store) {}
 
   grpc::Status AssignMigration(grpc::ServerContext* ctx, const proto::AssignMigrationRequest* req,
                                proto::AssignMigrationResponse* resp) override {
-    if (!HasClusterToken(*ctx, token_)) return Unauthenticated();
+    if (!HasClusterToken(*ctx, tokens_)) return Unauthenticated();
     std::vector<proto::MigrationTask> tasks(req->tasks().begin(), req->tasks().end());
     resp->set_accepted(static_cast<uint32_t>(migrator_->Assign(std::move(tasks))));
     return grpc::Status::OK;
@@ -88,7 +88,7 @@ class ControlService final : public proto::AgentControl::Service {
   grpc::Status ApplyEvictionCutoff(grpc::ServerContext* ctx,
                                    const proto::EvictionCutoffRequest* req,
                                    proto::EvictionCutoffResponse* resp) override {
-    if (!HasClusterToken(*ctx, token_)) return Unauthenticated();
+    if (!HasClusterToken(*ctx, tokens_)) return Unauthenticated();
     const uint64_t before = store_->Stats().evicted_bytes;
     store_->EvictOlderThan(absl::Milliseconds(req->cutoff_ms()), /*keep_bytes=*/0);
     resp->set_evicted_bytes(store_->Stats().evicted_bytes - before);
@@ -99,7 +99,7 @@ class ControlService final : public proto::AgentControl::Service {
   static grpc::Status Unauthenticated() {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong cluster token");
   }
-  const std::string token_;
+  const std::vector<std::string> tokens_;
   Migrator* const migrator_;
   ShardStore* const store_;
 };
@@ -194,6 +194,7 @@ absl::Status AgentImpl::Init() {
   dp.get_lease = options_.get_lease;
   dp.reservation_ttl = options_.get_lease;
   dp.cluster_token = options_.token;
+  dp.previous_tokens = options_.previous_tokens;
   dp.tenant_limits = options_.tenant_limits;
   dp.sessions = options_.sessions;
   data_plane_ = std::make_unique<DataPlane>(store_.get(), transport_.get(), arena_.get(), dp);
@@ -217,7 +218,9 @@ absl::Status AgentImpl::Init() {
       });
 
   // AgentControl.
-  control_ = std::make_unique<ControlService>(options_.token, migrator_.get(), store_.get());
+  std::vector<std::string> tokens = {options_.token};
+  tokens.insert(tokens.end(), options_.previous_tokens.begin(), options_.previous_tokens.end());
+  control_ = std::make_unique<ControlService>(std::move(tokens), migrator_.get(), store_.get());
   std::string host;
   int port = 0;
   KVF_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host, &port));

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -24,6 +25,9 @@ namespace kvf {
 struct AgentOptions {
   std::string coordinator;                   // host:port; required
   std::string token;                         // the cluster token; required
+  // Previous cluster tokens still accepted (a token file's further lines),
+  // while the token is rotated (docs/security.md).
+  std::vector<std::string> previous_tokens;
   std::string listen = "127.0.0.1:0";        // AgentControl gRPC; port 0 picks one
   std::string http_listen = "127.0.0.1:0";   // /metrics, /healthz; empty: off
   std::string failure_domain;                // rack/host/zone; empty: the host name

@@ -88,8 +88,13 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
       transport_(transport),
       arena_(arena),
       options_(options),
-      sessions_(options.cluster_token, options.sessions),
-      ownership_(std::make_shared<Ownership>()) {}
+      sessions_(options.cluster_token, options.previous_tokens, options.sessions),
+      tagger_(options.cluster_token),
+      ownership_(std::make_shared<Ownership>()) {
+  for (const std::string& t : options.previous_tokens) {
+    previous_taggers_.push_back(std::make_unique<const VersionTagger>(t));
+  }
+}
 
 DataPlane::~DataPlane() {
   // Requests arriving from now on are refused without touching this object.
@@ -130,6 +135,21 @@ std::optional<NamespaceSpec> DataPlane::Spec(NamespaceId ns) const {
   auto it = specs_.find(ns);
   if (it == specs_.end()) return std::nullopt;
   return it->second;
+}
+
+bool DataPlane::TagAccepted(uint64_t tag, NamespaceId ns, const BlockKey& key,
+                            const Version& version) const {
+  if (tag == tagger_.Tag(ns, key, version)) return true;
+  for (const auto& t : previous_taggers_) {
+    if (tag == t->Tag(ns, key, version)) return true;
+  }
+  return false;
+}
+
+std::string DataPlane::TenantOf(NamespaceId ns) const {
+  absl::MutexLock lock(&mu_);
+  auto it = specs_.find(ns);
+  return it == specs_.end() ? std::string() : it->second.tenant;
 }
 
 void DataPlane::SetLeaseUntil(std::chrono::steady_clock::time_point until) {
@@ -273,11 +293,12 @@ absl::Status DataPlane::Handle(DataOp op, Fn fn) {
           absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
           out = ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
                     .Encode();
-        } else if (absl::StatusOr<Session> session = sessions_.Find(req->header.session);
+        } else if (absl::StatusOr<std::shared_ptr<const Session>> session =
+                       sessions_.Find(req->header.session);
                    !session.ok()) {
           ++unauthenticated_;
           out = ErrorResponse::FromStatus(req->header, session.status(), epoch).Encode();
-        } else if (op == DataOp::kInvalidate && !session->is_agent()) {
+        } else if (op == DataOp::kInvalidate && !(*session)->is_agent()) {
           ++permission_denied_;
           out = ErrorResponse::FromStatus(
                     req->header,
@@ -287,11 +308,11 @@ absl::Status DataPlane::Handle(DataOp op, Fn fn) {
                     epoch)
                     .Encode();
         } else if (absl::Status s = op == DataOp::kRegister ? absl::OkStatus()
-                                                             : CheckHeader(req->header, *session);
+                                                             : CheckHeader(req->header, **session);
                    !s.ok()) {
           out = ErrorResponse::FromStatus(req->header, s, epoch).Encode();
         } else {
-          out = fn(*req, *session);
+          out = fn(*req, **session);
           if (!out.ok()) out = ErrorResponse::FromStatus(req->header, out.status(), epoch).Encode();
         }
         if (!req.ok() || (out.ok() && protocol::DecodeHeader(*out).ok() &&
@@ -423,7 +444,7 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
   std::string wrong;
   if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
   const NamespaceId ns = r.header.namespace_id;
-  const std::string tenant = Spec(ns)->tenant;  // CheckHeader found it
+  const std::string tenant = TenantOf(ns);  // CheckHeader found it
   if (!s.cluster) {
     absl::MutexLock lock(&mu_);
     if (usage_[tenant].read_leases >= options_.tenant_limits.read_leases) {
@@ -471,9 +492,9 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
     batch.tenant = tenant;
     batch.counted = !s.cluster;
     absl::MutexLock lock(&mu_);
-    // Unguessable: a lease id is all a Release names.
-    resp.lease_id = SecureRandom64();
-    while (leases_.contains(resp.lease_id)) resp.lease_id = SecureRandom64();
+    // Ids are sequential: a Release of another tenant's lease is ignored
+    // (OnRelease), so guessing one gains nothing.
+    resp.lease_id = next_lease_++;
     if (batch.counted) ++usage_[tenant].read_leases;
     leases_.emplace(resp.lease_id, std::move(batch));
   }
@@ -509,7 +530,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
   std::string wrong;
   if (!CheckOwner(r.header, s, hashes, &wrong).ok()) return wrong;
   const NamespaceId ns = r.header.namespace_id;
-  const std::string tenant = Spec(ns)->tenant;  // CheckHeader found it
+  const std::string tenant = TenantOf(ns);  // CheckHeader found it
   protocol::ReserveResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.results.resize(r.entries.size());
@@ -520,7 +541,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
     const protocol::ReserveEntry& in = r.entries[i];
     protocol::ReserveResult& out = resp.results[i];
     if (in.has_version && !s.is_agent() &&
-        in.version_tag != VersionTag(options_.cluster_token, ns, in.key, in.version)) {
+        !TagAccepted(in.version_tag, ns, in.key, in.version)) {
       // Only an owner's commit moves a version: a client forwards a
       // primary's version (ack=all) with the primary's tag, or not at all.
       ++permission_denied_;
@@ -553,7 +574,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       if (stored && stored->version >= in.version) {
         out.already_present = true;
         out.version = stored->version;
-        out.version_tag = VersionTag(options_.cluster_token, ns, in.key, stored->version);
+        out.version_tag = tagger_.Tag(ns, in.key, stored->version);
         continue;
       }
       if (IsStale(ns, in.key, in.version)) {
@@ -577,7 +598,7 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
     if (res->already_present) {
       out.already_present = true;
       out.version = res->version;
-      out.version_tag = VersionTag(options_.cluster_token, ns, in.key, res->version);
+      out.version_tag = tagger_.Tag(ns, in.key, res->version);
       continue;
     }
     absl::StatusOr<uint64_t> offset = ArenaOffset(res->location);
@@ -634,7 +655,7 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
       continue;
     }
     resp.results[i].version = put->version;
-    resp.results[i].version_tag = VersionTag(options_.cluster_token, res.ns, res.key, put->version);
+    resp.results[i].version_tag = tagger_.Tag(res.ns, res.key, put->version);
     {
       absl::MutexLock lock(&mu_);
       auto it = known_.find(KeyOf{res.ns, res.key});

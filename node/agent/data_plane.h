@@ -54,6 +54,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
+#include "common/credentials.h"
 #include "common/latency_histogram.h"
 #include "common/namespace.h"
 #include "common/placement.h"
@@ -97,6 +98,9 @@ struct DataPlaneOptions {
   absl::Duration reservation_ttl = absl::Seconds(10);
   // Checks credentials and signs version tags. Empty refuses every hello.
   std::string cluster_token;
+  // Still accepted for credentials and version tags while the token is
+  // rotated.
+  std::vector<std::string> previous_tokens;
   SessionLimits sessions;
   TenantLimits tenant_limits;
 };
@@ -137,6 +141,8 @@ class DataPlane {
   bool LeaseLapsed() const;
 
   std::optional<NamespaceSpec> Spec(NamespaceId ns) const;
+  // The tenant of a registered namespace ("" when unknown).
+  std::string TenantOf(NamespaceId ns) const;
   // Whether a version newer than `stored` is known for the key.
   bool IsStale(NamespaceId ns, const BlockKey& key, const Version& stored) const;
 
@@ -226,6 +232,11 @@ class DataPlane {
   std::atomic<NodeId> self_{kNoNode};
   std::atomic<bool> serving_{true};
   SessionTable sessions_;
+  const VersionTagger tagger_;  // signs with the current token
+  // Whether `tag` is some accepted token's tag for (ns, key, version).
+  bool TagAccepted(uint64_t tag, NamespaceId ns, const BlockKey& key,
+                   const Version& version) const;
+  std::vector<std::unique_ptr<const VersionTagger>> previous_taggers_;
   // steady_clock nanoseconds; 0 = no lease yet.
   std::atomic<int64_t> lease_until_ns_{0};
 

@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "common/credentials.h"
 #include "node/agent/agent.h"
 #include "proto/agent_config.pb.h"
 
@@ -55,7 +56,9 @@ absl::StatusOr<proto::AgentConfig> ReadConfig(const GivenFlags& given) {
   KVF_RETURN_IF_ERROR(kvf::LoadConfig(absl::GetFlag(FLAGS_config), given, &c));
   if (!c.token_file().empty()) {
     KVF_ASSIGN_OR_RETURN(std::string t, ReadFileToString(c.token_file()));
-    c.set_token(std::string(absl::StripAsciiWhitespace(t)));
+    KVF_ASSIGN_OR_RETURN(std::vector<std::string> tokens, ParseTokenFile(t));
+    c.set_token(tokens[0]);
+    for (size_t i = 1; i < tokens.size(); ++i) c.add_previous_tokens(tokens[i]);
   }
   if (c.coordinator().empty()) {
     return absl::InvalidArgumentError("--coordinator=HOST:PORT is required");
@@ -86,6 +89,7 @@ int Run(const GivenFlags& given) {
   AgentOptions options;
   options.coordinator = c->coordinator();
   options.token = c->token();
+  options.previous_tokens.assign(c->previous_tokens().begin(), c->previous_tokens().end());
   options.listen = c->listen();
   options.http_listen = c->http_listen();
   options.failure_domain = c->failure_domain();

@@ -16,11 +16,19 @@ std::string Bucket(const Session& s) { return s.cluster ? kClusterBucket : s.ten
 
 }  // namespace
 
-SessionTable::SessionTable(std::string cluster_token, SessionLimits limits)
-    : token_(std::move(cluster_token)), limits_(limits) {}
+namespace {
+std::vector<std::string> AllTokens(std::string current, std::vector<std::string> previous) {
+  previous.insert(previous.begin(), std::move(current));
+  return previous;
+}
+}  // namespace
+
+SessionTable::SessionTable(std::string cluster_token, std::vector<std::string> previous_tokens,
+                           SessionLimits limits)
+    : tokens_(AllTokens(std::move(cluster_token), std::move(previous_tokens))), limits_(limits) {}
 
 absl::StatusOr<uint64_t> SessionTable::Open(const protocol::HelloRequest& hello) {
-  absl::StatusOr<Principal> who = VerifyCredential(hello.credential, token_);
+  absl::StatusOr<Principal> who = VerifyCredential(hello.credential, tokens_);
   absl::MutexLock l(&mu_);
   if (!who.ok()) {
     ++refused_;
@@ -51,11 +59,11 @@ absl::StatusOr<uint64_t> SessionTable::Open(const protocol::HelloRequest& hello)
   uint64_t id = SecureRandom64();
   while (sessions_.contains(id)) id = SecureRandom64();
   ++count;
-  sessions_.emplace(id, Entry{std::move(s), absl::Now()});
+  sessions_.emplace(id, Entry{std::make_shared<const Session>(std::move(s)), absl::Now()});
   return id;
 }
 
-absl::StatusOr<Session> SessionTable::Find(uint64_t id) {
+absl::StatusOr<std::shared_ptr<const Session>> SessionTable::Find(uint64_t id) {
   absl::MutexLock l(&mu_);
   auto it = sessions_.find(id);
   if (id == 0 || it == sessions_.end()) {
@@ -74,7 +82,7 @@ void SessionTable::Expire() {
       ++it;
       continue;
     }
-    auto count = per_tenant_.find(Bucket(it->second.session));
+    auto count = per_tenant_.find(Bucket(*it->second.session));
     if (count != per_tenant_.end() && --count->second == 0) per_tenant_.erase(count);
     sessions_.erase(it++);
   }

@@ -21,8 +21,10 @@
 #define KVF_NODE_AGENT_SESSIONS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -64,7 +66,9 @@ struct SessionLimits {
 
 class SessionTable {
  public:
-  SessionTable(std::string cluster_token, SessionLimits limits);
+  // Hellos may prove `cluster_token` or any of `previous_tokens` (rotation).
+  SessionTable(std::string cluster_token, std::vector<std::string> previous_tokens,
+               SessionLimits limits);
 
   // Checks the hello's credential and opens a session. UNAUTHENTICATED for a
   // wrong credential or an agent role without the cluster token;
@@ -72,24 +76,24 @@ class SessionTable {
   absl::StatusOr<uint64_t> Open(const protocol::HelloRequest& hello);
 
   // The session `id` names, refreshing its idle clock. UNAUTHENTICATED when
-  // unknown or expired.
-  absl::StatusOr<Session> Find(uint64_t id);
+  // unknown or expired. Shared, so the per-frame lookup copies no strings.
+  absl::StatusOr<std::shared_ptr<const Session>> Find(uint64_t id);
 
   // Forgets sessions idle past the limit.
   void Expire();
 
   size_t size() const;
-  const std::string& cluster_token() const { return token_; }
+  const std::string& cluster_token() const { return tokens_.front(); }
   const SessionLimits& limits() const { return limits_; }
   uint64_t refused_hellos() const;
 
  private:
   struct Entry {
-    Session session;
+    std::shared_ptr<const Session> session;
     absl::Time last_used;
   };
 
-  const std::string token_;
+  const std::vector<std::string> tokens_;  // the current one first
   const SessionLimits limits_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Entry> sessions_ ABSL_GUARDED_BY(mu_);

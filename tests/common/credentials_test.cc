@@ -66,6 +66,18 @@ TEST(Credentials, VersionTagsBindTokenNamespaceKeyAndVersion) {
   EXPECT_FALSE(others.contains(tag));
 }
 
+TEST(Credentials, TheTaggerAgreesWithTheOneShotHmac) {
+  // Short, block-sized and longer-than-a-block keys (hashed first).
+  for (const std::string token : {std::string("t"), std::string(64, 'k'), std::string(100, 'z')}) {
+    const VersionTagger tagger(token);
+    for (uint64_t i = 0; i < 50; ++i) {
+      const BlockKey key{i, ~i};
+      const Version v{i / 7, i};
+      EXPECT_EQ(tagger.Tag(i, key, v), VersionTag(token, i, key, v)) << token.size() << " " << i;
+    }
+  }
+}
+
 TEST(Credentials, SecureRandomIsNeverZeroAndDoesNotRepeat) {
   std::set<uint64_t> seen;
   for (int i = 0; i < 1000; ++i) {

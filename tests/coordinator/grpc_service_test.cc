@@ -4,7 +4,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "common/credentials.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/server_credentials.h"
@@ -17,6 +19,7 @@ namespace kvf {
 namespace {
 
 constexpr char kToken[] = "s3cret-token";
+constexpr char kPreviousToken[] = "old-token";  // still accepted: a rotation in progress
 
 class GrpcServiceTest : public ::testing::Test {
  protected:
@@ -27,7 +30,8 @@ class GrpcServiceTest : public ::testing::Test {
     auto s = CoordinatorService::Create(o);
     ASSERT_TRUE(s.ok()) << s.status();
     core_ = std::move(*s);
-    service_ = std::make_unique<CoordinatorGrpcService>(core_.get(), kToken);
+    service_ = std::make_unique<CoordinatorGrpcService>(
+        core_.get(), std::vector<std::string>{kToken, kPreviousToken});
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -95,6 +99,35 @@ TEST_F(GrpcServiceTest, MissingOrWrongTokenIsUnauthenticatedAndChangesNothing) {
   }
   EXPECT_TRUE(core_->CurrentMap().nodes.empty());
   EXPECT_EQ(service_->unauthenticated_calls(), 12u);
+}
+
+TEST_F(GrpcServiceTest, APreviousTokenWorksAndTenantCredentialsOnlyReadTheMap) {
+  const std::string tenant = *TenantCredential(kToken, "acme");
+  const std::string old_tenant = *TenantCredential(kPreviousToken, "acme");
+  for (const std::string& bearer : {std::string(kPreviousToken), tenant, old_tenant}) {
+    const bool cluster = bearer == kPreviousToken;
+    grpc::ClientContext c1;
+    c1.AddMetadata("authorization", "Bearer " + bearer);
+    proto::ClusterMap map;
+    EXPECT_TRUE(stub_->GetClusterMap(&c1, proto::GetClusterMapRequest(), &map).ok()) << bearer;
+    grpc::ClientContext c2;
+    c2.AddMetadata("authorization", "Bearer " + bearer);
+    proto::JoinRequest r;
+    r.set_address("127.0.0.1:4001");
+    r.set_capacity_bytes(1 << 20);
+    proto::JoinResponse out;
+    grpc::Status s = stub_->Join(&c2, r, &out);
+    EXPECT_EQ(s.ok(), cluster) << bearer << ": " << s.error_message();
+    if (!cluster) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    }
+  }
+  // A credential derived from a token the coordinator never had reads nothing.
+  grpc::ClientContext c;
+  c.AddMetadata("authorization", "Bearer " + *TenantCredential("other", "acme"));
+  proto::ClusterMap map;
+  EXPECT_EQ(stub_->GetClusterMap(&c, proto::GetClusterMapRequest(), &map).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(GrpcServiceTest, BothHeadersWorkAndErrorsKeepTheirCode) {

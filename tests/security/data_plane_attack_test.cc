@@ -330,7 +330,7 @@ TEST_F(DataPlaneAttack, ReadLeasesStopAtTheTenantLimitAndOnlyTheirTenantReleases
   auto first = Send<protocol::GetResponse>(node, get);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_NE(first->lease_id, 0u);
-  // Another tenant's release of it is ignored (and the id is not guessable).
+  // Another tenant's release of it is refused or ignored.
   const protocol::ReleaseRequest theirs{Header(spec_), first->lease_id};
   SpeakAs(PeerRole::kClient, mallory_cred_);
   NamespaceSpec own = TinySpec("mallory-model");
