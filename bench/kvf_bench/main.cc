@@ -37,6 +37,7 @@
 #include "bench/kvf_bench/workload.h"
 #include "bench/replay/trace.h"
 #include "client/client.h"
+#include "common/credentials.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "tools/launch/local_cluster.h"
@@ -201,7 +202,9 @@ absl::StatusOr<Args> Parse(int argc, char** argv) {
     if (!f) return absl::NotFoundError(absl::StrCat("cannot read --token_file ", a.token_file));
     std::stringstream ss;
     ss << f.rdbuf();
-    a.token = std::string(absl::StripAsciiWhitespace(ss.str()));
+    // The first line is the current token (docs/security.md, "Rotation").
+    auto tokens = ParseTokenFile(ss.str());
+    a.token = tokens.ok() ? (*tokens)[0] : std::string();
   }
   if (a.local > 0 && !a.ucx_tls_set) a.ucx_tls = "posix,cma,self";
   if (a.local > 0 && a.capacity_bytes == 0) a.capacity_bytes = trace ? (1ull << 30) : (2ull << 30);

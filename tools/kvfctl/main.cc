@@ -184,7 +184,11 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read --token_file ", path));
   std::stringstream buf;
   buf << in.rdbuf();
-  return std::string(absl::StripAsciiWhitespace(buf.str()));
+  // The current token is the first (the others are still accepted by the
+  // daemons while the token is rotated).
+  auto tokens = ParseTokenFile(buf.str());
+  if (!tokens.ok()) return std::string();
+  return (*tokens)[0];
 }
 
 // `args` must be exactly one node id.
