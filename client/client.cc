@@ -399,6 +399,9 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
   if (written.empty()) return;
   protocol::CommitRequest commit;
   commit.no_fanout = versions != nullptr;
+  // Primary writes of an ack=all put get tags to show the other owners.
+  const AckMode ack = options.has_ack ? options.ack : this->options.ack;
+  commit.want_version_tags = versions == nullptr && ack == AckMode::kAll;
   for (uint32_t j : written) commit.reservation_ids.push_back(resp->results[j].reservation_id);
   auto cresp = data->Send<protocol::CommitResponse>(node, ns, std::move(commit));
   if (cresp.ok() && cresp->results.size() != written.size()) {

@@ -354,6 +354,10 @@ struct CommitRequest {
   // true suppresses the invalidation and lazy-sync fan-out a client commit
   // starts on the primary.
   bool no_fanout = false;
+  // Ask for CommitResult::version_tag (a client that will forward the
+  // versions to the other owners, ack=all); otherwise tags are 0, sparing
+  // the primary an HMAC per block.
+  bool want_version_tags = false;
 
   absl::StatusOr<std::string> Encode() const;
   static absl::StatusOr<CommitRequest> Decode(std::string_view frame);

@@ -157,7 +157,8 @@ absl::StatusOr<std::string> CommitRequest::Encode() const {
   return EncodeFrame(kType, header, 8 + reservation_ids.size() * 8, [&](WireWriter& w) {
     w.Put<uint32_t>(static_cast<uint32_t>(reservation_ids.size()));
     w.Put<uint8_t>(no_fanout ? 1 : 0);
-    w.Zeros(3);
+    w.Put<uint8_t>(want_version_tags ? 1 : 0);
+    w.Zeros(2);
     for (uint64_t id : reservation_ids) w.Put<uint64_t>(id);
     return absl::OkStatus();
   });
@@ -171,7 +172,8 @@ absl::StatusOr<CommitRequest> CommitRequest::Decode(std::string_view frame) {
   KVF_RETURN_IF_ERROR(CheckCount(kType, "reservation id", count, kMaxCommitIds));
   KVF_RETURN_IF_ERROR(CheckBodySize(kType, "reservation id", body.size(), 8, count, 8));
   KVF_RETURN_IF_ERROR(r.Bool(&m.no_fanout, "no_fanout"));
-  KVF_RETURN_IF_ERROR(r.Reserved(3, "after no_fanout"));
+  KVF_RETURN_IF_ERROR(r.Bool(&m.want_version_tags, "want_version_tags"));
+  KVF_RETURN_IF_ERROR(r.Reserved(2, "after want_version_tags"));
   m.reservation_ids.resize(count);
   for (uint64_t& id : m.reservation_ids) KVF_RETURN_IF_ERROR(r.Get(&id, "reservation id"));
   KVF_RETURN_IF_ERROR(r.ExpectEnd());

@@ -655,7 +655,7 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
       continue;
     }
     resp.results[i].version = put->version;
-    resp.results[i].version_tag = tagger_.Tag(res.ns, res.key, put->version);
+    if (r.want_version_tags) resp.results[i].version_tag = tagger_.Tag(res.ns, res.key, put->version);
     {
       absl::MutexLock lock(&mu_);
       auto it = known_.find(KeyOf{res.ns, res.key});

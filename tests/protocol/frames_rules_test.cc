@@ -279,6 +279,7 @@ TEST(FrameFields, NonBooleanBool) {
   check(ReserveRequest{}, kBody + 4 + 50, "has_version");
   check(ReserveResponse{}, kReserveResponseEntries + 4, "already_present");
   check(CommitRequest{}, kBody + 4, "no_fanout");
+  check(CommitRequest{}, kBody + 5, "want_version_tags");
   check(ErrorResponse{}, kBody + 4, "wrong_owner");
 }
 
@@ -295,7 +296,7 @@ TEST(FrameFields, NonzeroReserved) {
   for (size_t i : {21, 22, 23}) check(GetResponse{}, kGetResponseEntries + i);
   check(ReserveRequest{}, kBody + 4 + 51);
   for (size_t i : {5, 6, 7}) check(ReserveResponse{}, kReserveResponseEntries + i);
-  for (size_t i : {5, 6, 7}) check(CommitRequest{}, kBody + i);
+  for (size_t i : {6, 7}) check(CommitRequest{}, kBody + i);
   for (size_t i : {4, 5, 6, 7}) check(CommitResponse{}, kBody + 4 + i);
   for (size_t i : {5, 6, 7}) check(ErrorResponse{}, kBody + i);
   for (size_t i : {1, 2, 3}) check(HelloRequest{}, kBody + i);

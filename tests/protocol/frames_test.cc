@@ -164,13 +164,14 @@ TEST(Frames, GoldenCommitRequestBytes) {
   m.header.request_id = 1;
   m.reservation_ids = {0x0102, 7};
   m.no_fanout = true;
+  m.want_version_tags = true;
   EXPECT_EQ(Hex(Encoded(m)),
             "4b564644" "0200" "0800"  // magic, version 2, type 8
             "0100000000000000" "0000000000000000" "0000000000000000" "0000000000000000"
             "0000000000000000"  // session
             "18000000"          // body: 24 bytes
             "02000000"          // 2 ids
-            "01" "000000"       // no_fanout, reserved
+            "01" "01" "0000"    // no_fanout, want_version_tags, reserved
             "0201000000000000"  // 0x0102
             "0700000000000000");
 }

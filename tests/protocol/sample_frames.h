@@ -184,6 +184,7 @@ void Fill(ReserveResponse* m) {
 void Fill(CommitRequest* m) {
   m->reservation_ids = {991, 992, 0xffffffffffffffff};
   m->no_fanout = true;
+  m->want_version_tags = true;
 }
 void Fill(CommitResponse* m) {
   m->results = {{.code = absl::StatusCode::kOk, .version = {4, 3}, .version_tag = 0x7a67'0000'0000'4003},
