@@ -234,9 +234,25 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
     return FailBatch(NotOk(absl::StatusCode::kInternal, node, "GetResponse has the wrong entry count"),
                      batch, items);
   }
-  // One transfer batch per arena the entries point into.
+  // One transfer batch per arena the entries point into; without
+  // descriptors (a tenant's session) the agent copies the bytes (ReadThrough).
   std::vector<TransferBatch> per_desc(resp->descriptors.size());
   std::vector<std::vector<uint32_t>> per_desc_items(resp->descriptors.size());
+  const bool through_agent = resp->descriptors.empty();
+  std::vector<client_internal::DataPlane::ReadItem> reads;
+  std::vector<uint32_t> read_items;
+  // Item j (position in the batch) read, or failed with `s`.
+  auto finish = [&](uint32_t j, const absl::Status& s) {
+    ItemState& it = items[batch.items[j]];
+    if (!s.ok()) {
+      it.result.status = s;
+      it.next = Next::kNextOwner;
+      return;
+    }
+    const protocol::GetEntry& e = resp->entries[j];
+    it.result = BlockResult{absl::OkStatus(), e.version, e.codec, e.location.size, node};
+    it.next = Next::kDone;
+  };
   for (size_t j = 0; j < batch.items.size(); ++j) {
     const uint32_t i = batch.items[j];
     const protocol::GetEntry& e = resp->entries[j];
@@ -254,6 +270,11 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
       it.next = Next::kDone;
       continue;
     }
+    if (through_agent) {
+      reads.push_back({static_cast<uint32_t>(j), dst[i].data, e.location.size});
+      read_items.push_back(static_cast<uint32_t>(j));
+      continue;
+    }
     if (e.location.descriptor_index >= per_desc.size()) {
       it.result.status = NotOk(absl::StatusCode::kInternal, node, "descriptor index out of range");
       it.next = Next::kDone;
@@ -267,18 +288,11 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
   for (size_t d = 0; d < per_desc.size(); ++d) {
     if (per_desc[d].ops.empty()) continue;
     absl::Status s = data->Transfer(node, resp->descriptors[d], std::move(per_desc[d]));
-    for (uint32_t j : per_desc_items[d]) {
-      const uint32_t i = batch.items[j];
-      ItemState& it = items[i];
-      if (!s.ok()) {
-        it.result.status = s;
-        it.next = Next::kNextOwner;
-        continue;
-      }
-      const protocol::GetEntry& e = resp->entries[j];
-      it.result = BlockResult{absl::OkStatus(), e.version, e.codec, e.location.size, node};
-      it.next = Next::kDone;
-    }
+    for (uint32_t j : per_desc_items[d]) finish(j, s);
+  }
+  if (!reads.empty()) {
+    absl::Status s = data->ReadThrough(node, ns, resp->lease_id, reads);
+    for (uint32_t j : read_items) finish(j, s);
   }
   if (resp->lease_id != 0) {
     protocol::ReleaseRequest rel;
@@ -355,6 +369,10 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
   }
   std::vector<TransferBatch> per_desc(resp->descriptors.size());
   std::vector<std::vector<uint32_t>> per_desc_items(resp->descriptors.size());
+  // Without descriptors (a tenant's session) the agent copies (WriteThrough).
+  const bool through_agent = resp->descriptors.empty();
+  std::vector<client_internal::DataPlane::WriteItem> writes;
+  std::vector<uint32_t> write_items;
   for (size_t j = 0; j < batch.items.size(); ++j) {
     const uint32_t i = batch.items[j];
     const protocol::ReserveResult& r = resp->results[j];
@@ -372,9 +390,15 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
       it.next = Next::kDone;
       continue;
     }
-    if (r.location.descriptor_index >= per_desc.size() || r.location.size < blocks[i].size) {
+    if ((!through_agent && r.location.descriptor_index >= per_desc.size()) ||
+        r.location.size < blocks[i].size) {
       it.result.status = NotOk(absl::StatusCode::kInternal, node, "bad reservation location");
       it.next = Next::kDone;
+      continue;
+    }
+    if (through_agent) {
+      writes.push_back({r.reservation_id, blocks[i].data, static_cast<uint32_t>(blocks[i].size)});
+      write_items.push_back(static_cast<uint32_t>(j));
       continue;
     }
     TransferBatch& tb = per_desc[r.location.descriptor_index];
@@ -383,9 +407,15 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
     per_desc_items[r.location.descriptor_index].push_back(static_cast<uint32_t>(j));
   }
   std::vector<uint32_t> written;  // positions j in the batch
+  if (!writes.empty()) {
+    per_desc_items.push_back(std::move(write_items));
+    per_desc.emplace_back();  // marks the agent-copied group below
+  }
   for (size_t d = 0; d < per_desc.size(); ++d) {
-    if (per_desc[d].ops.empty()) continue;
-    absl::Status s = data->Transfer(node, resp->descriptors[d], std::move(per_desc[d]));
+    const bool copied = !writes.empty() && d + 1 == per_desc.size();
+    if (!copied && per_desc[d].ops.empty()) continue;
+    absl::Status s = copied ? data->WriteThrough(node, ns, writes)
+                            : data->Transfer(node, resp->descriptors[d], std::move(per_desc[d]));
     for (uint32_t j : per_desc_items[d]) {
       if (s.ok()) {
         written.push_back(j);

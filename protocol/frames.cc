@@ -45,6 +45,12 @@ std::string_view FrameTypeName(FrameType type) {
       return "HelloRequest";
     case FrameType::kHelloResponse:
       return "HelloResponse";
+    case FrameType::kReadRequest:
+      return "ReadRequest";
+    case FrameType::kReadResponse:
+      return "ReadResponse";
+    case FrameType::kWriteRequest:
+      return "WriteRequest";
   }
   return "unknown";
 }

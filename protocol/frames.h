@@ -78,8 +78,11 @@ enum class FrameType : uint16_t {
   kRegisterNamespaceRequest = 15,  // answered by AckResponse
   kHelloRequest = 16,
   kHelloResponse = 17,
+  kReadRequest = 18,
+  kReadResponse = 19,
+  kWriteRequest = 20,  // answered by AckResponse
 };
-inline constexpr uint16_t kMaxFrameType = 17;
+inline constexpr uint16_t kMaxFrameType = 20;
 
 std::string_view FrameTypeName(FrameType type);
 
@@ -94,6 +97,10 @@ inline constexpr size_t kMaxInvalidations = 1024;
 // Descriptors carried by one Get/Reserve response (one per tier arena).
 inline constexpr size_t kMaxDescriptors = 16;
 inline constexpr size_t kMaxErrorMessageBytes = 4096;
+// Block bytes one ReadResponse or WriteRequest carries, and the ranges one
+// ReadRequest or WriteRequest names.
+inline constexpr size_t kMaxDataBytes = 60 * 1024;
+inline constexpr size_t kMaxDataRanges = 128;
 
 // Everything in the header but magic, version, type and body length (those
 // are implied by the message and computed by Encode).
@@ -284,6 +291,69 @@ struct ReleaseRequest {
   absl::StatusOr<std::string> Encode() const;
   static absl::StatusOr<ReleaseRequest> Decode(std::string_view frame);
   friend bool operator==(const ReleaseRequest&, const ReleaseRequest&) = default;
+};
+
+// ---- Bytes through the agent (tenant sessions) ------------------------------
+
+// A tenant's session is never handed the agent's arena descriptor: its Get
+// and Reserve answers carry no descriptors, each OK location is
+// {descriptor 0, offset 0, the block's size}, and the bytes move through the
+// agent in these frames, which it checks against the grant: the pinned
+// blocks of a read lease, the page of a reservation (docs/security.md).
+
+// Bytes [offset, offset + length) of block `entry` (its index in the
+// GetRequest) of lease `lease_id`.
+struct ReadRange {
+  uint32_t entry = 0;
+  uint32_t offset = 0;
+  uint32_t length = 0;
+
+  friend bool operator==(const ReadRange&, const ReadRange&) = default;
+};
+
+struct ReadRequest {
+  static constexpr FrameType kType = FrameType::kReadRequest;
+  FrameHeader header;
+  uint64_t lease_id = 0;
+  // At most kMaxDataRanges; lengths non-zero and summing to at most
+  // kMaxDataBytes.
+  std::vector<ReadRange> ranges;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ReadRequest> Decode(std::string_view frame);
+  friend bool operator==(const ReadRequest&, const ReadRequest&) = default;
+};
+
+// The requested ranges' bytes, concatenated in request order.
+struct ReadResponse {
+  static constexpr FrameType kType = FrameType::kReadResponse;
+  FrameHeader header;
+  std::string bytes;  // at most kMaxDataBytes
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<ReadResponse> Decode(std::string_view frame);
+  friend bool operator==(const ReadResponse&, const ReadResponse&) = default;
+};
+
+// Bytes for [offset, offset + length) of reservation `reservation_id`.
+struct WriteRange {
+  uint64_t reservation_id = 0;
+  uint32_t offset = 0;
+  uint32_t length = 0;
+
+  friend bool operator==(const WriteRange&, const WriteRange&) = default;
+};
+
+// Writes every range or none; answered by AckResponse.
+struct WriteRequest {
+  static constexpr FrameType kType = FrameType::kWriteRequest;
+  FrameHeader header;
+  std::vector<WriteRange> ranges;  // as ReadRequest's
+  std::string bytes;               // the ranges' bytes, concatenated
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<WriteRequest> Decode(std::string_view frame);
+  friend bool operator==(const WriteRequest&, const WriteRequest&) = default;
 };
 
 // ---- Put: Reserve / Commit ------------------------------------------------

@@ -66,6 +66,8 @@ options:
   --compare-redis / --no-compare-redis        (on for put/get/mixed when redis-server exists)
   --redis_io_threads N  (1)
   --compare-perftest / --no-compare-perftest  (on with --local for put/get)
+  --tenant NAME     act as tenant NAME (a tenant credential derived from the token):
+                    the agents copy its bytes instead of handing out their arena
   --json FILE
 )";
 
@@ -77,6 +79,8 @@ struct Args {
   uint64_t capacity_bytes = 0;
   std::string coordinator, token, token_file, ucx_tls;
   bool ucx_tls_set = false;
+  bool has_tenant = false;
+  std::string tenant;
   std::vector<std::string> agent_http;
   size_t block_bytes = 0;
   size_t batch = 1;
@@ -143,6 +147,7 @@ absl::StatusOr<Args> Parse(int argc, char** argv) {
     else if (flag == "--capacity_bytes") KVF_NUM(a.capacity_bytes, ParseBytes)
     else if (flag == "--coordinator") { KVF_ASSIGN_OR_RETURN(a.coordinator, next()); }
     else if (flag == "--token") { KVF_ASSIGN_OR_RETURN(a.token, next()); }
+    else if (flag == "--tenant") { KVF_ASSIGN_OR_RETURN(a.tenant, next()); a.has_tenant = true; }
     else if (flag == "--token_file") { KVF_ASSIGN_OR_RETURN(a.token_file, next()); }
     else if (flag == "--ucx_tls") { KVF_ASSIGN_OR_RETURN(a.ucx_tls, next()); a.ucx_tls_set = true; }
     else if (flag == "--agent_http") {
@@ -294,6 +299,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "kvf-bench: %s\n", std::string(spec.status().message()).c_str());
     return 2;
   }
+  if (a.has_tenant) spec->tenant = a.tenant;
 
   // ---- Cluster -----------------------------------------------------------
   std::unique_ptr<launch::LocalCluster> cluster;
@@ -321,12 +327,21 @@ int Main(int argc, char** argv) {
   } else {
     cluster_desc = absl::StrCat("coordinator ", a.coordinator);
   }
+  std::string credential = a.token;
+  if (a.has_tenant) {
+    auto c = TenantCredential(a.token, a.tenant);
+    if (!c.ok()) {
+      std::fprintf(stderr, "kvf-bench: --tenant: %s\n", std::string(c.status().message()).c_str());
+      return 2;
+    }
+    credential = *c;
+  }
   std::vector<std::unique_ptr<Client>> owned;
   std::vector<Client*> clients;
   for (int i = 0; i < a.clients; ++i) {
     ClientOptions o;
     o.coordinator = a.coordinator;
-    o.token = a.token;
+    o.token = credential;
     o.ucx_tls = a.ucx_tls;
     o.name = absl::StrCat("kvf-bench-", i);
     auto c = Client::Connect(o);

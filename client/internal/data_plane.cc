@@ -1,5 +1,7 @@
 #include "client/internal/data_plane.h"
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 #include <utility>
 
@@ -316,6 +318,84 @@ std::vector<absl::StatusOr<std::string>> DataPlane::ExchangeAll(
     if (retry != Retry::kNo) out[i] = Exchange(reqs[i].first, ns, type, reqs[i].second);
   }
   return out;
+}
+
+namespace {
+
+// Splits items of `sizes` into frames of at most kMaxDataRanges ranges and
+// kMaxDataBytes bytes: calls add(frame, item, offset, length) per range.
+template <typename Add>
+size_t SplitIntoFrames(const std::vector<uint32_t>& sizes, Add add) {
+  size_t frame = 0, ranges = 0, bytes = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    for (uint32_t off = 0; off < sizes[i];) {
+      if (ranges == protocol::kMaxDataRanges || bytes == protocol::kMaxDataBytes) {
+        ++frame;
+        ranges = bytes = 0;
+      }
+      const auto len = static_cast<uint32_t>(
+          std::min<size_t>(sizes[i] - off, protocol::kMaxDataBytes - bytes));
+      add(frame, i, off, len);
+      ++ranges;
+      bytes += len;
+      off += len;
+    }
+  }
+  return sizes.empty() ? 0 : frame + 1;
+}
+
+}  // namespace
+
+absl::Status DataPlane::ReadThrough(NodeId node, const NamespaceState& ns, uint64_t lease_id,
+                                    const std::vector<ReadItem>& items) {
+  std::vector<uint32_t> sizes;
+  for (const ReadItem& it : items) sizes.push_back(it.size);
+  // Where each range's bytes go, per frame.
+  std::vector<std::vector<std::pair<char*, uint32_t>>> dst;
+  std::vector<std::pair<NodeId, protocol::ReadRequest>> reqs;
+  SplitIntoFrames(sizes, [&](size_t frame, size_t i, uint32_t off, uint32_t len) {
+    if (frame == reqs.size()) {
+      reqs.emplace_back(node, protocol::ReadRequest{});
+      reqs.back().second.lease_id = lease_id;
+      dst.emplace_back();
+    }
+    reqs[frame].second.ranges.push_back({items[i].entry, off, len});
+    dst[frame].emplace_back(static_cast<char*>(items[i].dst) + off, len);
+  });
+  std::vector<absl::StatusOr<protocol::ReadResponse>> resps =
+      SendAll<protocol::ReadResponse>(ns, std::move(reqs));
+  for (size_t f = 0; f < resps.size(); ++f) {
+    if (!resps[f].ok()) return resps[f].status();
+    const std::string& bytes = resps[f]->bytes;
+    size_t want = 0;
+    for (const auto& [to, len] : dst[f]) want += len;
+    if (bytes.size() != want) {
+      return absl::InternalError(absl::StrCat("node ", node, " answered a read with ",
+                                              bytes.size(), " bytes for ", want));
+    }
+    size_t at = 0;
+    for (const auto& [to, len] : dst[f]) {
+      std::memcpy(to, bytes.data() + at, len);
+      at += len;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataPlane::WriteThrough(NodeId node, const NamespaceState& ns,
+                                     const std::vector<WriteItem>& items) {
+  std::vector<uint32_t> sizes;
+  for (const WriteItem& it : items) sizes.push_back(it.size);
+  std::vector<std::pair<NodeId, protocol::WriteRequest>> reqs;
+  SplitIntoFrames(sizes, [&](size_t frame, size_t i, uint32_t off, uint32_t len) {
+    if (frame == reqs.size()) reqs.emplace_back(node, protocol::WriteRequest{});
+    reqs[frame].second.ranges.push_back({items[i].reservation_id, off, len});
+    reqs[frame].second.bytes.append(static_cast<const char*>(items[i].src) + off, len);
+  });
+  for (auto& r : SendAll<protocol::AckResponse>(ns, std::move(reqs))) {
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(

@@ -114,6 +114,26 @@ class DataPlane {
     return transport_->Notify(link.peer, static_cast<uint16_t>(Req::kType), bytes);
   }
 
+  // Block bytes through the agent, for a session the agent gives no
+  // descriptors (a tenant's: docs/security.md). The bytes of `size` at entry
+  // `entry` of read lease `lease_id` go to `dst`; those at `src` go to
+  // reservation `reservation_id`. Split into frames of at most
+  // protocol::kMaxDataBytes, all in flight at once; any failure fails all.
+  struct ReadItem {
+    uint32_t entry = 0;
+    void* dst = nullptr;
+    uint32_t size = 0;
+  };
+  absl::Status ReadThrough(NodeId node, const NamespaceState& ns, uint64_t lease_id,
+                           const std::vector<ReadItem>& items);
+  struct WriteItem {
+    uint64_t reservation_id = 0;
+    const void* src = nullptr;
+    uint32_t size = 0;
+  };
+  absl::Status WriteThrough(NodeId node, const NamespaceState& ns,
+                            const std::vector<WriteItem>& items);
+
   // The transport peer of `node`, connecting or reconnecting as needed.
   absl::StatusOr<PeerId> PeerFor(NodeId node);
 

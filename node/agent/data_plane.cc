@@ -47,6 +47,8 @@ std::string_view DataOpName(DataOp op) {
     case DataOp::kInvalidate: return "invalidate";
     case DataOp::kRegister: return "register_namespace";
     case DataOp::kHello: return "hello";
+    case DataOp::kRead: return "read";
+    case DataOp::kWrite: return "write";
   }
   return "unknown";
 }
@@ -247,6 +249,10 @@ absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove
       DataOp::kCommit, [this](const auto& r, const Session& s) { return OnCommit(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::RemoveRequest>(
       DataOp::kRemove, [this](const auto& r, const Session& s) { return OnRemove(r, s); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::ReadRequest>(
+      DataOp::kRead, [this](const auto& r, const Session& s) { return OnRead(r, s); }));
+  KVF_RETURN_IF_ERROR(Handle<protocol::WriteRequest>(
+      DataOp::kWrite, [this](const auto& r, const Session& s) { return OnWrite(r, s); }));
   return Handle<protocol::InvalidateRequest>(
       DataOp::kInvalidate, [this](const auto& r, const Session& s) { return OnInvalidate(r, s); });
 }
@@ -454,8 +460,11 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
   protocol::GetResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.entries.resize(r.keys.size());
-  resp.descriptors.push_back(arena_->descriptor());
+  // Trusted peers read the arena one-sided; a tenant reads through the agent.
+  const bool through_agent = !s.cluster;
+  if (!through_agent) resp.descriptors.push_back(arena_->descriptor());
   BatchLease batch;
+  batch.grants.resize(r.keys.size());
   batch.expires = absl::Now() + options_.get_lease;
   const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < r.keys.size(); ++i) {
@@ -482,7 +491,9 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
       e.code = refuse;
       continue;
     }
-    e.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(lease->info.size)};
+    const auto size = static_cast<uint32_t>(lease->info.size);
+    e.location = protocol::BlockLocation{0, through_agent ? 0 : *offset, size};
+    batch.grants[i] = Grant{*offset, size};
     e.version = lease->info.version;
     e.codec = lease->info.codec;
     batch.store_leases.push_back(lease->id);
@@ -490,6 +501,7 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
   resp.lease_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.get_lease));
   if (!batch.store_leases.empty()) {
     batch.tenant = tenant;
+    batch.ns = ns;
     batch.counted = !s.cluster;
     absl::MutexLock lock(&mu_);
     // Ids are sequential: a Release of another tenant's lease is ignored
@@ -534,7 +546,8 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
   protocol::ReserveResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.results.resize(r.entries.size());
-  resp.descriptors.push_back(arena_->descriptor());
+  const bool through_agent = !s.cluster;  // as in OnGet
+  if (!through_agent) resp.descriptors.push_back(arena_->descriptor());
   const absl::Time expires = absl::Now() + options_.reservation_ttl;
   const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < r.entries.size(); ++i) {
@@ -615,10 +628,11 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       continue;
     }
     if (!s.cluster) ++usage_[tenant].reservations;
+    const auto size = static_cast<uint32_t>(res->location.size);
     out.reservation_id = res->id;
-    out.location = protocol::BlockLocation{0, *offset, static_cast<uint32_t>(res->location.size)};
-    reservations_.emplace(res->id, Reservation{tenant, !s.cluster, ns, in.key, in.placement_hash,
-                                               expires, in.has_version});
+    out.location = protocol::BlockLocation{0, through_agent ? 0 : *offset, size};
+    reservations_.emplace(res->id, Reservation{tenant, !s.cluster, *offset, size, ns, in.key,
+                                               in.placement_hash, expires, in.has_version});
   }
   return resp.Encode();
 }

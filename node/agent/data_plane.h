@@ -9,6 +9,11 @@
 //    (RESOURCE_EXHAUSTED). Only agents may send Invalidate, and only agents'
 //    map epochs are trusted ahead of this agent's own. A client's versioned
 //    copy (ack=all) needs the primary's version tag (common/credentials.h).
+//  * Memory grants: a tenant's session never sees the arena's descriptor.
+//    Its Get and Reserve answers carry none, and it moves bytes with Read
+//    (within the blocks its lease pinned) and Write (within its reservations'
+//    pages), copied by the agent. Agents and cluster-token clients get the
+//    descriptor and move bytes one-sided, as trusted hosts.
 //
 //  * Every request names a namespace the agent was told of
 //    (RegisterNamespaceRequest; NOT_FOUND otherwise) with the namespace's
@@ -88,9 +93,10 @@ struct Ownership {
 };
 
 enum class DataOp {
-  kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister, kHello
+  kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister, kHello,
+  kRead, kWrite
 };
-inline constexpr int kNumDataOps = 9;
+inline constexpr int kNumDataOps = 11;
 std::string_view DataOpName(DataOp op);
 
 struct DataPlaneOptions {
@@ -167,8 +173,15 @@ class DataPlane {
   size_t sessions() const { return sessions_.size(); }
 
  private:
+  // A pinned block of a batch lease, by request entry (size 0: not granted).
+  struct Grant {
+    uint64_t offset = 0;  // in the arena
+    uint32_t size = 0;
+  };
   struct BatchLease {
     std::vector<uint64_t> store_leases;
+    std::vector<Grant> grants;  // by GetRequest entry
+    NamespaceId ns = 0;
     absl::Time expires;
     std::string tenant;    // the namespace's tenant: only it may release
     bool counted = false;  // counted against the tenant's limit
@@ -176,6 +189,8 @@ class DataPlane {
   struct Reservation {
     std::string tenant;
     bool counted = false;
+    uint64_t arena_offset = 0;  // the reserved page
+    uint32_t size = 0;
     NamespaceId ns = 0;
     BlockKey key;
     uint64_t placement_hash = 0;
@@ -222,6 +237,8 @@ class DataPlane {
   absl::StatusOr<std::string> OnCommit(const protocol::CommitRequest& r, const Session& s);
   absl::StatusOr<std::string> OnRemove(const protocol::RemoveRequest& r, const Session& s);
   absl::StatusOr<std::string> OnInvalidate(const protocol::InvalidateRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnRead(const protocol::ReadRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnWrite(const protocol::WriteRequest& r, const Session& s);
 
   ShardStore* const store_;
   Transport* const transport_;

@@ -147,9 +147,17 @@ inline absl::Status CheckBodySize(FrameType t, std::string_view what, size_t bod
   return absl::OkStatus();
 }
 
-// A location must name a descriptor of the response and lie inside it.
+// A location must name a descriptor of the response and lie inside it; in a
+// response without descriptors (a tenant's, read and written through the
+// agent) it is {0, 0, the block's size}.
 inline absl::Status CheckLocation(FrameType t, size_t i, const BlockLocation& loc,
                            const std::vector<RemoteDescriptor>& descriptors) {
+  if (descriptors.empty()) {
+    if (loc.descriptor_index != 0 || loc.offset != 0 || loc.size == 0) {
+      return Invalid(t, "entry ", i, ": a location without descriptors must be {0, 0, size}");
+    }
+    return absl::OkStatus();
+  }
   if (loc.descriptor_index >= descriptors.size()) {
     return Invalid(t, "entry ", i, ": descriptor index ", loc.descriptor_index, " out of range (",
                    descriptors.size(), " descriptors)");

@@ -166,7 +166,27 @@ class WireFixture : public ::testing::Test {
     const protocol::ReserveResult& r = reserved->results[0];
     if (r.code != absl::StatusCode::kOk) return absl::Status(r.code, "reserve refused");
     if (r.already_present) return absl::OkStatus();
-    auto region = Import(node, reserved->descriptors[r.location.descriptor_index]);
+    if (reserved->descriptors.empty()) {
+      // A tenant's session: the agent copies the bytes in.
+      protocol::WriteRequest w;
+      w.header = Header(spec_);
+      w.ranges.push_back({r.reservation_id, 0, static_cast<uint32_t>(data.size())});
+      w.bytes.assign(data.begin(), data.end());
+      if (auto ack = Send<protocol::AckResponse>(node, w); !ack.ok()) return ack.status();
+    } else if (absl::Status s = WriteOneSided(node, *reserved, r, data); !s.ok()) {
+      return s;
+    }
+    protocol::CommitRequest c;
+    c.header = Header(spec_);
+    c.reservation_ids.push_back(r.reservation_id);
+    auto committed = Send<protocol::CommitResponse>(node, c);
+    if (!committed.ok()) return committed.status();
+    return absl::Status(committed->results[0].code, "commit");
+  }
+
+  absl::Status WriteOneSided(NodeId node, const protocol::ReserveResponse& reserved,
+                             const protocol::ReserveResult& r, const std::vector<char>& data) {
+    auto region = Import(node, reserved.descriptors[r.location.descriptor_index]);
     if (!region.ok()) return region.status();
     TransferBatch b;
     b.kind = TransferKind::kPut;
@@ -174,13 +194,7 @@ class WireFixture : public ::testing::Test {
     b.ops.push_back({const_cast<char*>(data.data()), data.size(), r.location.offset});
     auto posted = transport_->Post(std::move(b));
     if (!posted.ok()) return posted.status();
-    if (absl::Status s = (*posted)->Wait(absl::Now() + absl::Seconds(10)); !s.ok()) return s;
-    protocol::CommitRequest c;
-    c.header = Header(spec_);
-    c.reservation_ids.push_back(r.reservation_id);
-    auto committed = Send<protocol::CommitResponse>(node, c);
-    if (!committed.ok()) return committed.status();
-    return absl::Status(committed->results[0].code, "commit");
+    return (*posted)->Wait(absl::Now() + absl::Seconds(10));
   }
 
   absl::StatusOr<const RemoteRegion*> Import(NodeId node, const RemoteDescriptor& d) {

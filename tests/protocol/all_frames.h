@@ -16,7 +16,8 @@ using AllFrames =
     TypeList<LookupRequest, LookupResponse, GetRequest, GetResponse, ReleaseRequest,
              ReserveRequest, ReserveResponse, CommitRequest, CommitResponse, RemoveRequest,
              RemoveResponse, InvalidateRequest, AckResponse, ErrorResponse,
-             RegisterNamespaceRequest, HelloRequest, HelloResponse>;
+             RegisterNamespaceRequest, HelloRequest, HelloResponse, ReadRequest, ReadResponse,
+             WriteRequest>;
 
 // Calls f.template operator()<T>() for each frame type T.
 template <typename F, typename... Ts>

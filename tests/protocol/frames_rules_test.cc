@@ -44,7 +44,13 @@ TEST(FrameHeaderRules, UnknownType) {
   EXPECT_EQ(FrameTypeName(FrameType::kRegisterNamespaceRequest), "RegisterNamespaceRequest");
   EXPECT_EQ(FrameTypeName(FrameType::kHelloRequest), "HelloRequest");
   EXPECT_EQ(FrameTypeName(FrameType::kHelloResponse), "HelloResponse");
-  EXPECT_EQ(kMaxFrameType, static_cast<uint16_t>(FrameType::kHelloResponse));
+  EXPECT_EQ(FrameTypeName(FrameType::kReadRequest), "ReadRequest");
+  EXPECT_EQ(FrameTypeName(FrameType::kReadResponse), "ReadResponse");
+  EXPECT_EQ(FrameTypeName(FrameType::kWriteRequest), "WriteRequest");
+  EXPECT_EQ(static_cast<uint16_t>(FrameType::kReadRequest), 18);
+  EXPECT_EQ(static_cast<uint16_t>(FrameType::kReadResponse), 19);
+  EXPECT_EQ(static_cast<uint16_t>(FrameType::kWriteRequest), 20);
+  EXPECT_EQ(kMaxFrameType, static_cast<uint16_t>(FrameType::kWriteRequest));
 }
 
 TEST(FrameHeaderRules, WrongTypeForDecode) {
@@ -55,6 +61,10 @@ TEST(FrameHeaderRules, WrongTypeForDecode) {
                                           "expected a RegisterNamespaceRequest");
   ExpectInvalid<HelloRequest>(SampleBytes<HelloResponse>(), "expected a HelloRequest");
   ExpectInvalid<HelloResponse>(SampleBytes<HelloRequest>(), "expected a HelloResponse");
+  ExpectInvalid<ReadRequest>(SampleBytes<ReadResponse>(), "expected a ReadRequest");
+  ExpectInvalid<ReadResponse>(SampleBytes<ReadRequest>(), "expected a ReadResponse");
+  ExpectInvalid<WriteRequest>(SampleBytes<ReadRequest>(), "expected a WriteRequest");
+  ExpectInvalid<AckResponse>(SampleBytes<WriteRequest>(), "expected a AckResponse");
 }
 
 TEST(FrameHeaderRules, BodyLengthDisagreesWithFrame) {
@@ -152,6 +162,8 @@ TEST(FrameCounts, DecodeRefusesCountsOverMaxima) {
   ExpectCountLimit<RemoveRequest>(kBody, kMaxRemoveKeys);
   ExpectCountLimit<RemoveResponse>(kBody, kMaxRemoveKeys);
   ExpectCountLimit<InvalidateRequest>(kBody, kMaxInvalidations);
+  ExpectCountLimit<ReadRequest>(kBody + 8, kMaxDataRanges);
+  ExpectCountLimit<WriteRequest>(kBody, kMaxDataRanges);
 }
 
 TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
@@ -208,6 +220,46 @@ TEST(FrameCounts, EncodeRefusesCountsOverMaxima) {
   ErrorResponse error = Sample<ErrorResponse>();
   error.message.assign(kMaxErrorMessageBytes + 1, 'x');
   ExpectEncodeRefused(error, "exceeds");
+  ReadRequest read;
+  read.ranges.resize(kMaxDataRanges + 1, ReadRange{.length = 1});
+  ExpectEncodeRefused(read, "range count 129 exceeds 128");
+  WriteRequest write;
+  write.ranges.resize(kMaxDataRanges + 1, WriteRange{.length = 1});
+  write.bytes.assign(kMaxDataRanges + 1, 'w');
+  ExpectEncodeRefused(write, "range count 129 exceeds 128");
+  ReadResponse read_response;
+  read_response.bytes.assign(kMaxDataBytes + 1, 'r');
+  ExpectEncodeRefused(read_response, "61441 bytes exceed 61440");
+}
+
+// The largest frame of each data type encodes, decodes, and has the size
+// docs/protocol.md gives under Limits.
+TEST(FrameCounts, LargestDataFramesFit) {
+  ReadRequest read;
+  read.lease_id = ~uint64_t{0};
+  read.ranges.assign(kMaxDataRanges, ReadRange{.entry = ~0u,
+                                               .offset = ~0u,
+                                               .length = kMaxDataBytes / kMaxDataRanges});
+  ReadResponse read_response;
+  read_response.bytes.assign(kMaxDataBytes, '\xff');
+  WriteRequest write;
+  write.ranges.assign(kMaxDataRanges, WriteRange{.reservation_id = ~uint64_t{0},
+                                                 .offset = ~0u,
+                                                 .length = kMaxDataBytes / kMaxDataRanges});
+  write.bytes.assign(kMaxDataBytes, '\xee');
+  static_assert(kMaxDataBytes == 61440 && kMaxDataRanges == 128);
+
+  const std::string r = Encoded(read);
+  EXPECT_EQ(r.size(), 1604u);
+  EXPECT_TRUE(DecodeExact<ReadRequest>(r).ok());
+  const std::string rr = Encoded(read_response);
+  EXPECT_EQ(rr.size(), 61500u);
+  EXPECT_TRUE(DecodeExact<ReadResponse>(rr).ok());
+  const std::string w = Encoded(write);
+  EXPECT_EQ(w.size(), 63548u);
+  auto back = DecodeExact<WriteRequest>(w);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, write);
 }
 
 // A count that disagrees with the body (header length consistent).
@@ -239,6 +291,14 @@ TEST(FrameCounts, BodySizeMustMatchCounts) {
   // The HelloRequest credential's length must match the rest of the body.
   check(HelloRequest{}, kBody + 8, 24, "body ends inside credential");
   check(HelloRequest{}, kBody + 8, 22, "trailing");
+  // The data frames (sample: 3 read ranges, 100 response bytes, 2 write
+  // ranges of 64 bytes).
+  check(ReadRequest{}, kBody + 8, 2, "does not match range count 2");
+  check(ReadRequest{}, kBody + 8, 4, "does not match range count 4");
+  check(ReadResponse{}, kBody, 101, "body ends inside bytes");
+  check(ReadResponse{}, kBody, 99, "1 trailing bytes");
+  check(WriteRequest{}, kBody, 1, "bytes for ranges of 48");
+  check(WriteRequest{}, kBody, 8, "too short for range count 8");
 }
 
 // ---- Field rules ------------------------------------------------------------------
@@ -300,6 +360,9 @@ TEST(FrameFields, NonzeroReserved) {
   for (size_t i : {4, 5, 6, 7}) check(CommitResponse{}, kBody + 4 + i);
   for (size_t i : {5, 6, 7}) check(ErrorResponse{}, kBody + i);
   for (size_t i : {1, 2, 3}) check(HelloRequest{}, kBody + i);
+  for (size_t i : {12, 13, 14, 15}) check(ReadRequest{}, kBody + i);
+  for (size_t i : {4, 5, 6, 7}) check(ReadResponse{}, kBody + i);
+  for (size_t i : {4, 5, 6, 7}) check(WriteRequest{}, kBody + i);
 }
 
 TEST(FrameFields, StatusCodeOutOfRange) {
@@ -349,10 +412,75 @@ TEST(FrameFields, DescriptorIndexOutOfRange) {
 
   GetResponse get = Sample<GetResponse>();
   get.entries[2].location.descriptor_index = 2;
-  ExpectEncodeRefused(get, "out of range");
+  ExpectEncodeRefused(get, "descriptor index 2 out of range (2 descriptors)");
+  // One descriptor left: entry 0's index 1 is past it. (With none at all the
+  // no-descriptor rule applies instead: NoDescriptorLocations below.)
+  ReserveResponse reserve = Sample<ReserveResponse>();
+  reserve.descriptors.resize(1);
+  ExpectEncodeRefused(reserve, "descriptor index 1 out of range (1 descriptors)");
+  get = Sample<GetResponse>();
+  get.descriptors.resize(1);
+  ExpectEncodeRefused(get, "entry 2: descriptor index 1 out of range (1 descriptors)");
+}
+
+// A response without descriptors (a tenant's: its bytes move through the
+// agent in Read/Write frames) carries each OK location as {0, 0, size > 0}.
+TEST(FrameFields, NoDescriptorLocations) {
+  const std::string kRule = "a location without descriptors must be {0, 0, size}";
+  GetResponse get = Sample<GetResponse>();
+  get.descriptors.clear();
+  get.entries[0].location = {.descriptor_index = 0, .offset = 0, .size = 8192};
+  get.entries[2].location = {.descriptor_index = 0, .offset = 0, .size = 100};
   ReserveResponse reserve = Sample<ReserveResponse>();
   reserve.descriptors.clear();
-  ExpectEncodeRefused(reserve, "out of range");
+  reserve.results[0].location = {.descriptor_index = 0, .offset = 0, .size = 65536};
+
+  // Accepted and round-tripped; the error entries keep their zero locations.
+  const std::string get_bytes = Encoded(get);
+  auto get_back = DecodeExact<GetResponse>(get_bytes);
+  ASSERT_TRUE(get_back.ok()) << get_back.status();
+  EXPECT_TRUE(*get_back == get);
+  EXPECT_TRUE(get_back->descriptors.empty());
+  EXPECT_EQ(Encoded(*get_back), get_bytes);
+  const std::string reserve_bytes = Encoded(reserve);
+  auto reserve_back = DecodeExact<ReserveResponse>(reserve_bytes);
+  ASSERT_TRUE(reserve_back.ok()) << reserve_back.status();
+  EXPECT_TRUE(*reserve_back == reserve);
+  EXPECT_EQ(Encoded(*reserve_back), reserve_bytes);
+  // The largest size a location can carry is fine: there is no region to fit.
+  GetResponse big = get;
+  big.entries[2].location.size = ~0u;
+  EXPECT_TRUE(DecodeExact<GetResponse>(Encoded(big)).ok());
+
+  // Refused: a non-zero offset, a non-zero index, a zero size; Encode and
+  // Decode alike. Location on the wire: u32 index | u32 size | u64 offset.
+  const std::vector<std::pair<BlockLocation, std::string_view>> bad = {
+      {{.descriptor_index = 0, .offset = 1, .size = 100}, "offset"},
+      {{.descriptor_index = 0, .offset = uint64_t{1} << 40, .size = 100}, "high offset"},
+      {{.descriptor_index = 1, .offset = 0, .size = 100}, "index"},
+      {{.descriptor_index = 0, .offset = 0, .size = 0}, "size"}};
+  for (const auto& [loc, what] : bad) {
+    SCOPED_TRACE(what);
+    GetResponse g = get;
+    g.entries[2].location = loc;
+    ExpectEncodeRefused(g, absl::StrCat("GetResponse: entry 2: ", kRule));
+    ReserveResponse r = reserve;
+    r.results[0].location = loc;
+    ExpectEncodeRefused(r, absl::StrCat("ReserveResponse: entry 0: ", kRule));
+
+    std::string b = get_bytes;
+    const size_t get_loc = kGetResponseEntries + 2 * kGetEntry + 4;
+    Patch<uint32_t>(b, get_loc, loc.descriptor_index);
+    Patch<uint32_t>(b, get_loc + 4, loc.size);
+    Patch<uint64_t>(b, get_loc + 8, loc.offset);
+    ExpectInvalid<GetResponse>(b, absl::StrCat("GetResponse: entry 2: ", kRule));
+    b = reserve_bytes;
+    const size_t reserve_loc = kReserveResponseEntries + 40;
+    Patch<uint32_t>(b, reserve_loc, loc.descriptor_index);
+    Patch<uint32_t>(b, reserve_loc + 4, loc.size);
+    Patch<uint64_t>(b, reserve_loc + 8, loc.offset);
+    ExpectInvalid<ReserveResponse>(b, absl::StrCat("ReserveResponse: entry 0: ", kRule));
+  }
 }
 
 TEST(FrameFields, LocationOutsideDescriptor) {
@@ -568,6 +696,140 @@ TEST(RegisterNamespace, DecodeRefusesBadFields) {
   b = base;
   Patch<uint32_t>(b, tp_rank + 8, 0xffff);
   ExpectInvalid<RegisterNamespaceRequest>(b, "tenant");
+}
+
+// ---- Data frames (ReadRequest, ReadResponse, WriteRequest) ------------------------------
+
+TEST(DataFrames, ZeroLengthRangeRefused) {
+  ReadRequest read = Sample<ReadRequest>();
+  read.ranges[1].length = 0;
+  ExpectEncodeRefused(read, "ReadRequest: range 1: length 0");
+  std::string b = SampleBytes<ReadRequest>();
+  Patch<uint32_t>(b, kReadRequestRanges + kReadRange + 8, 0);  // range 1's length
+  ExpectInvalid<ReadRequest>(b, "ReadRequest: range 1: length 0");
+
+  WriteRequest write = Sample<WriteRequest>();
+  write.ranges.push_back(WriteRange{.reservation_id = 5, .offset = 0, .length = 0});
+  ExpectEncodeRefused(write, "WriteRequest: range 2: length 0");  // bytes still match
+  b = SampleBytes<WriteRequest>();
+  Patch<uint32_t>(b, kWriteRequestRanges + 12, 0);  // range 0's length
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: range 0: length 0");
+}
+
+// A frame with kMaxDataRanges + 1 ranges, its counts and body consistent.
+TEST(DataFrames, MoreThanMaxRangesRefused) {
+  ReadRequest read;
+  read.ranges.assign(kMaxDataRanges, ReadRange{.entry = 1, .offset = 2, .length = 3});
+  std::string b = Encoded(read);
+  b.append(kReadRange, '\x01');
+  Patch<uint32_t>(b, kBody + 8, kMaxDataRanges + 1);
+  FixBodyLength(b);
+  ExpectInvalid<ReadRequest>(b, "ReadRequest: range count 129 exceeds 128");
+  read.ranges.push_back(read.ranges.back());
+  ExpectEncodeRefused(read, "ReadRequest: range count 129 exceeds 128");
+
+  WriteRequest write;
+  write.ranges.assign(kMaxDataRanges, WriteRange{.reservation_id = 7, .length = 1});
+  write.bytes.assign(kMaxDataRanges, 'w');
+  b = Encoded(write);
+  // One more range (16 bytes, before the data) and its one byte.
+  std::string extra(kWriteRange, '\0');
+  Patch<uint32_t>(extra, 12, 1);
+  b.insert(kWriteRequestRanges + kMaxDataRanges * kWriteRange, extra);
+  b.push_back('w');
+  Patch<uint32_t>(b, kBody, kMaxDataRanges + 1);
+  FixBodyLength(b);
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: range count 129 exceeds 128");
+  write.ranges.push_back(write.ranges.back());
+  write.bytes.push_back('w');
+  ExpectEncodeRefused(write, "WriteRequest: range count 129 exceeds 128");
+}
+
+TEST(DataFrames, TotalOverMaxDataBytesRefused) {
+  constexpr std::string_view kOver = "ranges total more than 61440 bytes";
+  // Exactly kMaxDataBytes is fine, one more is not; in one range or several.
+  ReadRequest read;
+  read.ranges = {{.entry = 0, .length = kMaxDataBytes - 1}, {.entry = 1, .length = 1}};
+  EXPECT_TRUE(DecodeExact<ReadRequest>(Encoded(read)).ok());
+  read.ranges[1].length = 2;
+  ExpectEncodeRefused(read, kOver);
+  read.ranges = {{.entry = 0, .length = kMaxDataBytes + 1}};
+  ExpectEncodeRefused(read, kOver);
+  read.ranges = {{.entry = 0, .length = ~0u}, {.entry = 1, .length = ~0u}};  // no wrap-around
+  ExpectEncodeRefused(read, kOver);
+  std::string b = SampleBytes<ReadRequest>();
+  Patch<uint32_t>(b, kReadRequestRanges + 8, kMaxDataBytes - 35);  // + 32 + 4 = one over
+  ExpectInvalid<ReadRequest>(b, kOver);
+  Patch<uint32_t>(b, kReadRequestRanges + 8, kMaxDataBytes - 36);  // exactly the maximum
+  EXPECT_TRUE(DecodeExact<ReadRequest>(b).ok());
+  Patch<uint32_t>(b, kReadRequestRanges + 8, ~0u);
+  ExpectInvalid<ReadRequest>(b, kOver);
+
+  WriteRequest write;
+  write.ranges = {{.reservation_id = 1, .length = kMaxDataBytes},
+                  {.reservation_id = 2, .length = 1}};
+  write.bytes.assign(kMaxDataBytes + 1, 'x');
+  ExpectEncodeRefused(write, kOver);
+  // On the wire: a frame of one range of kMaxDataBytes, grown by one byte
+  // in the range's length and in the data (it still fits a message).
+  write.ranges.resize(1);
+  write.bytes.resize(kMaxDataBytes);
+  b = Encoded(write);
+  ASSERT_TRUE(DecodeExact<WriteRequest>(b).ok());
+  Patch<uint32_t>(b, kWriteRequestRanges + 12, kMaxDataBytes + 1);
+  b.push_back('x');
+  FixBodyLength(b);
+  ExpectInvalid<WriteRequest>(b, kOver);
+}
+
+TEST(DataFrames, WriteBytesMustMatchRanges) {
+  // The sample's ranges total 64 bytes.
+  WriteRequest write = Sample<WriteRequest>();
+  write.bytes.pop_back();
+  ExpectEncodeRefused(write, "WriteRequest: 63 bytes for ranges of 64");
+  write = Sample<WriteRequest>();
+  write.bytes.push_back('!');
+  ExpectEncodeRefused(write, "WriteRequest: 65 bytes for ranges of 64");
+  write = Sample<WriteRequest>();
+  write.bytes.clear();
+  ExpectEncodeRefused(write, "WriteRequest: 0 bytes for ranges of 64");
+  write.ranges.clear();
+  write.bytes = "x";  // bytes without ranges
+  ExpectEncodeRefused(write, "WriteRequest: 1 bytes for ranges of 0");
+
+  std::string b = SampleBytes<WriteRequest>();
+  b.pop_back();
+  FixBodyLength(b);
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: 63 bytes for ranges of 64");
+  b = SampleBytes<WriteRequest>();
+  b.push_back('!');
+  FixBodyLength(b);
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: 65 bytes for ranges of 64");
+  // The same with the ranges changed instead of the bytes.
+  b = SampleBytes<WriteRequest>();
+  Patch<uint32_t>(b, kWriteRequestRanges + kWriteRange + 12, 17);  // range 1: 16 -> 17
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: 64 bytes for ranges of 65");
+  Patch<uint32_t>(b, kWriteRequestRanges + kWriteRange + 12, 15);
+  ExpectInvalid<WriteRequest>(b, "WriteRequest: 64 bytes for ranges of 63");
+}
+
+TEST(DataFrames, ReadResponseOverMaxDataBytesRefused) {
+  ReadResponse m;
+  m.bytes.assign(kMaxDataBytes + 1, 'r');
+  ExpectEncodeRefused(m, "ReadResponse: 61441 bytes exceed 61440");
+  m.bytes.pop_back();
+  const std::string max = Encoded(m);
+  ASSERT_TRUE(DecodeExact<ReadResponse>(max).ok());
+  // One byte more on the wire, count and body consistent.
+  std::string b = max;
+  b.push_back('r');
+  Patch<uint32_t>(b, kBody, kMaxDataBytes + 1);
+  FixBodyLength(b);
+  ExpectInvalid<ReadResponse>(b, "ReadResponse: 61441 bytes exceed 61440");
+  // A huge count is refused before the bytes are looked for.
+  b = SampleBytes<ReadResponse>();
+  Patch<uint32_t>(b, kBody, ~0u);
+  ExpectInvalid<ReadResponse>(b, "ReadResponse: 4294967295 bytes exceed 61440");
 }
 
 // ---- Version tags -----------------------------------------------------------------------

@@ -126,6 +126,32 @@ TEST(Frames, ComparisonSeesEveryNewField) {
   welcome2 = welcome;
   welcome2.idle_ttl_us++;
   EXPECT_FALSE(welcome == welcome2);
+
+  const auto read = Sample<ReadRequest>();
+  auto read2 = read;
+  read2.lease_id ^= 1;
+  EXPECT_FALSE(read == read2);
+  for (uint32_t ReadRange::*field : {&ReadRange::entry, &ReadRange::offset, &ReadRange::length}) {
+    read2 = read;
+    read2.ranges[1].*field ^= 1;
+    EXPECT_FALSE(read == read2);
+  }
+  const auto data = Sample<ReadResponse>();
+  auto data2 = data;
+  data2.bytes[50] ^= 1;
+  EXPECT_FALSE(data == data2);
+  const auto write = Sample<WriteRequest>();
+  auto write2 = write;
+  write2.ranges[1].reservation_id ^= 1;
+  EXPECT_FALSE(write == write2);
+  for (uint32_t WriteRange::*field : {&WriteRange::offset, &WriteRange::length}) {
+    write2 = write;
+    write2.ranges[1].*field ^= 1;
+    EXPECT_FALSE(write == write2);
+  }
+  write2 = write;
+  write2.bytes.back() ^= 1;
+  EXPECT_FALSE(write == write2);
 }
 
 // The sample frames carry every new field with a value that is not zero, so
@@ -137,6 +163,28 @@ TEST(Frames, SamplesCoverTheNewFields) {
   EXPECT_NE(Sample<CommitResponse>().results[0].version_tag, 0u);
   EXPECT_NE(Sample<HelloResponse>().session, 0u);
   EXPECT_FALSE(Sample<HelloRequest>().credential.empty());
+  EXPECT_TRUE(Sample<CommitRequest>().want_version_tags);
+  // The data frames: several ranges with non-zero entries, offsets and
+  // reservation ids above 32 bits, and bytes with NULs and high bytes in them.
+  const ReadRequest read = Sample<ReadRequest>();
+  EXPECT_NE(read.lease_id, 0u);
+  ASSERT_GE(read.ranges.size(), 2u);
+  EXPECT_NE(read.ranges[1].entry, 0u);
+  EXPECT_NE(read.ranges[1].offset, 0u);
+  size_t read_total = 0;
+  for (const ReadRange& r : read.ranges) read_total += r.length;
+  const ReadResponse data = Sample<ReadResponse>();
+  EXPECT_EQ(data.bytes.size(), read_total);  // the answer to the sample request
+  EXPECT_NE(data.bytes.find('\0'), std::string::npos);
+  EXPECT_NE(data.bytes.find('\xff'), std::string::npos);
+  const WriteRequest write = Sample<WriteRequest>();
+  ASSERT_GE(write.ranges.size(), 2u);
+  EXPECT_GT(write.ranges[1].reservation_id, uint64_t{0xffffffff});
+  EXPECT_NE(write.ranges[1].offset, 0u);
+  size_t write_total = 0;
+  for (const WriteRange& r : write.ranges) write_total += r.length;
+  EXPECT_EQ(write.bytes.size(), write_total);
+  EXPECT_NE(write.bytes.find('\0'), std::string::npos);
   auto header = DecodeHeader(SampleBytes<LookupRequest>());
   ASSERT_TRUE(header.ok()) << header.status();
   EXPECT_EQ(header->header.session, kSampleSession);
@@ -292,6 +340,53 @@ TEST(Frames, GoldenCommitResponseBytes) {
             "0807060504030201"                     // version tag
             "0a000000" "00000000"                  // ABORTED, reserved
             "0000000000000000" "0000000000000000" "0000000000000000");
+}
+
+TEST(Frames, GoldenReadRequestBytes) {
+  ReadRequest m;
+  m.header.request_id = 1;
+  m.lease_id = 0x0102030405060708;
+  m.ranges = {ReadRange{.entry = 3, .offset = 0x10, .length = 0x20},
+              ReadRange{.entry = 0, .offset = 0, .length = 1}};
+  EXPECT_EQ(Hex(Encoded(m)),
+            "4b564644" "0200" "1200"  // magic, version 2, type 18
+            "0100000000000000" "0000000000000000" "0000000000000000" "0000000000000000"
+            "0000000000000000"  // session
+            "28000000"          // body: 16 + 2 * 12 bytes
+            "0807060504030201"  // lease id
+            "02000000" "00000000"  // 2 ranges, reserved
+            "03000000" "10000000" "20000000"  // entry 3, offset 16, 32 bytes
+            "00000000" "00000000" "01000000");  // entry 0, offset 0, 1 byte
+}
+
+TEST(Frames, GoldenReadResponseBytes) {
+  ReadResponse m;
+  m.header.request_id = 1;
+  m.bytes = std::string("\x00\xff" "ab", 4);
+  EXPECT_EQ(Hex(Encoded(m)),
+            "4b564644" "0200" "1300"  // magic, version 2, type 19
+            "0100000000000000" "0000000000000000" "0000000000000000" "0000000000000000"
+            "0000000000000000"  // session
+            "0c000000"          // body: 8 + 4 bytes
+            "04000000" "00000000"  // 4 bytes, reserved
+            "00ff6162");
+}
+
+TEST(Frames, GoldenWriteRequestBytes) {
+  WriteRequest m;
+  m.header.request_id = 1;
+  m.ranges = {WriteRange{.reservation_id = 0x1122334455667788, .offset = 2, .length = 3},
+              WriteRange{.reservation_id = 9, .offset = 0, .length = 1}};
+  m.bytes = std::string("abc\x00", 4);
+  EXPECT_EQ(Hex(Encoded(m)),
+            "4b564644" "0200" "1400"  // magic, version 2, type 20
+            "0100000000000000" "0000000000000000" "0000000000000000" "0000000000000000"
+            "0000000000000000"  // session
+            "2c000000"          // body: 8 + 2 * 16 + 4 bytes
+            "02000000" "00000000"  // 2 ranges, reserved
+            "8877665544332211" "02000000" "03000000"  // reservation, offset 2, 3 bytes
+            "0900000000000000" "00000000" "01000000"  // reservation 9, offset 0, 1 byte
+            "61626300");  // the ranges' bytes, in range order
 }
 
 }  // namespace

@@ -53,9 +53,16 @@ constexpr size_t kGetEntry = 40;
 constexpr size_t kReserveEntry = 76;
 constexpr size_t kReserveResult = 56;
 constexpr size_t kCommitResult = 32;
+constexpr size_t kReadRange = 12;
+constexpr size_t kWriteRange = 16;
 // Where the entries start: after the counts (and GetResponse's lease).
 constexpr size_t kGetResponseEntries = kBody + 24;
 constexpr size_t kReserveResponseEntries = kBody + 8;
+// ReadRequest: after lease id, count and reserved; ReadResponse and
+// WriteRequest: after count and reserved.
+constexpr size_t kReadRequestRanges = kBody + 16;
+constexpr size_t kReadResponseBytes = kBody + 8;
+constexpr size_t kWriteRequestRanges = kBody + 8;
 
 constexpr uint64_t kSampleSession = 0x5e55100000000abc;
 
@@ -197,6 +204,27 @@ void Fill(RemoveResponse* m) {
 }
 void Fill(InvalidateRequest* m) {
   m->invalidations = {{.key = {9, 9}, .version = {7, 1}}, {.key = {8, 8}, .version = {7, 2}}};
+}
+// Bytes with every value a byte can have in them (zero, 0xff, ...), so a
+// codec that stopped at a NUL or sign-extended a byte would show.
+std::string PatternBytes(size_t n, uint8_t seed) {
+  std::string b(n, '\0');
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<char>(seed + 37 * i);
+  return b;
+}
+// Three ranges of a lease: 100 bytes in all, the sample ReadResponse's.
+void Fill(ReadRequest* m) {
+  m->lease_id = 0xdeadbeef;
+  m->ranges = {{.entry = 0, .offset = 0, .length = 64},
+               {.entry = 2, .offset = 4096, .length = 32},
+               {.entry = 1, .offset = 0x0a0b0c0d, .length = 4}};
+}
+void Fill(ReadResponse* m) { m->bytes = PatternBytes(100, 0); }
+// Two ranges of two reservations and their 64 bytes.
+void Fill(WriteRequest* m) {
+  m->ranges = {{.reservation_id = 991, .offset = 0, .length = 48},
+               {.reservation_id = 0xfedc'ba98'7654'3210, .offset = 65000, .length = 16}};
+  m->bytes = PatternBytes(64, 0x8e);  // byte 10 is 0
 }
 void Fill(AckResponse*) {}
 void Fill(ErrorResponse* m) {
