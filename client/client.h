@@ -66,6 +66,11 @@ struct ClientOptions {
   // plaintext client, and a certificate the CA did not sign fails the
   // handshake: Connect returns UNAVAILABLE either way.
   std::string tls_ca_file;
+  // Where this client's own UCX worker may listen (UCX's TCP transport opens
+  // a listening socket per network device it uses; transport/net_devices.h):
+  // an IP address or host name. Empty: loopback when the coordinator is on
+  // loopback (a local cluster), else every interface. $UCX_NET_DEVICES wins.
+  std::string data_listen_host;
   // UCX transports (UCX_TLS syntax); empty lets UCX choose.
   std::string ucx_tls;
   absl::Duration rpc_timeout = absl::Seconds(5);   // coordinator RPCs

@@ -206,6 +206,14 @@ TEST_F(BindAddressTest, DataPlaneWorksOnLoopbackAlone) {
   ASSERT_TRUE(get.ok()) << get.status();
   ASSERT_TRUE(get->all_ok()) << get->FirstError();
   EXPECT_TRUE(back == data);
+  // The client's own UCX worker (in this process) listens on loopback only
+  // too, since its coordinator is on loopback.
+  absl::StatusOr<std::vector<Listener>> mine = ListeningSockets(getpid());
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  std::cout << "this test process (a client) listens on " << Describe(*mine) << "\n";
+  for (const Listener& l : *mine) {
+    EXPECT_TRUE(l.loopback()) << "the client listens on " << l.ToString();
+  }
 }
 
 // The control: with every interface allowed, UCX listens on a non-loopback
