@@ -224,7 +224,9 @@ TEST_F(DataPlaneAttack, AnotherTenantGetsPermissionDeniedAndNotAByte) {
     EXPECT_EQ(buf, std::vector<char>(blocks_[0].size(), 0x5a));
   }
   auto removed = (*mallory)->Remove(*ns, chain_);
-  if (removed.ok()) EXPECT_EQ(removed->ok_count(), 0u);
+  if (removed.ok()) {
+    EXPECT_EQ(removed->ok_count(), 0u);
+  }
   ExpectVictimIntact();
 }
 
