@@ -91,6 +91,18 @@ class DataPlaneAttack : public WireFixture {
     }
   }
 
+  // Speaks as `tenant` from now on, with a namespace of its own (spec_) on
+  // `node` holding one block of `data`; returns the block's key.
+  protocol::KeyRef OwnBlock(const std::string& tenant, NodeId node, const std::vector<char>& data) {
+    SpeakAs(PeerRole::kClient, *TenantCredential(cluster_->token(), tenant));
+    spec_ = TinySpec(tenant + "-model");
+    spec_.tenant = tenant;
+    EXPECT_TRUE(Register(node, spec_).ok());
+    const protocol::KeyRef k = KeyOwnedBy(node);
+    EXPECT_TRUE(PutBlock(node, k, data).ok());
+    return k;
+  }
+
   protocol::FrameHeader VictimHeader() const {
     protocol::FrameHeader h = Header(victim_spec_);
     return h;
@@ -319,12 +331,7 @@ TEST_F(DataPlaneAttack, ANamespaceFloodStopsAtTheTenantLimit) {
 TEST_F(DataPlaneAttack, ReadLeasesStopAtTheTenantLimitAndOnlyTheirTenantReleasesThem) {
   // A tenant of its own, so that no other reader's leases count.
   const NodeId node = map_.nodes[0].id;
-  spec_ = TinySpec("reader-model");
-  spec_.tenant = "reader";
-  SpeakAs(PeerRole::kClient, *TenantCredential(cluster_->token(), "reader"));
-  ASSERT_TRUE(Register(node, spec_).ok());
-  const protocol::KeyRef k = KeyOwnedBy(node);
-  ASSERT_TRUE(PutBlock(node, k, Block(9)).ok());
+  const protocol::KeyRef k = OwnBlock("reader", node, Block(9));
   protocol::GetRequest get;
   get.header = Header(spec_);
   get.keys = {k};
@@ -383,13 +390,8 @@ TEST_F(DataPlaneAttack, ATenantIsNeverHandedTheArena) {
   // The review read 67 other blocks through a Get's descriptor and wrote
   // 0xAB over a victim's block: a tenant session now gets no descriptor,
   // only its blocks' sizes, and moves bytes through the agent.
-  SpeakAs(PeerRole::kClient, mallory_cred_);
   const NodeId node = map_.nodes[0].id;
-  spec_ = TinySpec("mallory-model");
-  spec_.tenant = "mallory";
-  ASSERT_TRUE(Register(node, spec_).ok());
-  const protocol::KeyRef k = KeyOwnedBy(node);
-  ASSERT_TRUE(PutBlock(node, k, Block(5)).ok());
+  const protocol::KeyRef k = OwnBlock("mallory", node, Block(5));
   protocol::GetRequest get;
   get.header = Header(spec_);
   get.keys = {k};
@@ -413,14 +415,9 @@ TEST_F(DataPlaneAttack, ATenantIsNeverHandedTheArena) {
 }
 
 TEST_F(DataPlaneAttack, ReadsAndWritesStayInsideTheGrant) {
-  SpeakAs(PeerRole::kClient, mallory_cred_);
   const NodeId node = map_.nodes[0].id;
-  spec_ = TinySpec("mallory-model");
-  spec_.tenant = "mallory";
-  ASSERT_TRUE(Register(node, spec_).ok());
-  const protocol::KeyRef k = KeyOwnedBy(node);
   const std::vector<char> mine = Block(5);
-  ASSERT_TRUE(PutBlock(node, k, mine).ok());
+  const protocol::KeyRef k = OwnBlock("mallory", node, mine);
   protocol::GetRequest get;
   get.header = Header(spec_);
   get.keys = {k, KeyOwnedBy(node, 2)};  // the second is not held: not granted
