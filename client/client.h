@@ -58,8 +58,10 @@ enum class AckMode {
 struct ClientOptions {
   std::string coordinator;  // host:port of kvf-coordinator's gRPC endpoint
   // A tenant credential (`kvfctl credential --tenant=T`; docs/security.md):
-  // this tenant's namespaces only. The cluster token works too, for every
-  // tenant (operators' tools, benchmarks).
+  // this tenant's namespaces only (NamespaceSpec::tenant must be T; others
+  // get PERMISSION_DENIED), its block bytes copied by the agents. The cluster
+  // token works too, for every tenant, with one-sided access to the agents'
+  // memory: a trusted host (operators' tools, benchmarks).
   std::string token;
   // PEM CA certificate(s) to verify a coordinator that serves TLS (its
   // --tls_cert) against; empty: plaintext. A TLS coordinator refuses a
