@@ -40,6 +40,9 @@ struct NodeInfo {
   uint64_t capacity_bytes = 0;
   NodeState state = NodeState::kJoining;
   std::string http_address;  // /metrics and /healthz, host:port (may be empty)
+  // The worker for tenants' clients: messages only (docs/security.md).
+  // Empty: data_address.
+  std::string tenant_data_address;
 };
 
 // A node's data_address is its transport worker address (Transport::

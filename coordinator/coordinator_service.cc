@@ -266,6 +266,10 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
     return absl::InvalidArgumentError(absl::StrCat("data_address is ", request.data_address().size(),
                                                    " bytes; at most ", kMaxDataAddressLength));
   }
+  if (request.tenant_data_address().size() > kMaxDataAddressLength) {
+    return absl::InvalidArgumentError(absl::StrCat("tenant_data_address is ", request.tenant_data_address().size(),
+                                                   " bytes; at most ", kMaxDataAddressLength));
+  }
   if (request.failure_domain().size() > kMaxFailureDomainLength ||
       !Printable(request.failure_domain())) {
     return absl::InvalidArgumentError(
@@ -322,6 +326,7 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
     auto fill = [&](NodeEntry& e) {
       e.info.address = request.address();
       e.info.data_address = request.data_address();
+      e.info.tenant_data_address = request.tenant_data_address();
       e.info.http_address = request.http_address();
       e.info.failure_domain = request.failure_domain();
       e.info.capacity_bytes = request.capacity_bytes();

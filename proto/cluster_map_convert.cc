@@ -66,6 +66,7 @@ void ClusterMapToProto(const ClusterMap& map, proto::ClusterMap* out) {
     p->set_id(n.id);
     p->set_address(n.address);
     p->set_data_address(n.data_address);
+    p->set_tenant_data_address(n.tenant_data_address);
     p->set_http_address(n.http_address);
     p->set_failure_domain(n.failure_domain);
     p->set_capacity_bytes(n.capacity_bytes);
@@ -99,6 +100,7 @@ absl::StatusOr<ClusterMap> ClusterMapFromProto(const proto::ClusterMap& map) {
     n.id = p.id();
     n.address = p.address();
     n.data_address = p.data_address();
+    n.tenant_data_address = p.tenant_data_address();
     n.http_address = p.http_address();
     n.failure_domain = p.failure_domain();
     n.capacity_bytes = p.capacity_bytes();

@@ -65,6 +65,16 @@ struct TransportConfig {
   // "rc,cuda_copy,self"). Empty leaves the choice to UCX (and the process's
   // own UCX_TLS, if set).
   std::string ucx_tls;
+
+  // UCX: false creates the context without one-sided access
+  // (UCP_FEATURE_RMA): messages only. Then UCX does not even register the
+  // handlers with which it emulates one-sided operations on transports
+  // without RDMA (they serve whatever address a peer names), so a peer that
+  // speaks UCX itself reaches nothing but this process's message handlers.
+  // RegisterMemory, AllocateMemory, ImportRemote and Post answer
+  // FAILED_PRECONDITION. For the side of an agent that untrusted clients
+  // reach (docs/security.md).
+  bool one_sided = true;
   // UCX: the network devices to use, in UCX_NET_DEVICES syntax ("lo",
   // "eth0,mlx5_0:1"). UCX's TCP transport listens on every device it uses,
   // so this is also where it listens (NetDevicesForHost in

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "client/internal/plan.h"
+#include "common/credentials.h"
 #include "protocol/reply.h"
 
 namespace kvf::client_internal {
@@ -16,7 +17,11 @@ using protocol::FrameType;
 
 DataPlane::DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout,
                      std::string credential)
-    : transport_(transport), maps_(maps), timeout_(timeout), credential_(std::move(credential)) {
+    : transport_(transport),
+      maps_(maps),
+      timeout_(timeout),
+      credential_(std::move(credential)),
+      tenant_(CredentialTenant(credential_, &tenant_name_)) {
   std::random_device rd;
   next_request_id_ = (uint64_t{rd()} << 32) | rd();
 }
@@ -52,12 +57,17 @@ absl::StatusOr<DataPlane::Link> DataPlane::LinkFor(NodeId node, NamespaceId ns) 
 absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* link) {
   auto snap = maps_->Current();
   const NodeInfo* info = snap != nullptr ? snap->map.Find(node) : nullptr;
-  if (info == nullptr || info->data_address.empty()) {
+  // A tenant's client talks to the messages-only worker where there is one.
+  const std::string* address = info == nullptr ? nullptr
+                               : tenant_ && !info->tenant_data_address.empty()
+                                   ? &info->tenant_data_address
+                                   : &info->data_address;
+  if (info == nullptr || address->empty()) {
     return MarkUnreachable(absl::UnavailableError(
         absl::StrCat("node ", node, " has no data address in the cluster map")));
   }
   // Map addresses are base64 of the worker address (common/cluster_map.h).
-  auto worker = DecodeDataAddress(info->data_address);
+  auto worker = DecodeDataAddress(*address);
   if (!worker.ok()) {
     return MarkUnreachable(absl::UnavailableError(absl::StrCat(
         "node ", node, ": bad data address in the map: ", std::string(worker.status().message()))));
@@ -65,7 +75,7 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* lin
   absl::MutexLock l(&mu_);
   auto it = peers_.find(node);
   if (it != peers_.end()) {
-    if (it->second.address == info->data_address) {
+    if (it->second.address == *address) {
       if (link != nullptr) {
         link->session = it->second.session;
         link->registered = it->second.registered.contains(ns);
@@ -75,7 +85,7 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* lin
     // The node restarted with a new worker: same PeerId, new connection.
     absl::Status s = transport_->Reconnect(it->second.peer, *worker);
     if (!s.ok()) return MarkUnreachable(s);
-    it->second.address = info->data_address;
+    it->second.address = *address;
     it->second.session = 0;
     it->second.registered.clear();
     it->second.imports.clear();
@@ -85,7 +95,7 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* lin
   if (!peer.ok()) return MarkUnreachable(peer.status());
   Peer& p = peers_[node];
   p.peer = *peer;
-  p.address = info->data_address;
+  p.address = *address;
   return p.peer;
 }
 

@@ -197,6 +197,8 @@ class DataPlane {
   MapWatcher* const maps_;
   const absl::Duration timeout_;
   const std::string credential_;
+  std::string tenant_name_;
+  const bool tenant_;  // credential_ is a tenant credential
   std::atomic<uint64_t> next_request_id_;
 
   absl::Mutex mu_;

@@ -135,6 +135,8 @@ class AgentImpl final : public Agent {
 
   const AgentOptions options_;
   std::unique_ptr<Transport> transport_;
+  // The worker tenants' clients use: messages only (no one-sided access).
+  std::unique_ptr<Transport> tenant_transport_;
   std::unique_ptr<MemoryRegion> arena_;
   std::unique_ptr<ShardStore> store_;
   std::unique_ptr<DataPlane> data_plane_;
@@ -177,6 +179,13 @@ absl::Status AgentImpl::Init() {
   tc.ucx_tls = options_.ucx_tls;
   KVF_ASSIGN_OR_RETURN(tc.net_devices, DataNetDevices(options_));
   KVF_ASSIGN_OR_RETURN(transport_, CreateTransport(tc));
+  // Tenants reach a second worker without one-sided access, so that UCX's
+  // emulated one-sided handlers (which serve any address) are not there at
+  // all (docs/security.md). Same interfaces as the data plane.
+  TransportConfig tenant_tc = tc;
+  tenant_tc.name = "tenants";
+  tenant_tc.one_sided = false;
+  KVF_ASSIGN_OR_RETURN(tenant_transport_, CreateTransport(tenant_tc));
   // Whole MiB: the slab allocator carves the arena into slabs of MiB sizes.
   const uint64_t host_bytes = options_.host_bytes / (1 << 20) * (1 << 20);
   if (host_bytes < (uint64_t{16} << 20)) {
@@ -198,6 +207,7 @@ absl::Status AgentImpl::Init() {
   dp.tenant_limits = options_.tenant_limits;
   dp.sessions = options_.sessions;
   data_plane_ = std::make_unique<DataPlane>(store_.get(), transport_.get(), arena_.get(), dp);
+  data_plane_->ServeAlso(tenant_transport_.get());
   peers_ = std::make_unique<PeerLinks>(transport_.get(), options_.token,
                                        [dp = data_plane_.get()] { return dp->self(); });
   replicator_ = std::make_unique<Replicator>(store_.get(), data_plane_.get(), peers_.get(),
@@ -267,6 +277,7 @@ absl::Status AgentImpl::JoinCluster(NodeId id) {
   proto::JoinRequest req;
   req.set_address(control_address_);
   req.set_data_address(EncodeDataAddress(transport_->address()));
+  req.set_tenant_data_address(EncodeDataAddress(tenant_transport_->address()));
   req.set_http_address(http_address_);
   std::string domain = options_.failure_domain;
   if (domain.empty()) {
@@ -449,6 +460,7 @@ void AgentImpl::Shutdown(bool leave) {
   peers_.reset();
   store_.reset();
   arena_.reset();
+  tenant_transport_.reset();
   transport_.reset();
 }
 

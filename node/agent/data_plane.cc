@@ -101,7 +101,7 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
 DataPlane::~DataPlane() {
   // Requests arriving from now on are refused without touching this object.
   for (uint16_t type = 1; type <= protocol::kMaxFrameType; ++type) {
-    (void)transport_->RegisterHandler(type, [](std::string_view) -> absl::StatusOr<std::string> {
+    (void)RegisterEverywhere(type, [](std::string_view) -> absl::StatusOr<std::string> {
       return absl::UnavailableError("agent is shutting down");
     });
   }
@@ -227,7 +227,7 @@ absl::Status DataPlane::Exhausted(LimitedResource r, const std::string& tenant, 
 absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove) {
   on_commit_ = std::move(on_commit);
   on_remove_ = std::move(on_remove);
-  KVF_RETURN_IF_ERROR(transport_->RegisterHandler(
+  KVF_RETURN_IF_ERROR(RegisterEverywhere(
       static_cast<uint16_t>(protocol::FrameType::kHelloRequest),
       [this](std::string_view bytes) -> absl::StatusOr<std::string> {
         const absl::Time start = absl::Now();
@@ -255,6 +255,12 @@ absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove
       DataOp::kWrite, [this](const auto& r, const Session& s) { return OnWrite(r, s); }));
   return Handle<protocol::InvalidateRequest>(
       DataOp::kInvalidate, [this](const auto& r, const Session& s) { return OnInvalidate(r, s); });
+}
+
+absl::Status DataPlane::RegisterEverywhere(uint16_t type, const MessageHandler& handler) {
+  KVF_RETURN_IF_ERROR(transport_->RegisterHandler(type, handler));
+  for (Transport* t : also_) KVF_RETURN_IF_ERROR(t->RegisterHandler(type, handler));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> DataPlane::OnHello(std::string_view bytes) {
@@ -287,7 +293,7 @@ absl::StatusOr<std::string> DataPlane::OnHello(std::string_view bytes) {
 
 template <typename Req, typename Fn>
 absl::Status DataPlane::Handle(DataOp op, Fn fn) {
-  return transport_->RegisterHandler(
+  return RegisterEverywhere(
       static_cast<uint16_t>(Req::kType),
       [this, op, fn](std::string_view bytes) -> absl::StatusOr<std::string> {
         const absl::Time start = absl::Now();

@@ -125,7 +125,12 @@ class DataPlane {
   DataPlane(const DataPlane&) = delete;
   DataPlane& operator=(const DataPlane&) = delete;
 
-  // Installs the handlers on the transport.
+  // Also serves the frames arriving on `transport` (before Start): the
+  // messages-only worker tenants use. Handlers are the same; what a frame
+  // may do still depends only on its session.
+  void ServeAlso(Transport* transport) { also_.push_back(transport); }
+
+  // Installs the handlers on the transport(s).
   absl::Status Start(CommitListener on_commit, RemoveListener on_remove = nullptr);
 
   void SetSelf(NodeId self) { self_.store(self); }
@@ -242,6 +247,9 @@ class DataPlane {
 
   ShardStore* const store_;
   Transport* const transport_;
+  std::vector<Transport*> also_;  // more transports served (ServeAlso)
+  // Registers `handler` for `type` on every transport served.
+  absl::Status RegisterEverywhere(uint16_t type, const MessageHandler& handler);
   const MemoryRegion* const arena_;
   const DataPlaneOptions options_;
   CommitListener on_commit_;

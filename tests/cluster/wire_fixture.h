@@ -46,6 +46,7 @@ class WireFixture : public ::testing::Test {
     o.agents = 2;
     o.replication = replication_;
     o.extra_agent_flags = extra_agent_flags_;
+    o.ucx_tls = ucx_tls_;
     auto c = LocalCluster::Start(o);
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = std::move(*c);
@@ -57,6 +58,7 @@ class WireFixture : public ::testing::Test {
     placement_.emplace(*std::move(placement));
     TransportConfig tc;
     tc.name = "wire-test";
+    tc.ucx_tls = ucx_tls_;
     auto t = CreateTransport(tc);
     ASSERT_TRUE(t.ok()) << t.status();
     transport_ = std::move(*t);
@@ -214,6 +216,7 @@ class WireFixture : public ::testing::Test {
   // Set before SetUp runs (in the derived fixture's constructor).
   std::vector<std::string> extra_agent_flags_ = {"--get_lease_ms=300"};
   int replication_ = 1;
+  std::string ucx_tls_;  // the agents' and this test's UCX_TLS; empty: UCX's choice
   std::unique_ptr<LocalCluster> cluster_;
   ClusterMap map_;
   std::optional<Placement> placement_;

@@ -286,6 +286,12 @@ class UcxTransport final : public Transport {
     abandoned_.push_back(std::move(state));
   }
   bool caller_progress() const { return config_.progress == ProgressMode::kCaller; }
+  // FAILED_PRECONDITION naming `api` when the context has no one-sided access.
+  absl::Status CheckOneSided(const char* api) const {
+    if (config_.one_sided) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        api, ": transport '", config_.name, "' was created without one-sided access (messages only)"));
+  }
   // Wakes the progress thread if it sleeps on the worker's event fd: called
   // after posting work that may need progress no event would announce.
   void WakeProgress() {

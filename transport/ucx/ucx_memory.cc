@@ -28,6 +28,7 @@ ucs_memory_type_t UcsMemoryType(MemoryType type) {
 absl::StatusOr<std::unique_ptr<MemoryRegion>> UcxTransport::RegisterMemory(void* data,
                                                                            size_t size,
                                                                            MemoryType type) {
+  KVF_RETURN_IF_ERROR(CheckOneSided("RegisterMemory"));
   if (data == nullptr || size == 0) {
     return absl::InvalidArgumentError("RegisterMemory: empty range");
   }
@@ -54,6 +55,7 @@ absl::StatusOr<std::unique_ptr<MemoryRegion>> UcxTransport::RegisterMemory(void*
 // back to software emulation over active messages.
 absl::StatusOr<std::unique_ptr<MemoryRegion>> UcxTransport::AllocateMemory(size_t size,
                                                                            MemoryType type) {
+  KVF_RETURN_IF_ERROR(CheckOneSided("AllocateMemory"));
   if (size == 0) return absl::InvalidArgumentError("AllocateMemory: empty range");
   KVF_RETURN_IF_ERROR(CheckMemoryType(caps_, type, "AllocateMemory"));
   const std::string ctx = absl::StrCat("allocating ", size, " bytes of ",
@@ -104,6 +106,7 @@ absl::StatusOr<std::unique_ptr<MemoryRegion>> UcxTransport::MakeRegion(void* dat
 
 absl::StatusOr<std::unique_ptr<RemoteRegion>> UcxTransport::ImportRemote(
     PeerId peer, const RemoteDescriptor& d, absl::Time deadline) {
+  KVF_RETURN_IF_ERROR(CheckOneSided("ImportRemote"));
   if (d.memory_type == MemoryType::kCuda && !caps_.cuda_memory) {
     return absl::InvalidArgumentError("ImportRemote: this UCX cannot move CUDA memory");
   }

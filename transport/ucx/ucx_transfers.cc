@@ -165,6 +165,7 @@ absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
 }
 
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::Post(TransferBatch batch) {
+  KVF_RETURN_IF_ERROR(CheckOneSided("Post"));
   const bool get = batch.kind == TransferKind::kGet;
   if (!get && batch.kind != TransferKind::kPut) {
     return absl::UnimplementedError("Post: the UCX backend moves blocks one-sided (kGet/kPut)");
