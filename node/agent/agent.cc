@@ -50,12 +50,14 @@ absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) 
 // data_listen_host (default: the host of `listen`), so UCX's TCP transport
 // listens there only. "" (UCX's choice) when the environment sets
 // UCX_NET_DEVICES: an operator's explicit setting wins.
-absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options) {
+// `host_override`, when set, replaces data_listen_host (the tenants' worker).
+absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options,
+                                           const std::string& host_override = "") {
   if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') {
     KVF_LOG(INFO) << "agent: UCX network devices from $UCX_NET_DEVICES (" << env << ")";
     return std::string();
   }
-  std::string host = options.data_listen_host;
+  std::string host = host_override.empty() ? options.data_listen_host : host_override;
   if (host.empty()) {
     int port = 0;
     KVF_RETURN_IF_ERROR(SplitHostPort(options.listen, &host, &port));
@@ -185,6 +187,10 @@ absl::Status AgentImpl::Init() {
   TransportConfig tenant_tc = tc;
   tenant_tc.name = "tenants";
   tenant_tc.one_sided = false;
+  if (!options_.tenant_listen_host.empty()) {
+    KVF_ASSIGN_OR_RETURN(tenant_tc.net_devices,
+                         DataNetDevices(options_, options_.tenant_listen_host));
+  }
   KVF_ASSIGN_OR_RETURN(tenant_transport_, CreateTransport(tenant_tc));
   // Whole MiB: the slab allocator carves the arena into slabs of MiB sizes.
   const uint64_t host_bytes = options_.host_bytes / (1 << 20) * (1 << 20);

@@ -40,6 +40,11 @@ struct AgentOptions {
   // (transport/net_devices.h; RDMA ports are kept). Empty: the host of
   // `listen`; "0.0.0.0": every interface. $UCX_NET_DEVICES, when set, wins.
   std::string data_listen_host;
+  // The same for the tenants' worker (no one-sided access; docs/security.md).
+  // Empty: as the data plane. Give tenants' network here and keep
+  // data_listen_host on the cluster's own, so tenants cannot reach the
+  // worker that has one-sided access.
+  std::string tenant_listen_host;
   // TLS (proto/channel.h). With both PEM files AgentControl serves over TLS;
   // with `tls_ca` the coordinator's certificate is verified against it.
   std::string tls_cert;

@@ -37,6 +37,9 @@ ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the nod
 ABSL_FLAG(std::string, data_listen_host, "",
           "IP the UCX data plane listens on (UCX is kept to its interface); empty: the host of "
           "--listen; 0.0.0.0: every interface");
+ABSL_FLAG(std::string, tenant_listen_host, "",
+          "IP the tenants' UCX worker (no one-sided access) listens on; empty: as "
+          "--data_listen_host. Keep --data_listen_host off the tenants' network");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate; with --tls_key serves AgentControl over TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify the coordinator with; empty: plaintext");
@@ -97,6 +100,7 @@ int Run(const GivenFlags& given) {
   options.eviction_policy = c->eviction_policy();
   options.ucx_tls = c->ucx_tls();
   options.data_listen_host = c->data_listen_host();
+  options.tenant_listen_host = c->tenant_listen_host();
   options.tls_cert = c->tls_cert();
   options.tls_key = c->tls_key();
   options.tls_ca = c->tls_ca();

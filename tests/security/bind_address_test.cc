@@ -216,6 +216,40 @@ TEST_F(BindAddressTest, DataPlaneWorksOnLoopbackAlone) {
   }
 }
 
+// The deployment docs/security.md asks for: the tenants' worker (no one-sided
+// access) on the tenants' network, everything else on the cluster's own
+// (loopback here).
+TEST_F(BindAddressTest, TheTenantsWorkerListensWhereToldAndNothingElseDoes) {
+  absl::StatusOr<std::vector<InterfaceAddress>> ifaces = LocalInterfaceAddresses();
+  ASSERT_TRUE(ifaces.ok()) << ifaces.status();
+  std::string external;
+  for (const InterfaceAddress& i : *ifaces) {
+    if (!i.loopback && i.address.find(':') == std::string::npos) external = i.address;
+  }
+  if (external.empty()) GTEST_SKIP() << "this machine has no non-loopback IPv4 interface";
+  LocalClusterOptions o = cluster_->options();
+  o.agents = 1;
+  o.wait_active = false;
+  o.coordinator_address = cluster_->coordinator();
+  o.extra_agent_flags = {"--tenant_listen_host=" + external};
+  o.dir = cluster_->dir() + "/tenants";
+  absl::StatusOr<std::unique_ptr<LocalCluster>> split = LocalCluster::Start(o);
+  ASSERT_TRUE(split.ok()) << split.status();
+  absl::StatusOr<std::vector<Listener>> ls = ListeningSockets((*split)->agents()[0].pid);
+  ASSERT_TRUE(ls.ok()) << ls.status();
+  std::cout << "agent with its tenants' worker on " << external << " listens on "
+            << Describe(*ls) << "\n";
+  size_t outside = 0;
+  for (const Listener& l : *ls) {
+    if (l.loopback()) continue;
+    ++outside;
+    EXPECT_NE(l.ToString().find(external), std::string::npos)
+        << "listens on " << l.ToString() << ", neither loopback nor " << external;
+  }
+  EXPECT_GE(outside, 1u) << "the tenants' worker is not listening on " << external;
+  EXPECT_GE(ls->size() - outside, 3u) << "gRPC, HTTP and the trusted worker stay on loopback";
+}
+
 // The control: with every interface allowed, UCX listens on a non-loopback
 // address (where the machine has one), and the check above would see it.
 TEST_F(BindAddressTest, AgentAllowedEveryInterfaceIsSeenListeningOutside) {
