@@ -23,6 +23,10 @@ struct DeviceInventory {
 // Asks the driver once per process and caches the answer. Thread-safe.
 const DeviceInventory& Devices();
 
+// True when `ptr` points into CUDA device memory (cudaMalloc'd, not managed
+// or host memory). False without CUDA or without a device.
+bool IsDeviceMemory(const void* ptr);
+
 // Owns one cudaMalloc allocation. Move-only; freed in the destructor.
 class DeviceBuffer {
  public:

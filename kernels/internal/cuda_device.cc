@@ -53,6 +53,21 @@ const DeviceInventory& Devices() {
   return *inventory;
 }
 
+bool IsDeviceMemory(const void* ptr) {
+#if KVF_WITH_CUDA
+  if (ptr == nullptr || Devices().count == 0) return false;
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
+    cudaGetLastError();  // plain host memory on old runtimes: clear the error
+    return false;
+  }
+  return attr.type == cudaMemoryTypeDevice;
+#else
+  (void)ptr;
+  return false;
+#endif
+}
+
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes, int device) {
 #if KVF_WITH_CUDA
   if (device < 0 || device >= Devices().count) {
