@@ -14,6 +14,8 @@ packages=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libopenmpi-dev openmpi-bin                      # mpirun launcher
   libcpp-httplib-dev                              # /metrics and /healthz
+  python3-dev pybind11-dev python3-pybind11       # the Python package (python/, docs/python.md)
+  python3-numpy python3-torch python3-pytest      # its buffers, torch KV caches and tests (CPU torch)
   redis-server                                    # kvf-bench's peer: the issue names Redis as the store to beat
 )
 
