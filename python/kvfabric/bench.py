@@ -3,17 +3,20 @@ Python API against the C++ client in the same run (docs/benchmarks.md).
 
 Both sides use one Client, one namespace and the same blocks: `callers`
 Python threads each call batch_get/batch_put on their own `batch` blocks in a
-loop; then the same number of C++ threads run the same loop inside the module
+loop; the same number of C++ threads run the same loop inside the module
 (_kvfabric._cxx_batch_loop). Puts are mutable (each one stores a new version:
-re-putting an immutable block is a no-op that would move no bytes). Prints a table and, with --json, one JSON object.
-Connects like `python3 -m kvfabric` (KVF_COORDINATOR, KVF_TOKEN /
-KVF_TOKEN_FILE); `kvf-launch local -- python3 -m kvfabric.bench` runs it on a
-fresh local cluster.
+re-putting an immutable block is a no-op that would move no bytes). Each row
+is the median of --repeat runs of each side, the side that goes first
+alternating, so drift on a busy machine hits both. Prints a table and, with
+--json, one JSON object. Connects like `python3 -m kvfabric` (KVF_COORDINATOR,
+KVF_TOKEN / KVF_TOKEN_FILE); `kvf-launch local -- python3 -m kvfabric.bench`
+runs it on a fresh local cluster.
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -55,7 +58,8 @@ def python_loop(client, ns, chain, op, callers, batch, seconds):
             "bytes": sum(done) * size}
 
 
-def run(client, *, block_kib=256, callers=(1, 4, 16), batch=16, seconds=3.0, ops=("put", "get")):
+def run(client, *, block_kib=256, callers=(1, 4, 16), batch=16, seconds=3.0, ops=("put", "get"),
+        repeat=1):
     # Layout of block_kib KiB blocks: 2 layers x 8 heads x 128 dims x fp16 x
     # 2 (K,V) = 8 KiB per token, so block_kib / 8 tokens.
     tokens = max(1, block_kib // 8)
@@ -70,14 +74,22 @@ def run(client, *, block_kib=256, callers=(1, 4, 16), batch=16, seconds=3.0, ops
     rows = []
     for op in ops:
         for n in callers:
-            py = python_loop(client, ns, chain, op, n, batch, seconds)
-            cxx = _kvfabric._cxx_batch_loop(client, ns, chain, op, n, batch, seconds)
-            py_gbs = py["bytes"] / py["seconds"] / 1e9
-            cxx_gbs = cxx["bytes"] / cxx["seconds"] / 1e9
+            # Alternate which side runs first, so drift on a busy machine
+            # (other processes, the agents' own state) hits both alike.
+            pys, cxxs = [], []
+            for rep in range(repeat):
+                pair = [lambda: pys.append(python_loop(client, ns, chain, op, n, batch, seconds)),
+                        lambda: cxxs.append(_kvfabric._cxx_batch_loop(client, ns, chain, op, n,
+                                                                      batch, seconds))]
+                for side in (pair if rep % 2 == 0 else pair[::-1]):
+                    side()
+            py_gbs = statistics.median(r["bytes"] / r["seconds"] / 1e9 for r in pys)
+            cxx_gbs = statistics.median(r["bytes"] / r["seconds"] / 1e9 for r in cxxs)
             rows.append({"op": op, "callers": n, "batch": batch, "block_bytes": ns.block_bytes(),
-                         "python_gbps": py_gbs, "cxx_gbps": cxx_gbs,
+                         "repeat": repeat, "python_gbps": py_gbs, "cxx_gbps": cxx_gbs,
                          "ratio": py_gbs / cxx_gbs if cxx_gbs else 0.0,
-                         "python_failed": py["failed"], "cxx_failed": cxx["failed"]})
+                         "python_failed": sum(r["failed"] for r in pys),
+                         "cxx_failed": sum(r["failed"] for r in cxxs)})
     client.remove(ns, chain)
     return rows
 
@@ -88,11 +100,13 @@ def main(argv=None):
     p.add_argument("--callers", default="1,4,16", help="comma-separated caller counts")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of each side per row, alternating which goes first; medians")
     p.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
     args = p.parse_args(argv)
     client = kvfabric.Client.from_env()
     rows = run(client, block_kib=args.block_kib, callers=[int(x) for x in args.callers.split(",")],
-               batch=args.batch, seconds=args.seconds)
+               batch=args.batch, seconds=args.seconds, repeat=args.repeat)
     print(f"{'op':<4} {'callers':>7} {'batch':>5} {'python GB/s':>11} {'C++ GB/s':>9} {'py/C++':>7}")
     for r in rows:
         print(f"{r['op']:<4} {r['callers']:>7} {r['batch']:>5} {r['python_gbps']:>11.2f} "

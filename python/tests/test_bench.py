@@ -8,7 +8,7 @@ import sys
 
 def test_bench_prints_a_row_per_op_and_caller_count(cluster):
     r = subprocess.run([sys.executable, "-m", "kvfabric.bench", "--seconds", "0.3", "--callers",
-                        "1,2", "--batch", "4", "--block-kib", "64", "--json"],
+                        "1,2", "--batch", "4", "--block-kib", "64", "--repeat", "1", "--json"],
                        env=cluster.env(), text=True, capture_output=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
