@@ -347,11 +347,15 @@ TEST_F(PagedGpu, BadArgumentsAreRejectedBeforeAnyLaunch) {
                                    out.get(), out.size(), nullptr, nullptr)
                 .code,
             kcore::ResultCode::kInvalidArgument);
+  // d_error is required to decode. The input must be long enough for an int8
+  // blob, or the (earlier) size check answers DATA_LOSS instead: the first
+  // H200 run caught exactly that with the int4-sized buffer above.
   const std::vector<int32_t> ok = {0, 1};
+  DevMem int8_blob(kcore::StoredSize(CodecId::kInt8, s));
   EXPECT_EQ(kcore::ScatterOnDevice(pool->dev, s, ok.data(), ok.size(), CodecId::kInt8, 0,
-                                   out.get(), out.size(), nullptr, nullptr)
+                                   int8_blob.get(), int8_blob.size(), nullptr, nullptr)
                 .code,
-            kcore::ResultCode::kInvalidArgument);  // d_error is required to decode
+            kcore::ResultCode::kInvalidArgument);
   EXPECT_TRUE(pool->SameAsHost());
 }
 

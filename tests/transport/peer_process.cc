@@ -238,13 +238,14 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
       config.nccl_unique_id = c[1];
       config.nccl_rank = 1;
       config.nccl_world_size = 2;
+      config.cuda_device = 1;  // NCCL refuses two ranks on one GPU
       size_t len = 0;
       uint64_t seed = 0;
       (void)absl::SimpleAtoi(c[2], &len);
       (void)absl::SimpleAtoi(c[3], &seed);
       auto status = [&]() -> absl::StatusOr<std::string> {
         KVF_ASSIGN_OR_RETURN(auto nccl, CreateTransport(config));
-        KVF_ASSIGN_OR_RETURN(DeviceBuffer buf, DeviceBuffer::Allocate(len, 0));
+        KVF_ASSIGN_OR_RETURN(DeviceBuffer buf, DeviceBuffer::Allocate(len, config.cuda_device));
         TransferBatch b;
         b.kind = TransferKind::kRecv;
         b.peer = 0;

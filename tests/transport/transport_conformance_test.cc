@@ -75,8 +75,25 @@ absl::Time Soon(int seconds = 20) { return absl::Now() + absl::Seconds(seconds);
 class TransportConformance : public ::testing::TestWithParam<Config> {
  protected:
   void SetUp() override {
-    if (GetParam().backend == TransportBackend::kNccl && Devices().count == 0) {
+    if (GetParam().backend != TransportBackend::kNccl) return;
+    if (Devices().count == 0) {
       GTEST_SKIP() << "NCCL conformance needs a CUDA device: " << Devices().reason;
+    }
+    // NCCL moves device memory between the ranks of one communicator: no
+    // one-sided access, no messages, and no transport without a unique id
+    // and a peer rank. The tests written for UCX's model skip here (the
+    // first H200 run failed 11 of them creating an NCCL transport with no
+    // unique id); the NCCL tests are named for it.
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    if (test.find("BetweenRanks") == std::string::npos) {
+      GTEST_SKIP() << "a UCX-model test (one-sided access, messages); NCCL has neither";
+    }
+    // NCCL refuses two ranks of one communicator on one GPU ("Duplicate GPU
+    // detected"), so its two-process tests need two devices.
+    if (Devices().count < 2) {
+      GTEST_SKIP() << "NCCL refuses two ranks on one GPU: this test needs 2 CUDA devices, this "
+                      "machine has "
+                   << Devices().count;
     }
   }
 
@@ -719,7 +736,8 @@ TEST_P(TransportConformance, CancelReleasesBuffersAndReconnectRecovers) {
   EXPECT_TRUE(SameBytes(Pattern(21, 0, 4096), local.data(), 4096));
 }
 
-// Two ranks, one GPU each (or both on one): rank 0 sends, the child receives.
+// Two ranks, one GPU each (device 0 here, device 1 in the child): rank 0
+// sends, the child receives and compares.
 TEST_P(TransportConformance, TwoSidedBatchesBetweenRanks) {
   if (GetParam().backend != TransportBackend::kNccl) GTEST_SKIP() << "UCX moves blocks one-sided";
   auto uid = NcclUniqueId();
@@ -734,9 +752,11 @@ TEST_P(TransportConformance, TwoSidedBatchesBetweenRanks) {
   c.nccl_unique_id = *uid;
   c.nccl_rank = 0;
   c.nccl_world_size = 2;
+  c.cuda_device = 0;
   std::thread receiver([&] {
     auto r = (*child)->Request({"nccl_recv", *uid, absl::StrCat(kLen), "77"}, absl::Seconds(120));
     EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) EXPECT_EQ(r->size() > 1 ? (*r)[1] : "", "same");
   });
   auto t = CreateTransport(c);
   ASSERT_TRUE(t.ok()) << t.status();
