@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/paged.h"
 #include "client/sequence.h"
 #include "common/block_hash.h"
 
@@ -273,6 +274,62 @@ kvf_status kvf_remove(kvf_client* client, const kvf_namespace* ns, const kvf_blo
               "kvf_remove: [begin, begin + count) is outside the chain");
   std::vector<kvf::BlockKey> keys = Chain(chain, chain_len);
   auto r = client->impl->Remove(ns->ns, keys, begin, begin + count);
+  if (!r.ok()) return Fail(r.status());
+  return Finish(*r, per_block);
+}
+
+// ---- Paged KV ---------------------------------------------------------------
+
+namespace {
+
+kvf::PagedKvDesc PagedDesc(const kvf_paged_kv& p) {
+  kvf::PagedKvDesc d;
+  d.kind = kvf::PagedLayoutKind::kCustom;
+  d.num_layers = p.num_layers;
+  d.num_kv_heads = p.num_kv_heads;
+  d.head_dim = p.head_dim;
+  d.page_size = p.page_size;
+  d.num_pages = p.num_pages;
+  d.dtype = static_cast<kvf::ElemType>(p.dtype);
+  d.page_stride = p.page_stride;
+  d.kv_stride = p.kv_stride;
+  d.token_stride = p.token_stride;
+  d.head_stride = p.head_stride;
+  if (p.layer_bases != nullptr) d.layer_bases.assign(p.layer_bases, p.layer_bases + p.num_layers);
+  d.layer_bytes = p.layer_bytes;
+  return d;
+}
+
+}  // namespace
+
+kvf_status kvf_save_pages(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
+                          size_t chain_len, size_t begin, size_t count, const kvf_paged_kv* pages,
+                          const int32_t* page_ids, size_t num_page_ids, uint32_t codec,
+                          kvf_status* per_block) {
+  KVF_C_CHECK(client != nullptr && ns != nullptr && pages != nullptr,
+              "kvf_save_pages: client, ns and pages are required");
+  KVF_C_CHECK(chain != nullptr || chain_len == 0, "kvf_save_pages: chain is NULL");
+  KVF_C_CHECK(page_ids != nullptr || num_page_ids == 0, "kvf_save_pages: page_ids is NULL");
+  KVF_C_CHECK(pages->dtype <= KVF_DTYPE_FP32, "kvf_save_pages: unknown dtype");
+  KVF_C_CHECK(codec < static_cast<uint32_t>(kvf::kNumCodecs), "kvf_save_pages: unknown codec");
+  kvf::PutOptions o;
+  o.codec = static_cast<kvf::CodecId>(codec);
+  auto r = kvf::SavePages(*client->impl, ns->ns, Chain(chain, chain_len), begin, count,
+                          PagedDesc(*pages), {page_ids, num_page_ids}, o);
+  if (!r.ok()) return Fail(r.status());
+  return Finish(*r, per_block);
+}
+
+kvf_status kvf_load_pages(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
+                          size_t chain_len, size_t begin, size_t count, const kvf_paged_kv* pages,
+                          const int32_t* page_ids, size_t num_page_ids, kvf_status* per_block) {
+  KVF_C_CHECK(client != nullptr && ns != nullptr && pages != nullptr,
+              "kvf_load_pages: client, ns and pages are required");
+  KVF_C_CHECK(chain != nullptr || chain_len == 0, "kvf_load_pages: chain is NULL");
+  KVF_C_CHECK(page_ids != nullptr || num_page_ids == 0, "kvf_load_pages: page_ids is NULL");
+  KVF_C_CHECK(pages->dtype <= KVF_DTYPE_FP32, "kvf_load_pages: unknown dtype");
+  auto r = kvf::LoadPages(*client->impl, ns->ns, Chain(chain, chain_len), begin, count,
+                          PagedDesc(*pages), {page_ids, num_page_ids});
   if (!r.ok()) return Fail(r.status());
   return Finish(*r, per_block);
 }

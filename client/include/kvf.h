@@ -157,6 +157,42 @@ kvf_status kvf_exists(kvf_client* client, const kvf_namespace* ns, const kvf_blo
 kvf_status kvf_remove(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
                       size_t chain_len, size_t begin, size_t count, kvf_status* per_block);
 
+/* ---- Paged KV (client/paged.h, docs/python.md "Paged KV") -----------------
+ * An engine's KV pages: per layer a base pointer, and element strides of
+ * page, K|V, token slot and head (the head_dim elements of a head are
+ * contiguous). Element (page p, kv, slot s, head h, d) of layer l is at
+ *   layer_bases[l] + (p*page_stride + kv*kv_stride + s*token_stride
+ *                     + h*head_stride + d) * element size.
+ * vLLM's per-layer [num_pages][2][page_size][H][D] tensors: page_stride =
+ * 2*page_size*H*D, kv_stride = page_size*H*D, token_stride = H*D,
+ * head_stride = D. Host memory in this version (device pages answer
+ * KVF_UNIMPLEMENTED). */
+typedef struct kvf_paged_kv {
+  uint32_t num_layers, num_kv_heads, head_dim;
+  uint32_t page_size; /* tokens per page; must divide the block's tokens */
+  uint32_t num_pages; /* per layer */
+  uint32_t dtype;     /* KVF_DTYPE_*, as the namespace's */
+  uint64_t page_stride, kv_stride, token_stride, head_stride;
+  void* const* layer_bases; /* num_layers pointers */
+  uint64_t layer_bytes;     /* bytes addressable from each base; 0 = unchecked */
+} kvf_paged_kv;
+
+/* Stores blocks [begin, begin + count) of `chain` from `pages`: block
+ * begin + i is made of pages page_ids[i*P .. (i+1)*P), P = block_tokens /
+ * page_size (num_page_ids must be count * P), encoded with `codec`. A layout
+ * that does not match the namespace's is KVF_INVALID_ARGUMENT before any
+ * byte moves. `per_block` may be NULL. */
+kvf_status kvf_save_pages(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
+                          size_t chain_len, size_t begin, size_t count, const kvf_paged_kv* pages,
+                          const int32_t* page_ids, size_t num_page_ids, uint32_t codec,
+                          kvf_status* per_block);
+
+/* Loads blocks [begin, begin + count) of `chain` into `pages`. A block whose
+ * per_block status is not KVF_OK left its pages untouched: recompute it. */
+kvf_status kvf_load_pages(kvf_client* client, const kvf_namespace* ns, const kvf_block_key* chain,
+                          size_t chain_len, size_t begin, size_t count, const kvf_paged_kv* pages,
+                          const int32_t* page_ids, size_t num_page_ids, kvf_status* per_block);
+
 /* ---- Sequences (docs/sequences.md) ----------------------------------------
  * A sequence is a mutable, position-addressed list of blocks of one
  * namespace: an engine appends decode-time blocks and may overwrite a

@@ -60,6 +60,8 @@ static void error_paths(void) {
   CHECK(kvf_connect(NULL, &c, NULL) == KVF_INVALID_ARGUMENT);
   CHECK(kvf_register_namespace(NULL, NULL, NULL) == KVF_INVALID_ARGUMENT);
   CHECK(kvf_put(NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL) == KVF_INVALID_ARGUMENT);
+  CHECK(kvf_save_pages(NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL) == KVF_INVALID_ARGUMENT);
+  CHECK(kvf_load_pages(NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, NULL) == KVF_INVALID_ARGUMENT);
   CHECK(strcmp(kvf_status_name(KVF_NOT_FOUND), "NOT_FOUND") == 0);
   CHECK(strcmp(kvf_status_name(99), "UNKNOWN_STATUS") == 0);
   kvf_close(NULL);
@@ -181,6 +183,64 @@ static void sequences(kvf_client* c, const kvf_namespace* ns, size_t bytes) {
   kvf_sequence_close(seq);
 }
 
+/* Paged KV: two engines' caches in vLLM's layout, [pages][2][16][H][D] per
+ * layer (bf16 as 16-bit words), blocks of one page each. */
+static void paged(kvf_client* c, const kvf_namespace* ns, const kvf_block_key* chain) {
+  enum { L = 2, H = 2, D = 32, T = 16, PAGES = 6 };
+  const size_t per_layer = (size_t)PAGES * 2 * T * H * D;
+  uint16_t* a[L];
+  uint16_t* b[L];
+  kvf_paged_kv pa, pb;
+  const int32_t a_pages[3] = {4, 0, 2}, b_pages[3] = {1, 5, 3};
+  kvf_status per_block[3];
+  size_t l, i;
+  for (l = 0; l < L; ++l) {
+    a[l] = malloc(per_layer * 2);
+    b[l] = calloc(per_layer, 2);
+    for (i = 0; i < per_layer; ++i) a[l][i] = (uint16_t)(rand() & 0x3bff);
+  }
+  memset(&pa, 0, sizeof(pa));
+  pa.num_layers = L;
+  pa.num_kv_heads = H;
+  pa.head_dim = D;
+  pa.page_size = T;
+  pa.num_pages = PAGES;
+  pa.dtype = KVF_DTYPE_BF16;
+  pa.page_stride = 2 * T * H * D;
+  pa.kv_stride = T * H * D;
+  pa.token_stride = H * D;
+  pa.head_stride = D;
+  pa.layer_bases = (void* const*)a;
+  pa.layer_bytes = per_layer * 2;
+  pb = pa;
+  pb.layer_bases = (void* const*)b;
+
+  CHECK(kvf_save_pages(c, ns, chain, 8, 0, 3, &pa, a_pages, 3, KVF_CODEC_NONE, per_block) == KVF_OK);
+  CHECK(kvf_load_pages(c, ns, chain, 8, 0, 3, &pb, b_pages, 3, per_block) == KVF_OK);
+  for (i = 0; i < 3; ++i) {
+    CHECK(per_block[i] == KVF_OK);
+    for (l = 0; l < L; ++l) {
+      const size_t page = (size_t)2 * T * H * D;
+      CHECK(memcmp(a[l] + a_pages[i] * page, b[l] + b_pages[i] * page, page * 2) == 0);
+    }
+  }
+  /* A block nobody holds: reported, its pages untouched (still zero). */
+  CHECK(kvf_load_pages(c, ns, chain, 8, 7, 1, &pb, b_pages, 1, per_block) == KVF_NOT_FOUND);
+  CHECK(per_block[0] == KVF_NOT_FOUND);
+  /* A layout that is not the namespace's (1 head) is refused. */
+  pb.num_kv_heads = 1;
+  CHECK(kvf_load_pages(c, ns, chain, 8, 0, 1, &pb, b_pages, 1, NULL) == KVF_INVALID_ARGUMENT);
+  CHECK(strstr(kvf_last_error(), "num_kv_heads") != NULL);
+  /* Wrong number of page ids. */
+  CHECK(kvf_save_pages(c, ns, chain, 8, 0, 2, &pa, a_pages, 3, KVF_CODEC_NONE, NULL) ==
+        KVF_INVALID_ARGUMENT);
+  CHECK(kvf_remove(c, ns, chain, 8, 0, 3, NULL) == KVF_OK);
+  for (l = 0; l < L; ++l) {
+    free(a[l]);
+    free(b[l]);
+  }
+}
+
 static int round_trips(const char* coordinator, const char* token) {
   kvf_client_options o;
   kvf_client* c = NULL;
@@ -265,6 +325,7 @@ static int round_trips(const char* coordinator, const char* token) {
   CHECK(prefix == 0);
 
   sequences(c, ns, bytes);
+  paged(c, ns, chain);
 
   for (i = 0; i < 8; ++i) {
     free(src[i]);
