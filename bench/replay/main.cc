@@ -3,8 +3,11 @@
 //
 //   kvf-trace-replay [--trace FILE] [--capacities 0.02,0.05,0.10,0.20]
 //                    [--policies all|lru,chain,...] [--block-bytes N]
-//                    [--json FILE] [--direct]
+//                    [--json FILE] [--direct] [--part all|first|second]
 //
+// --part first|second replays only the first or second half of the trace's
+// requests (capacities are then fractions of that half's unique blocks), to
+// check that a policy's gain is not fitted to one stretch of one trace.
 // --direct drives the policies without a ShardStore (a fast simulator of the
 // store's protocol); by default every policy runs inside a real store.
 #include <algorithm>
@@ -42,12 +45,13 @@ struct Args {
   uint64_t block_bytes = 1024;
   std::string json;
   bool direct = false;
+  std::string part = "all";  // all, first or second half of the requests
 };
 
 constexpr char kUsage[] =
     "usage: kvf-trace-replay [--trace FILE] [--capacities 0.02,0.05,0.10,0.20]\n"
     "                        [--policies all|NAME,...] [--block-bytes N] [--json FILE]\n"
-    "                        [--direct]\n";
+    "                        [--direct] [--part all|first|second]\n";
 
 std::string DefaultTrace() {
   if (const char* env = std::getenv("KVF_TRACE"); env != nullptr && *env != '\0') return env;
@@ -77,6 +81,12 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       args.trace = std::string(value);
     } else if (arg == "--json") {
       args.json = std::string(value);
+    } else if (arg == "--part") {
+      if (value != "all" && value != "first" && value != "second") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--part: '", value, "' is not all, first or second"));
+      }
+      args.part = value;
     } else if (arg == "--policies") {
       policies = std::string(value);
     } else if (arg == "--block-bytes") {
@@ -123,8 +133,13 @@ struct Row {
 absl::Status Run(const Args& args) {
   auto t0 = std::chrono::steady_clock::now();
   KVF_ASSIGN_OR_RETURN(Trace trace, LoadTrace(args.trace));
-  std::printf("trace %s: %zu requests, %llu block references, %llu unique blocks\n",
-              args.trace.c_str(), trace.requests.size(),
+  if (args.part != "all") {
+    const size_t half = trace.requests.size() / 2;
+    trace = args.part == "first" ? SliceTrace(trace, 0, half)
+                                 : SliceTrace(trace, half, trace.requests.size());
+  }
+  std::printf("trace %s (%s): %zu requests, %llu block references, %llu unique blocks\n",
+              args.trace.c_str(), args.part.c_str(), trace.requests.size(),
               static_cast<unsigned long long>(trace.total_blocks),
               static_cast<unsigned long long>(trace.unique_blocks));
   std::printf("mode: %s; hit rate = leading cached blocks / blocks requested\n\n",
@@ -190,7 +205,7 @@ absl::Status Run(const Args& args) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 
   if (!args.json.empty()) {
-    std::string json = absl::StrCat("{\"trace\":\"", args.trace, "\",\"mode\":\"",
+    std::string json = absl::StrCat("{\"trace\":\"", args.trace, "\",\"part\":\"", args.part, "\",\"mode\":\"",
                                     args.direct ? "direct" : "store", "\",\"block_bytes\":",
                                     args.block_bytes, ",\"requests\":", trace.requests.size(),
                                     ",\"unique_blocks\":", trace.unique_blocks,

@@ -1,5 +1,6 @@
 #include "bench/replay/trace.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -165,6 +166,21 @@ absl::StatusOr<Trace> LoadTrace(const std::string& path) {
                         absl::StrCat(path, ": ", trace.status().message()));
   }
   return trace;
+}
+
+Trace SliceTrace(const Trace& trace, size_t begin, size_t end) {
+  end = std::min(end, trace.requests.size());
+  begin = std::min(begin, end);
+  Trace out;
+  absl::flat_hash_set<uint64_t> unique;
+  for (size_t r = begin; r < end; ++r) {
+    const TraceRequest& request = trace.requests[r];
+    out.total_blocks += request.hash_ids.size();
+    unique.insert(request.hash_ids.begin(), request.hash_ids.end());
+    out.requests.push_back(request);
+  }
+  out.unique_blocks = unique.size();
+  return out;
 }
 
 }  // namespace kvf::replay

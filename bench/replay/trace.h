@@ -33,6 +33,10 @@ absl::StatusOr<Trace> ParseTrace(std::string_view text);
 // Reads and parses a file; NOT_FOUND if it cannot be opened.
 absl::StatusOr<Trace> LoadTrace(const std::string& path);
 
+// Requests [begin, end) of `trace` (clamped), with the counts recomputed: for
+// checking a policy on one half of a trace and then on the other.
+Trace SliceTrace(const Trace& trace, size_t begin, size_t end);
+
 }  // namespace kvf::replay
 
 #endif  // KVF_BENCH_REPLAY_TRACE_H_

@@ -10,7 +10,7 @@
 namespace kvf {
 
 std::vector<std::string_view> EvictionPolicyNames() {
-  return {"lru", "lfu", "fifo", "s3fifo", "chain", "chain-lru"};
+  return {"lru", "lfu", "fifo", "s3fifo", "chain", "chain-lru", "reuse"};
 }
 
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateEvictionPolicy(std::string_view name,
@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateEvictionPolicy(std::string
   if (name == "fifo") return internal::NewFifoPolicy(capacity_hint);
   if (name == "s3fifo") return internal::NewS3FifoPolicy(capacity_hint);
   if (name == "chain") return internal::NewChainPolicy(capacity_hint, {});
+  if (name == "reuse") return internal::NewReusePolicy(capacity_hint, {});
   if (name == "chain-lru") {
     // Plain LRU order, but a request's blocks kept head-first: isolates what
     // tail-first ordering alone is worth.

@@ -60,6 +60,44 @@ struct ChainPolicyOptions {
 std::unique_ptr<EvictionPolicy> NewChainPolicy(size_t capacity_hint,
                                                const ChainPolicyOptions& options);
 
+// Reuse-learning policy (reuse.cc; docs/eviction.md explains the why). Every
+// entry has a class: its chain level (how many follow-up requests its chain
+// has had) x how often the key was accessed before (both bucketed: 0, 1, 2-3,
+// 4+), or "the partial last block of a request". Its age is the number of
+// accesses since its last access. A sample of the keys, plus every hit on a
+// cached entry, teaches the policy per class and age how many reuses are still
+// to come per unit of cache space-time (a Gittins-style index); Evict takes
+// the entry where that is lowest among the oldest entry of each class. Like
+// `chain` it keeps a request's blocks together, head in front. Nothing here
+// is tuned to a capacity: ages are relative, horizons scale with the entries.
+struct ReusePolicyOptions {
+  std::string_view name = "reuse";
+  // What an entry's class is made of besides "partial tail" (kNone: one
+  // class, entries ranked by age alone).
+  enum class Classes { kNone, kLevel, kCount, kLevelAndCount };
+  Classes classes = Classes::kLevelAndCount;
+  // The partial last block of a request gets a class of its own.
+  bool tail_class = true;
+  // Evicted keys (with their level and count) are remembered for
+  // ghost_factor x entries evictions, so a block that comes back is known.
+  size_t ghost_factor = 4;
+  // One key in 2^sample_shift feeds the reuse history ...
+  uint32_t sample_shift = 4;
+  // ... which remembers at least min_history keys ...
+  size_t min_history = 4096;
+  // ... and forgets accesses older than horizon_factor x entries accesses.
+  uint64_t horizon_factor = 8;
+  // The index is recomputed every max(min_period, entries) accesses ...
+  uint64_t min_period = 4096;
+  // ... and the counts then lose 1/decay_periods of their weight.
+  double decay_periods = 16;
+  // Pseudo-lifetimes of the pooled (all-class) distribution added to every
+  // class, so a rarely seen class is ranked like an average one.
+  double prior_lifetimes = 16;
+};
+std::unique_ptr<EvictionPolicy> NewReusePolicy(size_t capacity_hint,
+                                               const ReusePolicyOptions& options);
+
 }  // namespace kvf::internal
 
 #endif  // KVF_NODE_EVICTION_INTERNAL_POLICIES_H_
