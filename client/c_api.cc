@@ -150,7 +150,8 @@ kvf_status kvf_register_namespace(kvf_client* client, const kvf_namespace_spec* 
   s.layout.dtype = static_cast<kvf::DType>(spec->dtype);
   s.tp_rank = spec->tp_rank;
   s.tp_size = spec->tp_size == 0 ? 1 : spec->tp_size;
-  s.segment_blocks = spec->segment_blocks == 0 ? 16 : spec->segment_blocks;
+  s.segment_blocks = spec->segment_blocks == 0 ? kvf::NamespaceSpec{}.segment_blocks
+                                               : spec->segment_blocks;
   s.hash = static_cast<kvf::HashAlgorithm>(spec->hash_algorithm);
   auto ns = client->impl->RegisterNamespace(s);
   if (!ns.ok()) return Fail(ns.status());

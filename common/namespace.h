@@ -24,8 +24,12 @@ struct NamespaceSpec {
   uint32_t tp_size = 1;
   std::string tenant;
   HashAlgorithm hash = HashAlgorithm::kXxh3_128;
-  // Blocks per placement segment (docs/design.md, "Segment"); used by placement.
-  uint32_t segment_blocks = 16;
+  // Blocks per placement segment (docs/design.md, "Segment"); used by
+  // placement. 1 (each block placed by its own key) balances a cluster whose
+  // requests share a first block; larger segments keep a chain's blocks
+  // together at the price of one node holding every request's first segment
+  // (docs/decisions.md, "Placement segments").
+  uint32_t segment_blocks = 1;
 
   static constexpr size_t kMaxStringLength = 256;
 

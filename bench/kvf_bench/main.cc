@@ -52,12 +52,15 @@ modes:
 cluster (one of):
   --local N                start N agents + a coordinator here, stop them at the end
     --replication R        (2)    --capacity_bytes B  total, split across agents
+    --agent_flag F         pass F to every agent (repeatable), e.g. --agent_flag=--eviction_policy=chain
+    --coordinator_flag F   pass F to the coordinator (repeatable), e.g. --coordinator_flag=--high_watermark=0.95
   --coordinator HOST:PORT  a running cluster ($KVF_COORDINATOR)
     --token T | --token_file F    ($KVF_TOKEN, $KVF_TOKEN_FILE)
     --agent_http H:P,...   agents' HTTP addresses, for the per-node balance
   --ucx_tls T              UCX transports (--local default: posix,cma,self)
 options:
   --block_bytes B  (256 KiB; trace: 64 KiB)   --batch N  blocks per call (1)
+  --segment_blocks N  the namespace's placement segment, in blocks (1)
   --clients C  kvf::Client instances (4; trace: 1)
   --threads T  per client (4)                 --keys K  key space of get/mixed (1024)
   --seconds S  (5)   --read_fraction F  mixed (0.5)
@@ -77,6 +80,9 @@ struct Args {
   int local = 0;
   uint32_t replication = 2;
   uint64_t capacity_bytes = 0;
+  std::vector<std::string> agent_flags;  // --local: extra kvf-agent flags
+  uint32_t segment_blocks = NamespaceSpec{}.segment_blocks;
+  std::vector<std::string> coordinator_flags;  // --local: extra kvf-coordinator flags
   std::string coordinator, token, token_file, ucx_tls;
   bool ucx_tls_set = false;
   bool has_tenant = false;
@@ -145,6 +151,14 @@ absl::StatusOr<Args> Parse(int argc, char** argv) {
     if (flag == "--local") KVF_NUM(a.local, absl::SimpleAtoi)
     else if (flag == "--replication") KVF_NUM(a.replication, absl::SimpleAtoi)
     else if (flag == "--capacity_bytes") KVF_NUM(a.capacity_bytes, ParseBytes)
+    else if (flag == "--segment_blocks") KVF_NUM(a.segment_blocks, absl::SimpleAtoi)
+    else if (flag == "--agent_flag") {
+      KVF_ASSIGN_OR_RETURN(std::string f, next());
+      a.agent_flags.push_back(std::move(f));
+    } else if (flag == "--coordinator_flag") {
+      KVF_ASSIGN_OR_RETURN(std::string f, next());
+      a.coordinator_flags.push_back(std::move(f));
+    }
     else if (flag == "--coordinator") { KVF_ASSIGN_OR_RETURN(a.coordinator, next()); }
     else if (flag == "--token") { KVF_ASSIGN_OR_RETURN(a.token, next()); }
     else if (flag == "--tenant") { KVF_ASSIGN_OR_RETURN(a.tenant, next()); a.has_tenant = true; }
@@ -295,6 +309,7 @@ int Main(int argc, char** argv) {
     trace = std::move(*t);
   }
   auto spec = SpecFor(a.block_bytes);
+  if (spec.ok()) spec->segment_blocks = a.segment_blocks;
   if (!spec.ok()) {
     std::fprintf(stderr, "kvf-bench: %s\n", std::string(spec.status().message()).c_str());
     return 2;
@@ -312,6 +327,8 @@ int Main(int argc, char** argv) {
     // Whole MiB per agent: kvf-agent crashes on a --host_bytes that is not
     // page-aligned (seen with 2 GiB / 3).
     co.host_bytes = std::max<uint64_t>(1, a.capacity_bytes / a.local >> 20) << 20;
+    co.extra_agent_flags = a.agent_flags;
+    co.extra_coordinator_flags = a.coordinator_flags;
     auto c = launch::LocalCluster::Start(co);
     if (!c.ok()) {
       std::fprintf(stderr, "kvf-bench: local cluster: %s\n", c.status().ToString().c_str());
@@ -324,6 +341,8 @@ int Main(int argc, char** argv) {
     for (const auto& agent : cluster->agents()) a.agent_http.push_back(agent.http);
     cluster_desc = absl::StrCat("local, ", a.local, " agents, R=", a.replication, ", capacity ",
                                 HumanBytes(a.capacity_bytes), " (", HumanBytes(co.host_bytes), " each)");
+    for (const std::string& f : a.agent_flags) absl::StrAppend(&cluster_desc, " agent ", f);
+    for (const std::string& f : a.coordinator_flags) absl::StrAppend(&cluster_desc, " coordinator ", f);
   } else {
     cluster_desc = absl::StrCat("coordinator ", a.coordinator);
   }

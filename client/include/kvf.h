@@ -108,7 +108,7 @@ typedef struct kvf_namespace_spec {
   uint32_t dtype;          /* KVF_DTYPE_* */
   uint32_t tp_rank;
   uint32_t tp_size;        /* 0 = 1 */
-  uint32_t segment_blocks; /* 0 = 16 */
+  uint32_t segment_blocks; /* 0 = 1 (each block placed by its own key) */
   uint32_t hash_algorithm; /* KVF_HASH_* */
 } kvf_namespace_spec;
 

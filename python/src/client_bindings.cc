@@ -141,7 +141,7 @@ void RegisterClient(py::module_& m) {
           },
           py::arg("model_id"), py::arg("layout"), py::kw_only(), py::arg("tp_rank") = 0,
           py::arg("tp_size") = 1, py::arg("tenant") = "", py::arg("hash") = "xxh3_128",
-          py::arg("segment_blocks") = 16)
+          py::arg("segment_blocks") = NamespaceSpec{}.segment_blocks)
       .def(
           "put",
           [](Client& c, const Namespace& ns, const Chain& chain, size_t index, py::handle buf,

@@ -23,7 +23,7 @@ EXTRA_CONFIG_DEFAULTS: dict[str, Any] = {
     "model_id": None,  # vllm_config.model_config.model
     "tenant": "",
     "hash": "xxh3_128",
-    "segment_blocks": 16,
+    "segment_blocks": 1,
     "codec": "none",
     "ack": "primary",
     "rpc_timeout": 5.0,
