@@ -89,6 +89,7 @@ std::string_view TierName(TierKind kind) {
     case TierKind::kDevice: return "device";
     case TierKind::kPinnedHost: return "pinned_host";
     case TierKind::kHost: return "host";
+    case TierKind::kDisk: return "disk";
   }
   return "unknown";
 }

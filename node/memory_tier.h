@@ -13,8 +13,10 @@
 
 namespace kvf {
 
-// Fastest first: a store prefers lower values.
-enum class TierKind : uint8_t { kDevice = 0, kPinnedHost = 1, kHost = 2 };
+// Fastest first: a store prefers lower values. kDisk is the store's SSD tier
+// (node/disk/disk_tier.h), not a MemoryTier: its blocks are not addressable and
+// come back to memory on a hit.
+enum class TierKind : uint8_t { kDevice = 0, kPinnedHost = 1, kHost = 2, kDisk = 3 };
 std::string_view TierName(TierKind kind);
 
 // What a tier can do; callers ask instead of #ifdef-ing (STYLE.md).

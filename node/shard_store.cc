@@ -5,168 +5,28 @@
 #include <utility>
 #include <variant>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "kernels/device.h"
-#include "node/eviction_policy.h"
-#include "node/internal/block_index.h"
-#include "node/internal/slab_allocator.h"
+#include "node/internal/shard_store_impl.h"
 
 namespace kvf {
+namespace internal {
 namespace {
-
-using internal::BlockIndex;
-using internal::Entry;
-using internal::SlabAllocator;
 
 constexpr uint64_t kPageAlignment = 64;  // a cache line; RMA-friendly
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr size_t kMaxReservedEntries = size_t{1} << 24;
+// Get and Pin of a block on disk bring it to memory and look again; a block
+// that keeps moving (evicted again at once) is given up after this many tries.
+constexpr int kMaxPromoteAttempts = 4;
 
 uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 bool ValidCodec(CodecId c) { return static_cast<int>(c) < kNumCodecs; }
 
-struct NamespaceInfo {
-  NamespaceSpec spec;
-  std::array<uint64_t, kNumCodecs> encoded_size{};
-  // Page class per (tier, codec); -1 until the first put needs it.
-  std::vector<std::array<int, kNumCodecs>> page_class;
-};
-
-struct Tier {
-  std::unique_ptr<MemoryTier> memory;
-  SlabAllocator allocator;
-};
-
-struct PageRef {
-  uint8_t tier = 0;
-  uint64_t offset = 0;
-};
-
-struct LeaseRecord {
-  EntryId entry;
-  PageRef page;  // the page pinned: it outlives an overwrite of the entry
-  absl::Time expires;
-};
-
-// A put between its two phases: a page reserved and not yet in the index.
-struct PendingPut {
-  NamespaceId ns = 0;
-  BlockKey key;
-  PutOptions options;
-  uint64_t size = 0;
-  PageRef page;
-  uint64_t evicted = 0;
-  absl::Time expires = absl::InfiniteFuture();  // for remote writers only
-};
-
-class ShardStoreImpl final : public ShardStore {
- public:
-  ShardStoreImpl(const ShardStoreOptions& options, std::vector<Tier> tiers,
-                 std::unique_ptr<EvictionPolicy> policy)
-      : options_(options),
-        clock_(options.clock ? *options.clock : Clock::Real()),
-        tiers_(std::move(tiers)),
-        policy_(std::move(policy)),
-        tier_stored_bytes_(tiers_.size(), 0) {}
-
-  absl::StatusOr<NamespaceId> RegisterNamespace(const NamespaceSpec& spec) override;
-  absl::StatusOr<PutResult> Put(NamespaceId ns, const BlockKey& key,
-                                absl::Span<const std::byte> data,
-                                const PutOptions& options) override;
-  absl::StatusOr<PutReservation> Reserve(NamespaceId ns, const BlockKey& key, uint64_t size,
-                                         const PutOptions& options, absl::Duration lease) override;
-  absl::StatusOr<PutResult> Commit(uint64_t reservation_id) override;
-  absl::Status Abort(uint64_t reservation_id) override;
-  absl::StatusOr<BlockInfo> Get(NamespaceId ns, const BlockKey& key, absl::Span<std::byte> dst,
-                                std::optional<Version> min_version) override;
-  absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key, absl::Duration lease) override;
-  absl::Status Unpin(uint64_t lease_id) override;
-  uint64_t ExpireLeases() override;
-  size_t MatchPrefix(NamespaceId ns, absl::Span<const BlockKey> keys) override;
-  std::vector<std::optional<BlockInfo>> Lookup(NamespaceId ns,
-                                               absl::Span<const BlockKey> keys) override;
-  absl::Status Remove(NamespaceId ns, const BlockKey& key) override;
-  uint64_t EvictToTarget(uint64_t target_used_bytes) override;
-  AgeHistogram Ages() const override;
-  uint64_t EvictOlderThan(absl::Duration age, uint64_t keep_bytes) override;
-  std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const override;
-  void SetEpoch(uint64_t epoch) override;
-  ShardStoreStats Stats() const override;
-
- private:
-  // A requested lease, with 0 meaning the store's default.
-  absl::StatusOr<absl::Duration> LeaseOrDefault(absl::Duration lease) const {
-    if (lease < absl::ZeroDuration()) return absl::InvalidArgumentError("negative lease");
-    return lease == absl::ZeroDuration() ? options_.default_lease : lease;
-  }
-  BlockInfo InfoOf(const Entry& e) const {
-    return BlockInfo{e.version, e.codec, e.size, tiers_[e.tier].memory->kind(), e.mutable_entry};
-  }
-  absl::StatusOr<int> PageClassLocked(NamespaceInfo& info, size_t tier, CodecId codec)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A page for a block of `codec` in `ns`, evicting by policy as needed.
-  absl::StatusOr<PageRef> ReserveLocked(NamespaceInfo& info, CodecId codec,
-                                            uint64_t* evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Phase 1 of a put: validates, answers an immutable re-put at once (the
-  // PutResult), or reserves a page (the PendingPut).
-  absl::StatusOr<std::variant<PendingPut, PutResult>> BeginPutLocked(NamespaceId ns,
-                                                                     const BlockKey& key,
-                                                                     uint64_t size,
-                                                                     const PutOptions& options)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Phase 2: the page holds the bytes; make them the entry (or give the page
-  // back if the entry changed in a way that forbids it).
-  absl::StatusOr<PutResult> FinishPutLocked(const PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleasePageLocked(const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    tiers_[page.tier].allocator.Free(page.offset);
-  }
-  // Drops one pin on `page`, taken when it held `entry`. If the entry has
-  // since moved to another page (overwritten while pinned), the old page was
-  // retired and is freed with its last pin.
-  void UnpinLocked(EntryId entry, const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Frees an entry's page and forgets it. The policy must already have let go.
-  void DropLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool EvictOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Drops `id` (already out of the policy) and counts it as evicted.
-  void EvictLocked(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t UsedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void TouchLocked(EntryId id, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    index_.at(id).last_access = now;
-    policy_->Touch(id);
-  }
-
-  const ShardStoreOptions options_;
-  const Clock& clock_;
-  std::vector<Tier> tiers_;  // fastest first; the vector itself never changes
-
-  mutable absl::Mutex mu_;
-  std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<NamespaceId, NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);
-  BlockIndex index_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, LeaseRecord> leases_ ABSL_GUARDED_BY(mu_);
-  // Pages of overwritten versions still pinned by readers: (tier, offset) ->
-  // pins left. Freed when the count reaches zero.
-  absl::flat_hash_map<std::pair<uint8_t, uint64_t>, uint32_t> retired_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, PendingPut> reservations_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;  // shared by leases and reservations
-  absl::Time next_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t pinned_entries_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<uint64_t> tier_stored_bytes_ ABSL_GUARDED_BY(mu_);  // block bytes per tier
-  uint64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t puts_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t evicted_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t expired_leases_ ABSL_GUARDED_BY(mu_) = 0;
-};
+}  // namespace
 
 absl::StatusOr<NamespaceId> ShardStoreImpl::RegisterNamespace(const NamespaceSpec& spec) {
   KVF_RETURN_IF_ERROR(spec.Validate());
@@ -207,46 +67,6 @@ absl::StatusOr<int> ShardStoreImpl::PageClassLocked(NamespaceInfo& info, size_t 
   return cls;
 }
 
-absl::StatusOr<PageRef> ShardStoreImpl::ReserveLocked(NamespaceInfo& info, CodecId codec,
-                                                          uint64_t* evicted) {
-  bool expired_leases = false;
-  for (;;) {
-    for (size_t t = 0; t < tiers_.size(); ++t) {
-      KVF_ASSIGN_OR_RETURN(const int cls, PageClassLocked(info, t, codec));
-      if (std::optional<uint64_t> offset = tiers_[t].allocator.Allocate(cls)) {
-        return PageRef{static_cast<uint8_t>(t), *offset};
-      }
-    }
-    if (EvictOneLocked()) {
-      ++*evicted;
-      continue;
-    }
-    if (!expired_leases) {
-      expired_leases = true;
-      if (ExpireLeasesLocked(clock_.Now()) > 0) continue;
-    }
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no room for a ", info.encoded_size[static_cast<int>(codec)], "-byte block: ",
-        index_.size(), " blocks stored, ", pinned_entries_, " pinned, none evictable"));
-  }
-}
-
-bool ShardStoreImpl::EvictOneLocked() {
-  std::optional<EntryId> victim =
-      policy_->Evict([this](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return index_.at(id).pins == 0;
-      });
-  if (!victim) return false;
-  EvictLocked(*victim);
-  return true;
-}
-
-void ShardStoreImpl::EvictLocked(EntryId id) {
-  ++evictions_;
-  evicted_bytes_ += index_.at(id).size;
-  DropLocked(id);
-}
-
 void ShardStoreImpl::UnpinLocked(EntryId entry, const PageRef& page) {
   const Entry& e = index_.at(entry);
   if (e.live && e.tier == page.tier && e.offset == page.offset) {
@@ -267,8 +87,15 @@ void ShardStoreImpl::DropLocked(EntryId id) {
   index_.Erase(id);
 }
 
-absl::StatusOr<std::variant<PendingPut, PutResult>> ShardStoreImpl::BeginPutLocked(
-    NamespaceId ns, const BlockKey& key, uint64_t size, const PutOptions& options) {
+void ShardStoreImpl::DropDiskLocked(EntryId id) {
+  disk_->Free(SlotOf(index_.at(id)));
+  --disk_entries_;
+  index_.Erase(id);
+}
+
+absl::StatusOr<std::variant<PendingPut, PutResult, std::monostate>> ShardStoreImpl::BeginPutLocked(
+    NamespaceId ns, const BlockKey& key, uint64_t size, const PutOptions& options,
+    uint64_t* evicted, std::vector<Demotion>* demotions) {
   if (!ValidCodec(options.codec)) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown codec ", static_cast<int>(options.codec)));
@@ -297,6 +124,7 @@ absl::StatusOr<std::variant<PendingPut, PutResult>> ShardStoreImpl::BeginPutLock
       PutResult present;
       present.version = e.version;
       present.already_present = true;
+      present.evicted_blocks = *evicted;
       return present;
     }
     if (options.version && *options.version <= e.version) {
@@ -305,9 +133,11 @@ absl::StatusOr<std::variant<PendingPut, PutResult>> ShardStoreImpl::BeginPutLock
                        " is not newer than stored ", e.version.ToString()));
     }
   }
-  PendingPut put{.ns = ns, .key = key, .options = options, .size = size};
-  KVF_ASSIGN_OR_RETURN(put.page, ReserveLocked(info, options.codec, &put.evicted));
-  return put;
+  KVF_ASSIGN_OR_RETURN(std::optional<PageRef> page,
+                       ReserveLocked(info, options.codec, evicted, demotions));
+  if (!page) return std::monostate{};
+  return PendingPut{.ns = ns, .key = key, .options = options, .size = size, .page = *page,
+                    .evicted = *evicted};
 }
 
 absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put) {
@@ -334,24 +164,44 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     result.version = options.version
                          ? *options.version
                          : Version{std::max(epoch_, e.version.epoch), e.version.counter + 1};
-    if (e.pins > 0) {
-      // Readers keep the old version's page until their pins go.
-      retired_[{e.tier, e.offset}] += e.pins;
-      e.pins = 0;
-      --pinned_entries_;
+    const bool tracked = Tracked(e);
+    if (e.tier == kDiskTier) {
+      // The record is stale now: forget it and rebuild the entry in memory.
+      Entry fresh = e;
+      DropDiskLocked(*id);
+      fresh.pins = 0;
+      fresh.tier = put.page.tier;
+      id = index_.Insert(fresh);
     } else {
-      ReleasePageLocked(PageRef{e.tier, e.offset});
+      if (e.pins > 0) {
+        // Readers (and a demotion in flight) keep the old version's page
+        // until their pins go.
+        retired_[{e.tier, e.offset}] += e.pins;
+        e.pins = 0;
+        --pinned_entries_;
+      } else {
+        ReleasePageLocked(PageRef{e.tier, e.offset});
+      }
+      tier_stored_bytes_[e.tier] -= e.size;
     }
-    tier_stored_bytes_[e.tier] -= e.size;
+    Entry& n = index_.at(*id);
     tier_stored_bytes_[put.page.tier] += put.size;
-    e.version = result.version;
-    e.codec = options.codec;
-    e.mutable_entry = options.mutable_entry;
-    e.placement_hash = options.placement_hash;
-    e.tier = put.page.tier;
-    e.offset = put.page.offset;
-    e.size = put.size;
-    TouchLocked(*id, now);
+    n.version = result.version;
+    n.codec = options.codec;
+    n.mutable_entry = options.mutable_entry;
+    n.placement_hash = options.placement_hash;
+    n.tier = put.page.tier;
+    n.offset = put.page.offset;
+    n.size = put.size;
+    n.demoting = false;
+    n.parent = options.parent;
+    n.depth = options.depth;
+    if (tracked) {
+      TouchLocked(*id, now);
+    } else {
+      n.last_access = now;
+      policy_->Insert(*id, EvictionHint{put.key, options.parent, options.depth, n.size});
+    }
   } else {
     result.version = options.version ? *options.version
                                      : Version{epoch_, options.mutable_entry ? 1u : 0u};
@@ -366,6 +216,8 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     e.offset = put.page.offset;
     e.size = put.size;
     e.last_access = now;
+    e.parent = options.parent;
+    e.depth = options.depth;
     const EntryId new_id = index_.Insert(e);
     tier_stored_bytes_[e.tier] += e.size;
     policy_->Insert(new_id, EvictionHint{put.key, options.parent, options.depth, e.size});
@@ -380,9 +232,18 @@ absl::StatusOr<PutResult> ShardStoreImpl::Put(NamespaceId ns, const BlockKey& ke
   PendingPut put;
   {
     absl::MutexLock lock(&mu_);
-    KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, data.size(), options));
-    if (auto* present = std::get_if<PutResult>(&begun)) return *present;
-    put = std::get<PendingPut>(std::move(begun));
+    uint64_t evicted = 0;
+    std::vector<Demotion> demotions;
+    for (;;) {
+      KVF_ASSIGN_OR_RETURN(auto begun,
+                           BeginPutLocked(ns, key, data.size(), options, &evicted, &demotions));
+      if (auto* present = std::get_if<PutResult>(&begun)) return *present;
+      if (auto* pending = std::get_if<PendingPut>(&begun)) {
+        put = std::move(*pending);
+        break;
+      }
+      SettleLocked(&demotions);
+    }
   }
   // The page is ours alone: nobody else can see it until it is in the index.
   absl::Status copied = tiers_[put.page.tier].memory->Write(put.page.offset, data);
@@ -399,17 +260,25 @@ absl::StatusOr<PutReservation> ShardStoreImpl::Reserve(NamespaceId ns, const Blo
                                                        absl::Duration lease) {
   KVF_ASSIGN_OR_RETURN(lease, LeaseOrDefault(lease));
   absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_.Now();
-  ExpireLeasesLocked(now);
-  KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, size, options));
+  ExpireLeasesLocked(clock_.Now());
+  uint64_t evicted = 0;
+  std::vector<Demotion> demotions;
+  PendingPut put;
   PutReservation out;
-  if (auto* present = std::get_if<PutResult>(&begun)) {
-    out.already_present = true;
-    out.version = present->version;
-    return out;
+  for (;;) {
+    KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, size, options, &evicted, &demotions));
+    if (auto* present = std::get_if<PutResult>(&begun)) {
+      out.already_present = true;
+      out.version = present->version;
+      return out;
+    }
+    if (auto* pending = std::get_if<PendingPut>(&begun)) {
+      put = std::move(*pending);
+      break;
+    }
+    SettleLocked(&demotions);
   }
-  PendingPut& put = std::get<PendingPut>(begun);
-  put.expires = now + lease;
+  put.expires = clock_.Now() + lease;
   out.id = next_lease_id_++;
   out.location = BlockLocation{tiers_[put.page.tier].memory->kind(),
                                tiers_[put.page.tier].memory->base() + put.page.offset, put.size};
@@ -450,34 +319,47 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
   BlockInfo info;
   uint8_t tier;
   uint64_t offset;
-  {
-    absl::MutexLock lock(&mu_);
-    std::optional<EntryId> found = index_.Find(ns, key);
-    if (!found) {
-      ++misses_;
-      return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
+  bool from_disk = false;
+  for (int attempt = 0;; ++attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      std::optional<EntryId> found = index_.Find(ns, key);
+      if (!found) {
+        ++misses_;
+        return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
+      }
+      id = *found;
+      Entry& e = index_.at(id);
+      if (min_version && e.version < *min_version) {
+        return absl::FailedPreconditionError(absl::StrCat("block ", key.ToHex(), " is at version ",
+                                                          e.version.ToString(), ", older than ",
+                                                          min_version->ToString()));
+      }
+      if (dst.size() < e.size) {
+        return absl::InvalidArgumentError(absl::StrCat("buffer of ", dst.size(),
+                                                       " bytes for a block of ", e.size));
+      }
+      if (e.tier != kDiskTier) {
+        if (e.pins++ == 0) ++pinned_entries_;  // hold it while copying outside the lock
+        info = InfoOf(e);
+        tier = e.tier;
+        offset = e.offset;
+        break;
+      }
     }
-    id = *found;
-    Entry& e = index_.at(id);
-    if (min_version && e.version < *min_version) {
-      return absl::FailedPreconditionError(absl::StrCat("block ", key.ToHex(), " is at version ",
-                                                        e.version.ToString(), ", older than ",
-                                                        min_version->ToString()));
+    if (attempt + 1 >= kMaxPromoteAttempts) {
+      return absl::UnavailableError(
+          absl::StrCat("block ", key.ToHex(), " was evicted again each time it was read from disk"));
     }
-    if (dst.size() < e.size) {
-      return absl::InvalidArgumentError(absl::StrCat("buffer of ", dst.size(),
-                                                     " bytes for a block of ", e.size));
-    }
-    if (e.pins++ == 0) ++pinned_entries_;  // hold it while copying outside the lock
-    info = InfoOf(e);
-    tier = e.tier;
-    offset = e.offset;
+    from_disk = true;
+    KVF_RETURN_IF_ERROR(Promote(ns, key));
   }
   absl::Status copied = tiers_[tier].memory->Read(offset, dst.first(info.size));
   absl::MutexLock lock(&mu_);
   UnpinLocked(id, PageRef{tier, offset});
   if (!copied.ok()) return copied;
   ++hits_;
+  if (from_disk) ++disk_hits_;
   TouchLocked(id, clock_.Now());
   return info;
 }
@@ -485,26 +367,40 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
 absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
                                           absl::Duration lease) {
   KVF_ASSIGN_OR_RETURN(lease, LeaseOrDefault(lease));
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_.Now();
-  ExpireLeasesLocked(now);
-  std::optional<EntryId> id = index_.Find(ns, key);
-  if (!id) {
-    ++misses_;
-    return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
+  bool from_disk = false;
+  for (int attempt = 0;; ++attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time now = clock_.Now();
+      ExpireLeasesLocked(now);
+      std::optional<EntryId> id = index_.Find(ns, key);
+      if (!id) {
+        ++misses_;
+        return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
+      }
+      Entry& e = index_.at(*id);
+      if (e.tier != kDiskTier) {
+        if (e.pins++ == 0) ++pinned_entries_;
+        Lease out;
+        out.id = next_lease_id_++;
+        out.info = InfoOf(e);
+        out.location = BlockLocation{out.info.tier, tiers_[e.tier].memory->base() + e.offset, e.size};
+        out.expires = now + lease;
+        leases_.emplace(out.id, LeaseRecord{*id, PageRef{e.tier, e.offset}, out.expires});
+        next_expiry_ = std::min(next_expiry_, out.expires);
+        ++hits_;
+        if (from_disk) ++disk_hits_;
+        TouchLocked(*id, now);
+        return out;
+      }
+    }
+    if (attempt + 1 >= kMaxPromoteAttempts) {
+      return absl::UnavailableError(
+          absl::StrCat("block ", key.ToHex(), " was evicted again each time it was read from disk"));
+    }
+    from_disk = true;
+    KVF_RETURN_IF_ERROR(Promote(ns, key));
   }
-  Entry& e = index_.at(*id);
-  if (e.pins++ == 0) ++pinned_entries_;
-  Lease out;
-  out.id = next_lease_id_++;
-  out.info = InfoOf(e);
-  out.location = BlockLocation{out.info.tier, tiers_[e.tier].memory->base() + e.offset, e.size};
-  out.expires = now + lease;
-  leases_.emplace(out.id, LeaseRecord{*id, PageRef{e.tier, e.offset}, out.expires});
-  next_expiry_ = std::min(next_expiry_, out.expires);
-  ++hits_;
-  TouchLocked(*id, now);
-  return out;
 }
 
 absl::Status ShardStoreImpl::Unpin(uint64_t lease_id) {
@@ -560,6 +456,7 @@ size_t ShardStoreImpl::MatchPrefix(NamespaceId ns, absl::Span<const BlockKey> ke
   for (; n < keys.size(); ++n) {
     std::optional<EntryId> id = index_.Find(ns, keys[n]);
     if (!id) break;
+    if (index_.at(*id).tier == kDiskTier) ++disk_hits_;
     TouchLocked(*id, now);
   }
   hits_ += n;
@@ -578,42 +475,50 @@ std::vector<std::optional<BlockInfo>> ShardStoreImpl::Lookup(NamespaceId ns,
 }
 
 absl::Status ShardStoreImpl::Remove(NamespaceId ns, const BlockKey& key) {
-  absl::MutexLock lock(&mu_);
-  std::optional<EntryId> id = index_.Find(ns, key);
-  if (!id) return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
-  policy_->Erase(*id);
-  Entry& e = index_.at(*id);
-  if (e.pins > 0) {
-    // Readers keep their bytes: the page is retired, freed with its last pin.
-    retired_[{e.tier, e.offset}] += e.pins;
-    e.pins = 0;
-    --pinned_entries_;
-    tier_stored_bytes_[e.tier] -= e.size;
-    index_.Erase(*id);
-    return absl::OkStatus();
+  DiskSlot slot;
+  DiskRecordMeta meta;
+  {
+    absl::MutexLock lock(&mu_);
+    std::optional<EntryId> id = index_.Find(ns, key);
+    if (!id) return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
+    Entry& e = index_.at(*id);
+    if (e.tier != kDiskTier) {
+      if (Tracked(e)) policy_->Erase(*id);
+      if (e.pins > 0) {
+        // Readers (and a demotion in flight) keep their bytes: the page is
+        // retired, freed with its last pin.
+        retired_[{e.tier, e.offset}] += e.pins;
+        e.pins = 0;
+        --pinned_entries_;
+        tier_stored_bytes_[e.tier] -= e.size;
+        index_.Erase(*id);
+        return absl::OkStatus();
+      }
+      DropLocked(*id);
+      return absl::OkStatus();
+    }
+    // On disk: forget it, and write a tombstone over its record (outside the
+    // lock) so a restart does not bring it back. The I/O bracket keeps its
+    // segment from being reused meanwhile.
+    slot = SlotOf(e);
+    meta = MetaOf(e);
+    DropDiskLocked(*id);
+    disk_->BeginIo(slot.offset);
   }
-  DropLocked(*id);
-  return absl::OkStatus();
-}
-
-uint64_t ShardStoreImpl::UsedBytesLocked() const {
-  uint64_t used = 0;
-  for (const Tier& t : tiers_) used += t.allocator.GetStats().used_bytes;
-  return used;
-}
-
-uint64_t ShardStoreImpl::EvictToTarget(uint64_t target_used_bytes) {
+  const absl::Status s = disk_->Tombstone(slot, meta);
+  if (!s.ok()) KVF_LOG(WARNING) << "shard store: " << s;
   absl::MutexLock lock(&mu_);
-  uint64_t evicted = 0;
-  while (UsedBytesLocked() > target_used_bytes && EvictOneLocked()) ++evicted;
-  return evicted;
+  disk_->EndIo(slot.offset);
+  return absl::OkStatus();
 }
 
 AgeHistogram ShardStoreImpl::Ages() const {
   AgeHistogram ages;
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
-  index_.ForEach([&](EntryId, const Entry& e) { ages.Add(now - e.last_access, e.size); });
+  index_.ForEach([&](EntryId, const Entry& e) {
+    if (e.tier != kDiskTier) ages.Add(now - e.last_access, e.size);
+  });
   return ages;
 }
 
@@ -626,24 +531,6 @@ std::vector<StoredBlock> ShardStoreImpl::Scan(const std::function<bool(uint64_t)
     }
   });
   return out;
-}
-
-uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age, uint64_t keep_bytes) {
-  absl::MutexLock lock(&mu_);
-  const absl::Time cutoff = clock_.Now() - age;
-  std::vector<std::pair<absl::Time, EntryId>> victims;
-  index_.ForEach([&](EntryId id, const Entry& e) {
-    if (e.pins == 0 && e.last_access <= cutoff) victims.emplace_back(e.last_access, id);
-  });
-  std::sort(victims.begin(), victims.end());
-  uint64_t evicted = 0;
-  for (const auto& [last_access, id] : victims) {
-    if (keep_bytes > 0 && UsedBytesLocked() <= keep_bytes) break;
-    policy_->Erase(id);
-    EvictLocked(id);
-    ++evicted;
-  }
-  return evicted;
 }
 
 void ShardStoreImpl::SetEpoch(uint64_t epoch) {
@@ -676,23 +563,48 @@ ShardStoreStats ShardStoreImpl::Stats() const {
   s.expired_leases = expired_leases_;
   s.internal_fragmentation = used ? 1.0 - double(stored) / double(used) : 0.0;
   s.external_fragmentation = free ? double(free - free_in_slabs) / double(free) : 0.0;
+  s.memory_limit_bytes = memory_limit_;
+  if (disk_) {
+    const DiskSpaceStats d = disk_->SpaceStats();
+    s.tiers.push_back(TierStats{TierKind::kDisk, d.capacity_bytes, d.used_bytes, d.stored_bytes,
+                                d.capacity_bytes - d.used_bytes});
+    s.disk_entries = disk_entries_;
+    s.disk_hits = disk_hits_;
+    s.demotions = demotions_;
+    s.promotions = promotions_;
+    s.demotion_failures = demotion_failures_;
+    s.disk_evictions = disk_evictions_;
+    s.disk_reads = disk_->reads();
+    s.disk_writes = disk_->writes();
+    s.disk_read_bytes = disk_->read_bytes();
+    s.disk_written_bytes = disk_->written_bytes();
+    s.disk_corrupt_records = disk_->corrupt_records();
+    s.disk_recovered = disk_recovered_;
+  }
   return s;
 }
+
+namespace {
 
 uint64_t DefaultSlabBytes(uint64_t arena) {
   return std::clamp(RoundUp(arena / 64, kMiB), 4 * kMiB, 64 * kMiB);
 }
 
 }  // namespace
+}  // namespace internal
 
 absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreOptions& options) {
+  using internal::SlabAllocator;
+  using internal::Tier;
   std::vector<Tier> tiers;
+  uint64_t largest_slab = 0;
   auto add_tier = [&](std::unique_ptr<MemoryTier> memory) -> absl::Status {
     const uint64_t arena = memory->capacity();
-    uint64_t slab = options.slab_bytes ? options.slab_bytes : DefaultSlabBytes(arena);
+    uint64_t slab = options.slab_bytes ? options.slab_bytes : internal::DefaultSlabBytes(arena);
     slab = std::min(slab, arena);
     KVF_ASSIGN_OR_RETURN(SlabAllocator allocator,
                          SlabAllocator::Create(arena, slab, options.min_page_bytes));
+    largest_slab = std::max(largest_slab, slab);
     tiers.push_back(Tier{std::move(memory), std::move(allocator)});
     return absl::OkStatus();
   };
@@ -720,9 +632,34 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreO
   }
   uint64_t capacity = 0;
   for (const Tier& t : tiers) capacity += t.memory->capacity();
-  const size_t hint = std::min<uint64_t>(kMaxReservedEntries, capacity / (64 * 1024) + 1024);
+  const size_t hint =
+      std::min<uint64_t>(internal::kMaxReservedEntries, capacity / (64 * 1024) + 1024);
   KVF_ASSIGN_OR_RETURN(auto policy, CreateEvictionPolicy(options.eviction_policy, hint));
-  return std::make_unique<ShardStoreImpl>(options, std::move(tiers), std::move(policy));
+
+  std::unique_ptr<DiskTier> disk;
+  DiskRecovery recovery;
+  if (!options.disk_path.empty()) {
+    if (options.disk_bytes == 0) {
+      return absl::InvalidArgumentError("a disk tier (disk_path) needs disk_bytes");
+    }
+    DiskTierOptions d;
+    d.path = options.disk_path;
+    d.capacity_bytes = options.disk_bytes;
+    d.segment_bytes = options.disk_segment_bytes;
+    d.min_segment_bytes = largest_slab;  // no block is larger than a slab
+    d.io_threads = options.disk_io_threads;
+    KVF_ASSIGN_OR_RETURN(disk, DiskTier::Open(d, &recovery));
+    KVF_LOG(INFO) << "shard store: disk tier " << disk->file_path() << " ("
+                  << disk->SpaceStats().capacity_bytes << " bytes"
+                  << (disk->direct_io() ? ", O_DIRECT" : ", buffered: no O_DIRECT here") << "): "
+                  << recovery.records.size() << " blocks recovered, " << recovery.corrupt
+                  << " corrupt records dropped, " << recovery.mutable_dropped
+                  << " mutable records dropped";
+  }
+  auto store = std::make_unique<internal::ShardStoreImpl>(options, std::move(tiers),
+                                                          std::move(policy), std::move(disk));
+  store->AdoptRecovered(recovery);
+  return store;
 }
 
 }  // namespace kvf

@@ -19,6 +19,7 @@
 #include "common/version.h"
 #include "kernels/codec.h"
 #include "common/clock.h"
+#include "common/latency_histogram.h"
 #include "node/memory_tier.h"
 
 namespace kvf {
@@ -48,6 +49,17 @@ struct ShardStoreOptions {
   // Source of time for leases and block ages; the real clock when null. Not
   // owned; must outlive the store.
   const Clock* clock = nullptr;
+
+  // The disk (SSD) tier (docs/shard-store.md, "Disk tier"): none when
+  // `disk_path` is empty. Blocks evicted from memory are written there
+  // instead of dropped and come back to memory on a hit. A store created over
+  // a directory an earlier store used serves that store's immutable blocks
+  // again. `disk_bytes` is the file's size; the log reclaims its oldest
+  // segment when full.
+  std::string disk_path;
+  uint64_t disk_bytes = 0;
+  uint64_t disk_segment_bytes = 0;  // 0: disk_bytes/16 in [1 MiB, 64 MiB], >= a slab
+  int disk_io_threads = 2;
 };
 
 // Where a pinned block lives, for handing out to an RMA reader.
@@ -126,7 +138,7 @@ struct TierStats {
 };
 
 struct ShardStoreStats {
-  std::vector<TierStats> tiers;
+  std::vector<TierStats> tiers;  // memory tiers fastest first, then the disk tier if any
   uint64_t entries = 0;
   uint64_t pinned_entries = 0;
   uint64_t active_leases = 0;
@@ -141,6 +153,24 @@ struct ShardStoreStats {
   double internal_fragmentation = 0;
   // Free memory stuck in partially used slabs of other classes, over free memory.
   double external_fragmentation = 0;
+
+  // Memory tiers' usable bytes (SetMemoryLimit); UINT64_MAX when unlimited.
+  uint64_t memory_limit_bytes = UINT64_MAX;
+  // The disk tier (all zero without one). `evictions` counts blocks leaving
+  // memory, demoted or dropped; `disk_evictions` those the disk tier dropped
+  // to make room.
+  uint64_t disk_entries = 0;
+  uint64_t disk_hits = 0;        // of `hits`: blocks found on disk
+  uint64_t demotions = 0;        // memory -> disk
+  uint64_t promotions = 0;       // disk -> memory
+  uint64_t demotion_failures = 0;  // write errors: the block was dropped instead
+  uint64_t disk_evictions = 0;
+  uint64_t disk_reads = 0;
+  uint64_t disk_writes = 0;
+  uint64_t disk_read_bytes = 0;
+  uint64_t disk_written_bytes = 0;
+  uint64_t disk_corrupt_records = 0;  // found at start or on a read; dropped, never served
+  uint64_t disk_recovered = 0;        // blocks found on disk at start
 };
 
 // Thread-safe: every method may be called from any thread. Metadata (index,
@@ -187,14 +217,17 @@ class ShardStore {
   virtual absl::StatusOr<PutResult> Commit(uint64_t reservation_id) = 0;
   virtual absl::Status Abort(uint64_t reservation_id) = 0;
 
-  // Copies a block into `dst` (at least its stored size). NOT_FOUND if absent;
+  // Copies a block into `dst` (at least its stored size). A block on the disk
+  // tier is first read back into memory (blocking, outside the lock); one
+  // that does not verify there is dropped and reported NOT_FOUND. NOT_FOUND if absent;
   // FAILED_PRECONDITION if `min_version` is newer than what is stored;
   // INVALID_ARGUMENT if `dst` is too small.
   virtual absl::StatusOr<BlockInfo> Get(NamespaceId ns, const BlockKey& key,
                                         absl::Span<std::byte> dst,
                                         std::optional<Version> min_version = {}) = 0;
 
-  // Pins a block for an RMA reader until Unpin or the lease's expiry: the
+  // Pins a block for an RMA reader until Unpin or the lease's expiry (a block
+  // on the disk tier is brought back to memory first, as Get does): the
   // pinned bytes are never evicted, freed or written over (an overwrite of a
   // mutable entry goes to a new page). `lease` 0 = the default.
   virtual absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key,
@@ -217,8 +250,15 @@ class ShardStore {
   virtual absl::Status Remove(NamespaceId ns, const BlockKey& key) = 0;
 
   // Evicts by policy until used bytes <= `target_used_bytes` or only pinned
-  // blocks remain. Returns the number of blocks evicted.
+  // blocks remain. Returns the number of blocks evicted. With a disk tier the
+  // victims are demoted to it (blocking on the writes, outside the lock).
   virtual uint64_t EvictToTarget(uint64_t target_used_bytes) = 0;
+
+  // Caps the bytes the memory tiers may use together (memory pressure:
+  // node/agent/memory_pressure.h): evicts (demotes) down to it now, and puts
+  // and promotions evict to stay under it. UINT64_MAX lifts the cap. Returns
+  // the number of blocks evicted.
+  virtual uint64_t SetMemoryLimit(uint64_t bytes) = 0;
 
   // Bytes stored, by time since last access: what an agent reports with its
   // heartbeat for the coordinator's global eviction. O(entries) under the
@@ -240,6 +280,11 @@ class ShardStore {
   virtual void SetEpoch(uint64_t epoch) = 0;
 
   virtual ShardStoreStats Stats() const = 0;
+
+  // Disk tier latencies (per record read, per coalesced write); null without
+  // a disk tier. Live for the store's life.
+  virtual const LatencyHistogram* DiskReadLatency() const = 0;
+  virtual const LatencyHistogram* DiskWriteLatency() const = 0;
 };
 
 }  // namespace kvf

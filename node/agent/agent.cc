@@ -23,6 +23,7 @@
 #include "node/agent/agent_metrics.h"
 #include "node/agent/coordinator_link.h"
 #include "node/agent/data_plane.h"
+#include "node/agent/memory_pressure.h"
 #include "node/agent/migrator.h"
 #include "node/agent/peer_links.h"
 #include "node/agent/replicator.h"
@@ -134,6 +135,8 @@ class AgentImpl final : public Agent {
   void Maintain();
   // Drops blocks this node no longer owns once no migration out of it runs.
   void CollectForeignBlocks();
+  // One memory-pressure check: shrinks or grows the store's memory limit.
+  void AdaptToMemoryPressure();
 
   const AgentOptions options_;
   std::unique_ptr<Transport> transport_;
@@ -141,6 +144,7 @@ class AgentImpl final : public Agent {
   std::unique_ptr<Transport> tenant_transport_;
   std::unique_ptr<MemoryRegion> arena_;
   std::unique_ptr<ShardStore> store_;
+  std::unique_ptr<MemoryPressure> pressure_;  // null when off
   std::unique_ptr<DataPlane> data_plane_;
   std::unique_ptr<PeerLinks> peers_;
   std::unique_ptr<Replicator> replicator_;
@@ -203,7 +207,15 @@ absl::Status AgentImpl::Init() {
   so.host_memory = static_cast<std::byte*>(arena_->data());
   so.eviction_policy = options_.eviction_policy;
   so.default_lease = options_.get_lease;
+  so.disk_path = options_.disk_path;
+  so.disk_bytes = options_.disk_bytes;
   KVF_ASSIGN_OR_RETURN(store_, ShardStore::Create(so));
+  if (options_.memory_pressure_high > 0) {
+    MemoryPressureOptions mp;
+    mp.high = options_.memory_pressure_high;
+    mp.low = options_.memory_pressure_low;
+    KVF_ASSIGN_OR_RETURN(pressure_, MemoryPressure::Create(mp, host_bytes, SystemMemorySource()));
+  }
 
   DataPlaneOptions dp;
   dp.get_lease = options_.get_lease;
@@ -254,7 +266,7 @@ absl::Status AgentImpl::Init() {
     KVF_RETURN_IF_ERROR(SplitHostPort(options_.http_listen, &host, &port));
     HttpHandlers handlers;
     handlers.metrics = [this] {
-      return AgentMetricsText(*store_, *data_plane_, *replicator_, *migrator_);
+      return AgentMetricsText(*store_, *data_plane_, *replicator_, *migrator_, pressure_.get());
     };
     handlers.health = [this]() -> absl::StatusOr<std::string> {
       {
@@ -294,6 +306,7 @@ absl::Status AgentImpl::JoinCluster(NodeId id) {
   req.set_failure_domain(domain);
   req.set_capacity_bytes(options_.host_bytes);
   req.add_tiers("host");
+  if (!options_.disk_path.empty()) req.add_tiers("disk");
   req.set_node_id(id);
   req.set_known_epoch(data_plane_->epoch());
   const auto sent = std::chrono::steady_clock::now();
@@ -340,6 +353,7 @@ void AgentImpl::Every(const std::function<void()>& step) {
 
 void AgentImpl::Maintain() {
   data_plane_->Sweep();
+  AdaptToMemoryPressure();
   std::optional<EvictionCutoff> cutoff;
   {
     absl::MutexLock lock(&mu_);
@@ -355,12 +369,31 @@ void AgentImpl::Maintain() {
   CollectForeignBlocks();
 }
 
+void AgentImpl::AdaptToMemoryPressure() {
+  if (!pressure_) return;
+  absl::StatusOr<PressureDecision> d = pressure_->Tick();
+  if (!d.ok()) {
+    KVF_LOG(WARNING) << "agent: memory pressure: " << d.status();
+    return;
+  }
+  if (!d->changed) return;
+  const bool full = d->limit_bytes >= pressure_->full_bytes();
+  const uint64_t evicted = store_->SetMemoryLimit(full ? UINT64_MAX : d->limit_bytes);
+  KVF_LOG(WARNING) << "agent: memory pressure " << PressureLevelName(d->level) << " ("
+                   << static_cast<int>(d->used_fraction * 100) << "% used): host tier "
+                   << (full ? "back to its full " : "limited to ") << d->limit_bytes << " bytes"
+                   << (evicted > 0 ? absl::StrCat(", ", evicted, " blocks evicted or demoted")
+                                   : std::string());
+}
+
 void AgentImpl::Heartbeat() {
   proto::HeartbeatRequest req;
   req.set_node_id(node_id());
   const ShardStoreStats stats = store_->Stats();
   uint64_t used = 0;
-  for (const TierStats& t : stats.tiers) used += t.used_bytes;
+  for (const TierStats& t : stats.tiers) {
+    if (t.kind != TierKind::kDisk) used += t.used_bytes;  // the coordinator weighs memory
+  }
   req.set_used_bytes(used);
   req.set_capacity_bytes(options_.host_bytes);
   const AgeHistogram ages = store_->Ages();

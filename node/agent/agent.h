@@ -32,6 +32,17 @@ struct AgentOptions {
   std::string http_listen = "127.0.0.1:0";   // /metrics, /healthz; empty: off
   std::string failure_domain;                // rack/host/zone; empty: the host name
   uint64_t host_bytes = uint64_t{1} << 30;   // the host tier
+  // The disk (SSD) tier: a directory and the bytes of the log file in it;
+  // none when disk_path is empty (docs/shard-store.md, "Disk tier"). An agent
+  // restarted over the same directory serves its immutable blocks again.
+  std::string disk_path;
+  uint64_t disk_bytes = 0;
+  // Memory pressure (node/agent/memory_pressure.h): the used fraction of the
+  // machine's (or cgroup's) memory at which the host tier's usable bytes
+  // shrink a step per maintenance tick, and below which they grow back.
+  // high = 0: off. low = 0: high - 0.1.
+  double memory_pressure_high = 0;
+  double memory_pressure_low = 0;
   std::string eviction_policy = "lru";
   std::string ucx_tls;                       // empty: UCX chooses
   // The IP address (or host name) the UCX data plane listens on: UCX's TCP

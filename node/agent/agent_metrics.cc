@@ -1,5 +1,7 @@
 #include "node/agent/agent_metrics.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace kvf {
@@ -27,7 +29,8 @@ class Page {
 }  // namespace
 
 std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
-                             const Replicator& replicator, const Migrator& migrator) {
+                             const Replicator& replicator, const Migrator& migrator,
+                             const MemoryPressure* pressure) {
   const ShardStoreStats s = store.Stats();
   Page p;
   p.Help("kvf_agent_epoch", "gauge", "Cluster map epoch this agent serves at.");
@@ -51,6 +54,10 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
   p.Line("kvf_agent_blocks", s.entries);
   p.Help("kvf_agent_hits_total", "counter", "Blocks found by get and lookup.");
   p.Line("kvf_agent_hits_total", s.hits);
+  p.Help("kvf_agent_tier_hits_total", "counter",
+         "Blocks found by get and lookup, by the tier they were found in.");
+  p.Line("kvf_agent_tier_hits_total", s.hits - s.disk_hits, "tier=\"memory\"");
+  p.Line("kvf_agent_tier_hits_total", s.disk_hits, "tier=\"disk\"");
   p.Help("kvf_agent_misses_total", "counter", "Blocks asked for and not found.");
   p.Line("kvf_agent_misses_total", s.misses);
   p.Help("kvf_agent_puts_total", "counter", "Blocks stored or overwritten.");
@@ -114,6 +121,55 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
   p.Line("kvf_agent_migration_tasks_done_total", migrator.tasks_done());
   p.Help("kvf_agent_migration_bytes_total", "counter", "Bytes streamed to new owners.");
   p.Line("kvf_agent_migration_bytes_total", migrator.bytes_copied());
+  if (const LatencyHistogram* read = store.DiskReadLatency()) {
+    p.Help("kvf_agent_disk_blocks", "gauge", "Blocks held only in the disk tier.");
+    p.Line("kvf_agent_disk_blocks", s.disk_entries);
+    p.Help("kvf_agent_disk_demotions_total", "counter", "Blocks written to disk on eviction.");
+    p.Line("kvf_agent_disk_demotions_total", s.demotions);
+    p.Help("kvf_agent_disk_promotions_total", "counter", "Blocks read back into memory on a hit.");
+    p.Line("kvf_agent_disk_promotions_total", s.promotions);
+    p.Help("kvf_agent_disk_demotion_failures_total", "counter",
+           "Demotions whose write failed (the block was dropped).");
+    p.Line("kvf_agent_disk_demotion_failures_total", s.demotion_failures);
+    p.Help("kvf_agent_disk_evictions_total", "counter",
+           "Blocks the disk tier dropped to make room (oldest segment first).");
+    p.Line("kvf_agent_disk_evictions_total", s.disk_evictions);
+    p.Help("kvf_agent_disk_corrupt_records_total", "counter",
+           "Disk records that failed their checksum (at start or on a read): dropped, never served.");
+    p.Line("kvf_agent_disk_corrupt_records_total", s.disk_corrupt_records);
+    p.Help("kvf_agent_disk_recovered_blocks", "gauge", "Blocks found on disk when the agent started.");
+    p.Line("kvf_agent_disk_recovered_blocks", s.disk_recovered);
+    p.Help("kvf_agent_disk_io_total", "counter", "Disk tier records read and written.");
+    p.Line("kvf_agent_disk_io_total", s.disk_reads, "op=\"read\"");
+    p.Line("kvf_agent_disk_io_total", s.disk_writes, "op=\"write\"");
+    p.Help("kvf_agent_disk_io_bytes_total", "counter", "Disk tier bytes read and written.");
+    p.Line("kvf_agent_disk_io_bytes_total", s.disk_read_bytes, "op=\"read\"");
+    p.Line("kvf_agent_disk_io_bytes_total", s.disk_written_bytes, "op=\"write\"");
+    p.Help("kvf_agent_disk_read_seconds", "histogram", "One record read from the disk tier.");
+    read->AppendPrometheus(p.out(), "kvf_agent_disk_read_seconds", "");
+    p.Help("kvf_agent_disk_write_seconds", "histogram",
+           "One write to the disk tier (a run of contiguous records).");
+    store.DiskWriteLatency()->AppendPrometheus(p.out(), "kvf_agent_disk_write_seconds", "");
+  }
+  p.Help("kvf_agent_memory_limit_bytes", "gauge",
+         "Usable bytes of the memory tiers (shrunk under memory pressure).");
+  uint64_t memory_capacity = 0;
+  for (const TierStats& t : s.tiers) {
+    if (t.kind != TierKind::kDisk) memory_capacity += t.capacity_bytes;
+  }
+  p.Line("kvf_agent_memory_limit_bytes", std::min(memory_capacity, s.memory_limit_bytes));
+  if (pressure != nullptr) {
+    p.Help("kvf_agent_memory_pressure_level", "gauge",
+           "0 normal, 1 elevated (holding), 2 high (shrinking).");
+    p.Line("kvf_agent_memory_pressure_level", static_cast<int>(pressure->level()));
+    p.Help("kvf_agent_memory_used_fraction", "gauge",
+           "Used fraction of the machine's or cgroup's memory at the last check.");
+    p.Line("kvf_agent_memory_used_fraction", pressure->used_fraction());
+    p.Help("kvf_agent_memory_pressure_actions_total", "counter",
+           "Steps the memory limit took, by direction.");
+    p.Line("kvf_agent_memory_pressure_actions_total", pressure->shrinks(), "action=\"shrink\"");
+    p.Line("kvf_agent_memory_pressure_actions_total", pressure->grows(), "action=\"grow\"");
+  }
   return *p.out();
 }
 

@@ -5,14 +5,17 @@
 #include <string>
 
 #include "node/agent/data_plane.h"
+#include "node/agent/memory_pressure.h"
 #include "node/agent/migrator.h"
 #include "node/agent/replicator.h"
 #include "node/shard_store.h"
 
 namespace kvf {
 
+// `pressure` is null when memory-pressure sizing is off.
 std::string AgentMetricsText(const ShardStore& store, const DataPlane& data_plane,
-                             const Replicator& replicator, const Migrator& migrator);
+                             const Replicator& replicator, const Migrator& migrator,
+                             const MemoryPressure* pressure = nullptr);
 
 }  // namespace kvf
 

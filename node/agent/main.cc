@@ -30,6 +30,14 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:0", "/metrics and /healthz; empty
 ABSL_FLAG(std::string, failure_domain, "", "rack/host/zone replicas avoid sharing; default host name");
 ABSL_FLAG(uint64_t, host_bytes, uint64_t{1} << 30, "bytes of host memory for blocks");
 ABSL_FLAG(std::string, eviction_policy, "lru", "lru, lfu, fifo, s3fifo, chain or chain-lru");
+ABSL_FLAG(std::string, disk_path, "",
+          "directory of the disk (SSD) tier; empty: none. A restart over it serves its blocks again");
+ABSL_FLAG(uint64_t, disk_bytes, 0, "bytes of the disk tier's log file (with --disk_path)");
+ABSL_FLAG(double, memory_pressure_high, 0,
+          "used fraction of the machine's (or cgroup's) memory at which the host tier shrinks a "
+          "step per tick; 0: off");
+ABSL_FLAG(double, memory_pressure_low, 0,
+          "used fraction below which the host tier grows back; 0: memory_pressure_high - 0.1");
 ABSL_FLAG(std::string, ucx_tls, "", "UCX transports (UCX_TLS syntax); empty lets UCX choose");
 ABSL_FLAG(uint32_t, node_id, 0, "re-join with this node id (after a restart)");
 ABSL_FLAG(uint64_t, get_lease_ms, 10000, "read leases expire after this many milliseconds");
@@ -73,6 +81,13 @@ absl::StatusOr<proto::AgentConfig> ReadConfig(const GivenFlags& given) {
     return absl::InvalidArgumentError("--host_bytes must be at least 16 MiB");
   }
   if (c.get_lease_ms() == 0) return absl::InvalidArgumentError("--get_lease_ms must be positive");
+  if (!c.disk_path().empty() && c.disk_bytes() == 0) {
+    return absl::InvalidArgumentError("--disk_path needs --disk_bytes");
+  }
+  if (c.memory_pressure_high() < 0 || c.memory_pressure_high() > 1 ||
+      c.memory_pressure_low() < 0 || c.memory_pressure_low() >= 1) {
+    return absl::InvalidArgumentError("--memory_pressure_high/low are fractions in [0, 1]");
+  }
   if (c.tls_cert().empty() != c.tls_key().empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
   }
@@ -98,6 +113,10 @@ int Run(const GivenFlags& given) {
   options.failure_domain = c->failure_domain();
   options.host_bytes = c->host_bytes();
   options.eviction_policy = c->eviction_policy();
+  options.disk_path = c->disk_path();
+  options.disk_bytes = c->disk_bytes();
+  options.memory_pressure_high = c->memory_pressure_high();
+  options.memory_pressure_low = c->memory_pressure_low();
   options.ucx_tls = c->ucx_tls();
   options.data_listen_host = c->data_listen_host();
   options.tenant_listen_host = c->tenant_listen_host();

@@ -29,7 +29,20 @@ struct Entry {
   uint32_t pins = 0;      // leases and in-flight copies; > 0 never evicted or freed
   absl::Time last_access;
   bool live = false;      // maintained by BlockIndex: false for a free slot
+  // A demotion to the disk tier is writing this entry's page: it is out of
+  // the eviction policy and pinned until the write is done.
+  bool demoting = false;
+  // Chain position (EvictionHint), kept to re-insert the entry into the policy
+  // when it comes back from the disk tier.
+  uint32_t depth = 0;
+  BlockKey parent;
+  // tier == kDiskTier: the entry's record is in the store's disk tier at file
+  // offset `offset`, written in segment generation `disk_gen`.
+  uint64_t disk_gen = 0;
 };
+
+// Entry::tier of a block held only in the disk tier.
+inline constexpr uint8_t kDiskTier = 0xff;
 
 // Entries live in a dense vector so an EntryId is a plain index, reused after
 // Erase. Not thread-safe (the store locks).
