@@ -366,6 +366,17 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
 
 absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
                                           absl::Duration lease) {
+  return PinBlock(ns, key, lease, /*read=*/true);
+}
+
+absl::StatusOr<uint64_t> ShardStoreImpl::Hold(NamespaceId ns, const BlockKey& key,
+                                             absl::Duration hold) {
+  KVF_ASSIGN_OR_RETURN(Lease lease, PinBlock(ns, key, hold, /*read=*/false));
+  return lease.id;
+}
+
+absl::StatusOr<Lease> ShardStoreImpl::PinBlock(NamespaceId ns, const BlockKey& key,
+                                               absl::Duration lease, bool read) {
   KVF_ASSIGN_OR_RETURN(lease, LeaseOrDefault(lease));
   bool from_disk = false;
   for (int attempt = 0;; ++attempt) {
@@ -375,7 +386,7 @@ absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
       ExpireLeasesLocked(now);
       std::optional<EntryId> id = index_.Find(ns, key);
       if (!id) {
-        ++misses_;
+        if (read) ++misses_;
         return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
       }
       Entry& e = index_.at(*id);
@@ -388,9 +399,11 @@ absl::StatusOr<Lease> ShardStoreImpl::Pin(NamespaceId ns, const BlockKey& key,
         out.expires = now + lease;
         leases_.emplace(out.id, LeaseRecord{*id, PageRef{e.tier, e.offset}, out.expires});
         next_expiry_ = std::min(next_expiry_, out.expires);
-        ++hits_;
-        if (from_disk) ++disk_hits_;
-        TouchLocked(*id, now);
+        if (read) {
+          ++hits_;
+          if (from_disk) ++disk_hits_;
+          TouchLocked(*id, now);
+        }
         return out;
       }
     }

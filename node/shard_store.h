@@ -232,6 +232,14 @@ class ShardStore {
   // mutable entry goes to a new page). `lease` 0 = the default.
   virtual absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key,
                                     absl::Duration lease = absl::ZeroDuration()) = 0;
+  // A read hold: keeps a block that a Lookup just reported from being evicted
+  // before the Get that usually follows (docs/shard-store.md, "Read holds").
+  // A pin in every other way (a block on the disk tier is brought back to
+  // memory first, blocking), but it counts no hit and does not touch the
+  // block for the eviction policy: a lookup is not a read. Returns the lease
+  // id (Unpin ends it early); NOT_FOUND if absent.
+  virtual absl::StatusOr<uint64_t> Hold(NamespaceId ns, const BlockKey& key,
+                                        absl::Duration hold) = 0;
   // NOT_FOUND if the lease is unknown, already released or expired.
   virtual absl::Status Unpin(uint64_t lease_id) = 0;
   // Releases leases and reservations past their expiry; returns how many.

@@ -224,6 +224,8 @@ absl::Status AgentImpl::Init() {
   dp.previous_tokens = options_.previous_tokens;
   dp.tenant_limits = options_.tenant_limits;
   dp.sessions = options_.sessions;
+  dp.read_holds.hold = options_.lookup_hold;
+  dp.read_holds.max_held_bytes = host_bytes / 8;
   data_plane_ = std::make_unique<DataPlane>(store_.get(), transport_.get(), arena_.get(), dp);
   data_plane_->ServeAlso(tenant_transport_.get());
   peers_ = std::make_unique<PeerLinks>(transport_.get(), options_.token,

@@ -63,6 +63,9 @@ struct AgentOptions {
   std::string tls_ca;
   NodeId node_id = kNoNode;                  // re-join with this id
   absl::Duration get_lease = absl::Seconds(10);
+  // Blocks a Lookup reports are held until their Get, at most this long and
+  // at most an eighth of the host tier (node/agent/read_holds.h); zero: none.
+  absl::Duration lookup_hold = absl::Milliseconds(500);
   absl::Duration heartbeat = absl::ZeroDuration();  // zero: a third of the lease
   absl::Duration rpc_timeout = absl::Seconds(5);
   // What one tenant's clients may hold on this agent (docs/security.md).

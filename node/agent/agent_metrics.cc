@@ -78,6 +78,16 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
   p.Line("kvf_agent_bad_frames_total", dp.bad_frames());
   p.Help("kvf_agent_stale_refusals_total", "counter", "Reads refused because the copy was stale.");
   p.Line("kvf_agent_stale_refusals_total", dp.stale_refusals());
+  const ReadHoldStats holds = dp.read_holds();
+  p.Help("kvf_agent_read_holds_total", "counter",
+         "Blocks held after a lookup for the get that follows.");
+  p.Line("kvf_agent_read_holds_total", holds.held);
+  p.Help("kvf_agent_read_holds_skipped_total", "counter",
+         "Blocks a lookup reported but not held: the hold budget was spent.");
+  p.Line("kvf_agent_read_holds_skipped_total", holds.skipped);
+  p.Help("kvf_agent_read_hold_prefetches_total", "counter",
+         "Disk-tier blocks read back into memory after a lookup.");
+  p.Line("kvf_agent_read_hold_prefetches_total", holds.prefetched);
   p.Help("kvf_agent_fenced_refusals_total", "counter",
          "Mutable blocks refused (reads and writes) while the coordinator lease had lapsed.");
   p.Line("kvf_agent_fenced_refusals_total", dp.fenced_refusals());

@@ -96,6 +96,13 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
   for (const std::string& t : options.previous_tokens) {
     previous_taggers_.push_back(std::make_unique<const VersionTagger>(t));
   }
+  if (options.read_holds.hold > absl::ZeroDuration() && options.read_holds.max_held_bytes > 0) {
+    holds_ = std::make_unique<ReadHolds>(store_, options.read_holds);
+  }
+}
+
+ReadHoldStats DataPlane::read_holds() const {
+  return holds_ != nullptr ? holds_->stats() : ReadHoldStats{};
 }
 
 DataPlane::~DataPlane() {
@@ -431,24 +438,32 @@ absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r
   std::vector<BlockKey> keys;
   keys.reserve(r.keys.size());
   for (const auto& k : r.keys) keys.push_back(k.key);
-  const std::vector<std::optional<BlockInfo>> found = store_->Lookup(r.header.namespace_id, keys);
+  std::vector<std::optional<BlockInfo>> found = store_->Lookup(r.header.namespace_id, keys);
   protocol::LookupResponse resp;
   resp.header = Reply(r.header, epoch());
   resp.entries.resize(keys.size());
   const bool fenced = LeaseLapsed();
-  absl::MutexLock lock(&mu_);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (!found[i]) continue;
-    if (fenced && found[i]->mutable_entry) {  // cannot prove it current: not held
-      ++fenced_refusals_;
-      continue;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!found[i]) continue;
+      if (fenced && found[i]->mutable_entry) {  // cannot prove it current: not held
+        ++fenced_refusals_;
+        found[i].reset();
+        continue;
+      }
+      auto it = known_.find(KeyOf{r.header.namespace_id, keys[i]});
+      if (it != known_.end() && it->second > found[i]->version) {  // stale: not held
+        found[i].reset();
+        continue;
+      }
+      resp.entries[i] = protocol::LookupEntry{true, found[i]->codec,
+                                              static_cast<uint32_t>(found[i]->size),
+                                              found[i]->version};
     }
-    auto it = known_.find(KeyOf{r.header.namespace_id, keys[i]});
-    if (it != known_.end() && it->second > found[i]->version) continue;  // stale: not held
-    resp.entries[i] = protocol::LookupEntry{true, found[i]->codec,
-                                            static_cast<uint32_t>(found[i]->size),
-                                            found[i]->version};
   }
+  // What was reported held stays readable for the get that follows.
+  if (holds_ != nullptr) holds_->OnLookup(r.header.namespace_id, keys, found);
   return resp.Encode();
 }
 
@@ -503,6 +518,13 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
     e.version = lease->info.version;
     e.codec = lease->info.codec;
     batch.store_leases.push_back(lease->id);
+  }
+  // The get pinned what it serves: the lookup's holds on these blocks end.
+  if (holds_ != nullptr) {
+    std::vector<BlockKey> keys;
+    keys.reserve(r.keys.size());
+    for (const auto& k : r.keys) keys.push_back(k.key);
+    holds_->Release(ns, keys);
   }
   resp.lease_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.get_lease));
   if (!batch.store_leases.empty()) {

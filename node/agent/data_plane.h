@@ -64,6 +64,7 @@
 #include "common/namespace.h"
 #include "common/placement.h"
 #include "protocol/frames.h"
+#include "node/agent/read_holds.h"
 #include "node/agent/sessions.h"
 #include "node/shard_store.h"
 #include "transport/transport.h"
@@ -109,6 +110,8 @@ struct DataPlaneOptions {
   std::vector<std::string> previous_tokens;
   SessionLimits sessions;
   TenantLimits tenant_limits;
+  // Blocks a Lookup reports are held for the Get that follows (read_holds.h).
+  ReadHoldOptions read_holds;
 };
 
 class DataPlane {
@@ -166,6 +169,8 @@ class DataPlane {
   uint64_t wrong_owner() const { return wrong_owner_.load(); }
   uint64_t bad_frames() const { return bad_frames_.load(); }
   uint64_t stale_refusals() const { return stale_refusals_.load(); }
+  // Read holds after lookups; zeros when they are off.
+  ReadHoldStats read_holds() const;
   // Mutable blocks refused (reads and writes) while the lease had lapsed.
   uint64_t fenced_refusals() const { return fenced_refusals_.load(); }
   uint64_t active_batch_leases() const;
@@ -284,6 +289,7 @@ class DataPlane {
   std::atomic<uint64_t> wrong_owner_{0};
   std::atomic<uint64_t> bad_frames_{0};
   std::atomic<uint64_t> stale_refusals_{0};
+  std::unique_ptr<ReadHolds> holds_;  // null when off
   std::atomic<uint64_t> fenced_refusals_{0};
   std::atomic<uint64_t> unauthenticated_{0};
   std::atomic<uint64_t> permission_denied_{0};

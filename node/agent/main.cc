@@ -41,6 +41,9 @@ ABSL_FLAG(double, memory_pressure_low, 0,
 ABSL_FLAG(std::string, ucx_tls, "", "UCX transports (UCX_TLS syntax); empty lets UCX choose");
 ABSL_FLAG(uint32_t, node_id, 0, "re-join with this node id (after a restart)");
 ABSL_FLAG(uint64_t, get_lease_ms, 10000, "read leases expire after this many milliseconds");
+ABSL_FLAG(uint64_t, lookup_hold_ms, 500,
+          "blocks a lookup reports stay held (not evicted) until their get, at most this long; "
+          "0: no holds");
 ABSL_FLAG(bool, leave_on_exit, true, "leave the cluster on SIGTERM (else the node goes down)");
 ABSL_FLAG(std::string, data_listen_host, "",
           "IP the UCX data plane listens on (UCX is kept to its interface); empty: the host of "
@@ -125,6 +128,7 @@ int Run(const GivenFlags& given) {
   options.tls_ca = c->tls_ca();
   options.node_id = c->node_id();
   options.get_lease = absl::Milliseconds(c->get_lease_ms());
+  options.lookup_hold = absl::Milliseconds(c->lookup_hold_ms());
   options.sessions.max_sessions_per_tenant = c->max_sessions_per_tenant();
   options.tenant_limits.namespaces = c->max_namespaces_per_tenant();
   options.tenant_limits.read_leases = c->max_read_leases_per_tenant();

@@ -91,6 +91,7 @@ class ShardStoreImpl final : public ShardStore {
   absl::StatusOr<BlockInfo> Get(NamespaceId ns, const BlockKey& key, absl::Span<std::byte> dst,
                                 std::optional<Version> min_version) override;
   absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key, absl::Duration lease) override;
+  absl::StatusOr<uint64_t> Hold(NamespaceId ns, const BlockKey& key, absl::Duration hold) override;
   absl::Status Unpin(uint64_t lease_id) override;
   uint64_t ExpireLeases() override;
   size_t MatchPrefix(NamespaceId ns, absl::Span<const BlockKey> keys) override;
@@ -183,6 +184,9 @@ class ShardStoreImpl final : public ShardStore {
   // memory afterwards (or was already, or changed meanwhile: callers look
   // again); NOT_FOUND if absent or corrupt on disk (then dropped).
   absl::Status Promote(NamespaceId ns, const BlockKey& key);
+  // Pin and Hold: `read` counts the hit and touches the block.
+  absl::StatusOr<Lease> PinBlock(NamespaceId ns, const BlockKey& key, absl::Duration lease,
+                                 bool read);
   uint64_t ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t UsedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchLocked(EntryId id, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
