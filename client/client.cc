@@ -138,8 +138,9 @@ absl::StatusOr<std::string> ClientNetDevices(const ClientOptions& options) {
   }
   std::string host = options.data_listen_host;
   if (host.empty()) {
-    // The coordinator's host: "127.0.0.1:7700", "[::1]:7700", "localhost:7700".
-    const std::string& c = options.coordinator;
+    // The (first) coordinator's host: "127.0.0.1:7700", "[::1]:7700",
+    // "localhost:7700"; several coordinators are separated by commas.
+    const std::string c = options.coordinator.substr(0, options.coordinator.find(','));
     const size_t colon = c.rfind(':');
     std::string coordinator_host = c.substr(0, colon == std::string::npos ? c.size() : colon);
     if (coordinator_host.size() >= 2 && coordinator_host.front() == '[') {

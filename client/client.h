@@ -56,7 +56,10 @@ enum class AckMode {
 };
 
 struct ClientOptions {
-  std::string coordinator;  // host:port of kvf-coordinator's gRPC endpoint
+  // host:port of kvf-coordinator's gRPC endpoint, or a comma-separated list
+  // of several (etcd-backed coordinators, docs/coordinator.md): calls go to
+  // the leader and move on when one fails.
+  std::string coordinator;
   // A tenant credential (`kvfctl credential --tenant=T`; docs/security.md):
   // this tenant's namespaces only (NamespaceSpec::tenant must be T; others
   // get PERMISSION_DENIED), its block bytes copied by the agents. The cluster

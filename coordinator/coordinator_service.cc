@@ -106,15 +106,20 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(
     return absl::InvalidArgumentError("default_segment_blocks must be >= 1");
   }
   if (options.map_history == 0) options.map_history = 1;
-  KVF_ASSIGN_OR_RETURN(std::unique_ptr<EpochStore> store, EpochStore::Open(options.state_dir));
+  std::shared_ptr<StateStore> store = options.store;
+  if (store == nullptr) {
+    KVF_ASSIGN_OR_RETURN(std::unique_ptr<EpochStore> files, EpochStore::Open(options.state_dir));
+    store = std::move(files);
+  }
   KVF_ASSIGN_OR_RETURN(uint64_t saved, store->Load());
   KVF_ASSIGN_OR_RETURN(std::optional<std::string> bytes, store->LoadRoster());
   std::optional<proto::CoordinatorState> roster;
   if (bytes) {
     roster.emplace();
     if (!roster->ParseFromString(*bytes) || !ClusterMapFromProto(roster->map()).ok()) {
-      return absl::DataLossError(absl::StrCat(options.state_dir,
-                                              "/roster.pb does not hold a coordinator state"));
+      return absl::DataLossError(absl::StrCat(
+          options.store ? store->Describe() : options.state_dir + "/roster.pb",
+          ": does not hold a coordinator state"));
     }
   }
   const uint64_t epoch = saved + 1;
@@ -130,7 +135,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(
 }
 
 CoordinatorService::CoordinatorService(CoordinatorOptions options,
-                                       std::unique_ptr<EpochStore> store, uint64_t epoch,
+                                       std::shared_ptr<StateStore> store, uint64_t epoch,
                                        std::optional<proto::CoordinatorState> roster)
     : options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : Clock::Real()),
@@ -163,7 +168,7 @@ void CoordinatorService::RestoreLocked(const proto::CoordinatorState& roster) {
     next_id_ = std::max(next_id_, info.id + 1);
   }
   next_id_ = std::max<NodeId>(next_id_, roster.next_node_id());
-  next_task_id_ = std::max<uint64_t>(next_task_id_, roster.next_task_id());
+  next_task_id_ = std::max<uint64_t>(next_task_id_, roster.next_task_id()) + options_.task_id_gap;
 }
 
 void CoordinatorService::SaveRosterLocked() {
@@ -220,7 +225,12 @@ size_t CoordinatorService::LiveNodesLocked() const {
 absl::Status CoordinatorService::BumpEpochLocked() {
   absl::Status s = store_->Save(epoch_ + 1);
   if (!s.ok()) {
-    return absl::InternalError(
+    // INTERNAL for a state dir that cannot be written; UNAVAILABLE for etcd
+    // out of reach or a leader that lost its lease (the caller retries,
+    // elsewhere).
+    return absl::Status(
+        absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ? absl::StatusCode::kUnavailable
+                                                             : absl::StatusCode::kInternal,
         absl::StrCat("cannot save epoch ", epoch_ + 1, ", change refused: ", s.message()));
   }
   ++epoch_;
@@ -236,6 +246,7 @@ void CoordinatorService::PublishLocked() {
     ++i;
   }
   map->set_default_segment_blocks(options_.default_segment_blocks);
+  if (options_.on_publish) options_.on_publish(map);
   history_.push_back(std::move(map));
   while (history_.size() > options_.map_history) history_.pop_front();
   SaveRosterLocked();

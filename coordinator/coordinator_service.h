@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,6 +54,7 @@
 #include "coordinator/agent_client.h"
 #include "common/clock.h"
 #include "coordinator/epoch_store.h"
+#include "coordinator/state_store.h"
 #include "coordinator/eviction_cutoff.h"
 #include "coordinator/migration_planner.h"
 #include "proto/cluster_map.pb.h"
@@ -67,6 +69,15 @@ struct CoordinatorOptions {
   absl::Duration lease = absl::Seconds(10);
   EvictionWatermarks watermarks;
   std::string state_dir;                  // empty: the epoch is not persisted
+  // Where the epoch and roster go instead of state_dir (etcd, for several
+  // coordinators: coordinator/etcd_state_store.h). Null: state_dir.
+  std::shared_ptr<StateStore> store;
+  // Called (under the service's lock: keep it short, never call back) with
+  // every map the service publishes.
+  std::function<void(std::shared_ptr<const proto::ClusterMap>)> on_publish;
+  // Added to the saved task id counter on start: a leader elected after one
+  // that died may not see the last task ids it handed out.
+  uint64_t task_id_gap = 0;
   size_t map_history = 1024;              // maps kept for watchers that fall behind
   size_t max_nodes = 4096;                // live (not left) nodes
   uint64_t max_capacity_bytes = uint64_t{1} << 50;  // 1 PiB per node
@@ -102,7 +113,8 @@ struct CoordinatorStats {
 
 class CoordinatorService {
  public:
-  // Loads the last epoch from options.state_dir and starts at the next one.
+  // Loads the last epoch from options.store (or state_dir) and starts at the
+  // next one.
   // INVALID_ARGUMENT for bad options; the store's error if the state dir is
   // unusable.
   static absl::StatusOr<std::unique_ptr<CoordinatorService>> Create(CoordinatorOptions options);
@@ -167,7 +179,7 @@ class CoordinatorService {
   };
   enum class Plan { kNone, kMigrate };
 
-  explicit CoordinatorService(CoordinatorOptions options, std::unique_ptr<EpochStore> store,
+  explicit CoordinatorService(CoordinatorOptions options, std::shared_ptr<StateStore> store,
                               uint64_t epoch, std::optional<proto::CoordinatorState> roster);
 
   absl::Time Now() const;
@@ -205,7 +217,7 @@ class CoordinatorService {
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
-  std::unique_ptr<EpochStore> store_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<StateStore> store_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_);
   bool recovering_ ABSL_GUARDED_BY(mu_);
   bool roster_saved_ ABSL_GUARDED_BY(mu_) = true;  // false: retry on the next tick

@@ -13,11 +13,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "coordinator/state_store.h"
 
 namespace kvf {
 
 // Not thread-safe: the coordinator calls it under its own lock.
-class EpochStore {
+class EpochStore final : public StateStore {
  public:
   // Uses `<dir>/epoch`, creating `dir` if needed. An empty `dir` gives a store
   // that keeps nothing (Load() returns 0, Save() succeeds).
@@ -25,18 +26,19 @@ class EpochStore {
 
   // The last saved epoch; 0 when none was saved. DATA_LOSS if the file exists
   // but does not hold a number.
-  absl::StatusOr<uint64_t> Load() const;
+  absl::StatusOr<uint64_t> Load() const override;
 
   // Atomically replaces the saved epoch: writes a temporary file, fsyncs it,
   // renames it over the old one and fsyncs the directory. On error the old
   // value stays.
-  absl::Status Save(uint64_t epoch);
+  absl::Status Save(uint64_t epoch) override;
 
   // The last saved roster's bytes; nullopt when none was saved (a new state
   // dir, one from a version that kept only the epoch, or no dir at all).
-  absl::StatusOr<std::optional<std::string>> LoadRoster() const;
+  absl::StatusOr<std::optional<std::string>> LoadRoster() const override;
   // Atomically replaces the roster, like Save.
-  absl::Status SaveRoster(const std::string& bytes);
+  absl::Status SaveRoster(const std::string& bytes) override;
+  std::string Describe() const override { return dir_.empty() ? "no state dir" : "state dir " + dir_; }
 
   const std::string& path() const { return path_; }
 

@@ -76,6 +76,24 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
   return ep;
 }
 
+absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(
+    const std::string& host, int port, std::function<CoordinatorStats()> stats,
+    std::function<absl::StatusOr<std::string>()> health,
+    std::function<RpcCounters()> rpc_counters, std::function<std::string()> extra_metrics) {
+  HttpHandlers handlers;
+  handlers.metrics = [stats, rpc_counters, extra_metrics] {
+    std::string text = MetricsText(stats(), rpc_counters ? rpc_counters() : RpcCounters{});
+    if (extra_metrics) text += extra_metrics();
+    return text;
+  };
+  handlers.health = std::move(health);
+  std::unique_ptr<HttpEndpoint> ep(new HttpEndpoint());
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(host, port, handlers);
+  if (!server.ok()) return server.status();
+  ep->server_ = *std::move(server);
+  return ep;
+}
+
 HttpEndpoint::~HttpEndpoint() { Stop(); }
 
 void HttpEndpoint::Stop() {

@@ -30,6 +30,12 @@ class HttpEndpoint {
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
       const std::string& host, int port, const CoordinatorService* core,
       std::function<RpcCounters()> rpc_counters);
+  // The same from functions (a coordinator group: the leader's counters, or
+  // a follower's epoch). `extra_metrics`, if set, is appended to /metrics.
+  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(
+      const std::string& host, int port, std::function<CoordinatorStats()> stats,
+      std::function<absl::StatusOr<std::string>()> health,
+      std::function<RpcCounters()> rpc_counters, std::function<std::string()> extra_metrics);
   ~HttpEndpoint();
   void Stop();
   int port() const;

@@ -23,7 +23,9 @@
 #include "common/status_macros.h"
 #include "common/credentials.h"
 #include "coordinator/agent_client.h"
+#include "coordinator/coordinator_group.h"
 #include "coordinator/coordinator_service.h"
+#include "coordinator/etcd_client.h"
 #include "coordinator/grpc_service.h"
 #include "coordinator/http_endpoint.h"
 #include "grpcpp/server.h"
@@ -46,6 +48,16 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate; with --tls_key serves gRP
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, agent_tls_ca, "", "PEM roots to verify agents with; empty: plaintext");
 ABSL_FLAG(std::string, config, "", "textproto kvf.proto.CoordinatorConfig; flags override it");
+ABSL_FLAG(std::string, etcd_endpoints, "",
+          "etcd client endpoints (host:port,...): keep the state in etcd and run as one of "
+          "several coordinators, one elected leader; empty: --state_dir");
+ABSL_FLAG(std::string, etcd_prefix, "/kvfabric/default", "this cluster's key prefix in etcd");
+ABSL_FLAG(uint64_t, election_ttl_ms, 2000,
+          "the leader's etcd lease (whole seconds, >= 1000): a dead leader is replaced within "
+          "about this plus 1 s");
+ABSL_FLAG(std::string, advertise, "",
+          "host:port others reach this coordinator at (redirects name it); default: --listen "
+          "with the bound port");
 
 namespace kvf {
 namespace {
@@ -85,6 +97,13 @@ absl::StatusOr<proto::CoordinatorConfig> ReadConfig(const GivenFlags& given) {
   if (c.tls_cert().empty() != c.tls_key().empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
   }
+  if (!c.etcd_endpoints().empty() && !c.state_dir().empty()) {
+    return absl::InvalidArgumentError(
+        "--state_dir and --etcd_endpoints exclude each other: with etcd the state lives there");
+  }
+  if (!c.etcd_endpoints().empty() && c.election_ttl_ms() < 1000) {
+    return absl::InvalidArgumentError("--election_ttl_ms must be at least 1000 (etcd leases)");
+  }
   return c;
 }
 
@@ -121,14 +140,42 @@ int Run(const GivenFlags& given) {
   options.default_segment_blocks = c.default_segment_blocks();
   options.state_dir = c.state_dir();
   options.agents = agents.get();
-  auto core = CoordinatorService::Create(options);
-  if (!core.ok()) {
-    std::fprintf(stderr, "kvf-coordinator: %s\n", core.status().ToString().c_str());
-    return 2;
-  }
   std::vector<std::string> tokens = {c.token()};
   tokens.insert(tokens.end(), c.previous_tokens().begin(), c.previous_tokens().end());
-  CoordinatorGrpcService service(core->get(), std::move(tokens));
+
+  // One coordinator with a state dir, or one member of a group sharing etcd.
+  std::unique_ptr<CoordinatorService> core;
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<CoordinatorGroup> group;
+  std::unique_ptr<CoordinatorGrpcService> service;
+  if (c.etcd_endpoints().empty()) {
+    auto created = CoordinatorService::Create(options);
+    if (!created.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: %s\n", created.status().ToString().c_str());
+      return 2;
+    }
+    core = *std::move(created);
+    service = std::make_unique<CoordinatorGrpcService>(core.get(), std::move(tokens));
+  } else {
+    auto client = EtcdClient::Create(c.etcd_endpoints(), absl::Seconds(2));
+    if (!client.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: --etcd_endpoints: %s\n",
+                   client.status().ToString().c_str());
+      return 2;
+    }
+    etcd = *std::move(client);
+    CoordinatorGroupOptions go;
+    go.core = options;
+    go.prefix = c.etcd_prefix();
+    go.election_ttl = absl::Milliseconds(c.election_ttl_ms());
+    auto created = CoordinatorGroup::Create(etcd.get(), go);
+    if (!created.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: %s\n", created.status().ToString().c_str());
+      return 2;
+    }
+    group = *std::move(created);
+    service = std::make_unique<CoordinatorGrpcService>(group.get(), std::move(tokens));
+  }
 
   std::string grpc_host;
   int grpc_port = 0;
@@ -139,11 +186,25 @@ int Run(const GivenFlags& given) {
   int bound = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(c.listen(), *creds, &bound);
-  builder.RegisterService(&service);
+  builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {
     std::fprintf(stderr, "kvf-coordinator: cannot listen on %s\n", c.listen().c_str());
     return 1;
+  }
+  std::string self = c.advertise();
+  if (self.empty()) {
+    self = absl::StrCat(grpc_host.find(':') != std::string::npos
+                            ? absl::StrCat("[", grpc_host, "]")
+                            : grpc_host,
+                        ":", bound);
+  }
+  if (group) {
+    if (absl::Status s = group->Start(self); !s.ok()) {
+      std::fprintf(stderr, "kvf-coordinator: %s\n", s.ToString().c_str());
+      server->Shutdown();
+      return 1;
+    }
   }
 
   std::unique_ptr<HttpEndpoint> http;
@@ -152,13 +213,31 @@ int Run(const GivenFlags& given) {
     std::string host;
     int port = 0;
     absl::Status s = SplitHostPort(c.http_listen(), &host, &port);
-    absl::StatusOr<std::unique_ptr<HttpEndpoint>> ep =
-        s.ok() ? HttpEndpoint::Start(host, port, core->get(),
-                                     [&service] {
-                                       return RpcCounters{service.unauthenticated_calls(),
-                                                          service.failed_calls()};
-                                     })
-               : absl::StatusOr<std::unique_ptr<HttpEndpoint>>(s);
+    CoordinatorGrpcService* svc = service.get();
+    auto rpc = [svc] { return RpcCounters{svc->unauthenticated_calls(), svc->failed_calls()}; };
+    absl::StatusOr<std::unique_ptr<HttpEndpoint>> ep = s.ok() ? absl::InternalError("unset") : s;
+    if (s.ok() && core) {
+      ep = HttpEndpoint::Start(host, port, core.get(), rpc);
+    } else if (s.ok()) {
+      CoordinatorGroup* g = group.get();
+      ep = HttpEndpoint::Start(
+          host, port, [g] { return g->Stats(); },
+          [g]() -> absl::StatusOr<std::string> {
+            if (g->shutting_down()) return absl::UnavailableError("shutting down");
+            std::string leader;
+            const bool leading = g->Leader(&leader) != nullptr;
+            return absl::StrCat("ok epoch=", g->feed().epoch(),
+                                leading ? " role=leader" : " role=follower",
+                                leading ? "" : absl::StrCat(" leader=", leader), "\n");
+          },
+          rpc,
+          [g] {
+            return absl::StrCat(
+                "# HELP kvf_coordinator_leader 1 while this coordinator is the elected leader.\n"
+                "# TYPE kvf_coordinator_leader gauge\nkvf_coordinator_leader ",
+                g->is_leader() ? 1 : 0, "\n");
+          });
+    }
     if (!ep.ok()) {
       std::fprintf(stderr, "kvf-coordinator: --http_listen: %s\n", ep.status().ToString().c_str());
       server->Shutdown();
@@ -172,16 +251,26 @@ int Run(const GivenFlags& given) {
   absl::Notification stop;
   const absl::Duration tick =
       std::clamp(options.lease / 4, absl::Milliseconds(5), absl::Seconds(1));
-  CoordinatorService* core_ptr = core->get();
-  std::thread ticker([&stop, core_ptr, tick] {
-    while (!stop.WaitForNotificationWithTimeout(tick)) core_ptr->Tick();
+  CoordinatorService* core_ptr = core.get();
+  CoordinatorGroup* group_ptr = group.get();
+  std::thread ticker([&stop, core_ptr, group_ptr, tick] {
+    while (!stop.WaitForNotificationWithTimeout(tick)) {
+      if (core_ptr != nullptr) {
+        core_ptr->Tick();
+      } else {
+        group_ptr->Tick();
+      }
+    }
   });
 
   std::printf("kvf-coordinator listening grpc=%s:%d http=%s\n", grpc_host.c_str(), bound,
               http_text.c_str());
   std::fflush(stdout);
-  KVF_LOG(INFO) << "kvf-coordinator: epoch " << core_ptr->epoch() << ", R="
-                << options.ring.replication << ", lease " << options.lease
+  KVF_LOG(INFO) << "kvf-coordinator: "
+                << (core_ptr ? absl::StrCat("epoch ", core_ptr->epoch())
+                             : absl::StrCat("etcd ", c.etcd_endpoints(), " prefix ",
+                                            c.etcd_prefix(), " as ", self))
+                << ", R=" << options.ring.replication << ", lease " << options.lease
                 << (c.tls_cert().empty() ? ", plaintext" : ", TLS");
 
   const int sig = WaitForStopSignal();
@@ -189,7 +278,9 @@ int Run(const GivenFlags& given) {
 
   stop.Notify();
   ticker.join();
-  core_ptr->Shutdown();  // ends watch streams
+  if (core_ptr != nullptr) core_ptr->Shutdown();  // ends watch streams
+  // A group member resigns: another is elected at once, not after a lease.
+  if (group_ptr != nullptr) group_ptr->Shutdown(/*resign=*/true);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (http) http->Stop();
   return 0;

@@ -17,6 +17,7 @@ packages=(
   python3-dev pybind11-dev python3-pybind11       # the Python package (python/, docs/python.md)
   python3-numpy python3-torch python3-pytest      # its buffers, torch KV caches and tests (CPU torch)
   redis-server                                    # kvf-bench's peer: the issue names Redis as the store to beat
+  etcd-server etcd-client                         # several coordinators' shared state (kvf-launch --coordinators, failover tests)
 )
 
 missing=()

@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/client_context.h"
@@ -25,8 +27,8 @@ std::chrono::system_clock::time_point ToChrono(absl::Time t) {
 }  // namespace
 
 struct MapWatcher::Rpc {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<proto::Coordinator::Stub> stub;
+  std::vector<std::string> addresses;
+  std::vector<std::unique_ptr<proto::Coordinator::Stub>> stubs;  // one per address
 };
 
 MapWatcher::MapWatcher(std::string address, std::string token, absl::Duration rpc_timeout)
@@ -45,9 +47,13 @@ absl::StatusOr<std::unique_ptr<MapWatcher>> MapWatcher::Start(std::string addres
   }
   std::unique_ptr<MapWatcher> w(new MapWatcher(std::move(address), std::move(token), rpc_timeout));
   w->rpc_ = std::make_unique<Rpc>();
-  w->rpc_->channel = OpenChannel(w->address_, *std::move(credentials));
-  w->rpc_->stub = proto::Coordinator::NewStub(w->rpc_->channel);
-  absl::Status s = w->FetchOnce(absl::Now() + rpc_timeout);
+  for (absl::string_view a : absl::StrSplit(w->address_, ',', absl::SkipWhitespace())) {
+    w->rpc_->addresses.emplace_back(absl::StripAsciiWhitespace(a));
+    w->rpc_->stubs.push_back(
+        proto::Coordinator::NewStub(OpenChannel(w->rpc_->addresses.back(), *credentials)));
+  }
+  if (w->rpc_->stubs.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  absl::Status s = w->FetchAny(absl::Now() + rpc_timeout);
   if (!s.ok()) {
     // Nothing in gRPC's text says TLS was the trouble: a plaintext client of
     // a TLS server sees the connection closed, a TLS one a failed handshake.
@@ -96,14 +102,44 @@ absl::Status MapWatcher::Install(ClusterMap map) {
 }
 
 absl::Status MapWatcher::FetchOnce(absl::Time deadline) {
+  size_t index;
+  {
+    absl::MutexLock l(&mu_);
+    index = preferred_;
+  }
+  const size_t n = rpc_->stubs.size();
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
-  ctx.set_deadline(ToChrono(deadline));
+  // With several coordinators one that hangs must not eat the whole budget.
+  ctx.set_deadline(ToChrono(
+      n > 1 ? std::min(deadline, absl::Now() + std::max(rpc_timeout_ / 2, absl::Seconds(1)))
+            : deadline));
   proto::ClusterMap pm;
-  grpc::Status gs = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
-  if (!gs.ok()) return FromGrpcStatus(gs);
+  grpc::Status gs = rpc_->stubs[index]->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
+  if (!gs.ok()) {
+    if (n > 1 && (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                  gs.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+      absl::MutexLock l(&mu_);
+      if (preferred_ == index) preferred_ = (index + 1) % n;
+    }
+    absl::Status st = FromGrpcStatus(gs);
+    return absl::Status(st.code(), n > 1 ? absl::StrCat(rpc_->addresses[index], ": ", st.message())
+                                         : std::string(st.message()));
+  }
   KVF_ASSIGN_OR_RETURN(ClusterMap map, ClusterMapFromProto(pm));
   return Install(std::move(map));
+}
+
+absl::Status MapWatcher::FetchAny(absl::Time deadline) {
+  absl::Status s;
+  for (size_t i = 0; i < rpc_->stubs.size(); ++i) {
+    s = FetchOnce(deadline);
+    if (s.ok() || !(absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) ||
+        absl::Now() >= deadline) {
+      return s;
+    }
+  }
+  return s;
 }
 
 absl::Status MapWatcher::RefreshTo(uint64_t min_epoch, absl::Time deadline) {
@@ -113,7 +149,7 @@ absl::Status MapWatcher::RefreshTo(uint64_t min_epoch, absl::Time deadline) {
       auto snap = Current();
       if (snap != nullptr && snap->map.epoch >= min_epoch) return absl::OkStatus();
     }
-    absl::Status s = FetchOnce(std::min(deadline, absl::Now() + rpc_timeout_));
+    absl::Status s = FetchAny(std::min(deadline, absl::Now() + rpc_timeout_));
     {
       auto snap = Current();
       if (snap != nullptr && snap->map.epoch >= min_epoch) return absl::OkStatus();
@@ -129,19 +165,25 @@ absl::Status MapWatcher::RefreshTo(uint64_t min_epoch, absl::Time deadline) {
 }
 
 void MapWatcher::WatchLoop() {
+  const size_t n = rpc_->stubs.size();
+  size_t failures_in_a_row = 0;
   for (;;) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
     proto::WatchClusterMapRequest req;
+    size_t index;
     {
       absl::MutexLock l(&mu_);
       if (stop_) return;
       watch_ctx_ = &ctx;
       req.set_after_epoch(snapshot_ != nullptr ? snapshot_->map.epoch : 0);
+      index = preferred_;
     }
-    auto reader = rpc_->stub->WatchClusterMap(&ctx, req);
+    auto reader = rpc_->stubs[index]->WatchClusterMap(&ctx, req);
     proto::ClusterMap pm;
+    bool got = false;
     while (reader->Read(&pm)) {
+      got = true;
       auto map = ClusterMapFromProto(pm);
       if (!map.ok()) {
         KVF_LOG(WARNING) << "kvf client: bad cluster map from the watch: " << map.status();
@@ -156,8 +198,16 @@ void MapWatcher::WatchLoop() {
     absl::MutexLock l(&mu_);
     watch_ctx_ = nullptr;
     if (stop_) return;
-    // Reconnect after a short pause, unless told to stop meanwhile.
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(200));
+    // Any coordinator serves the watch: with several, the next one (at once
+    // the first time round the list); with one, the same after a pause.
+    failures_in_a_row = got ? 1 : failures_in_a_row + 1;
+    absl::Duration pause = absl::Milliseconds(200);
+    if (n > 1) {
+      if (preferred_ == index) preferred_ = (index + 1) % n;
+      pause = failures_in_a_row < n ? absl::Milliseconds(20) : absl::Milliseconds(200);
+      if (failures_in_a_row >= n) failures_in_a_row = 0;
+    }
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), pause);
     if (stop_) return;
   }
 }

@@ -1,10 +1,14 @@
 #include "node/agent/coordinator_link.h"
 
-#include <chrono>
 #include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "grpcpp/create_channel.h"
 #include "proto/auth.h"
@@ -14,10 +18,21 @@
 namespace kvf {
 namespace {
 
-absl::Status Annotate(const char* call, const grpc::Status& s) {
+// Where a follower names the leader (coordinator/grpc_service.h).
+constexpr char kLeaderMetadata[] = "x-kvf-leader";
+
+absl::Status Annotate(const char* call, const std::string& address, const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
   absl::Status st = FromGrpcStatus(s);
-  return absl::Status(st.code(), absl::StrCat("coordinator ", call, ": ", st.message()));
+  return absl::Status(st.code(),
+                      absl::StrCat("coordinator ", address, " ", call, ": ", st.message()));
+}
+
+std::string LeaderFrom(const grpc::ClientContext& ctx) {
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find(kLeaderMetadata);
+  if (it == trailers.end()) return "";
+  return std::string(it->second.data(), it->second.size());
 }
 
 }  // namespace
@@ -25,43 +40,112 @@ absl::Status Annotate(const char* call, const grpc::Status& s) {
 CoordinatorLink::CoordinatorLink(const std::string& address, std::string token,
                                  absl::Duration timeout,
                                  std::shared_ptr<grpc::ChannelCredentials> credentials)
-    : token_(std::move(token)),
-      timeout_(timeout),
-      stub_(proto::Coordinator::NewStub(OpenChannel(address, std::move(credentials)))) {}
+    : token_(std::move(token)), timeout_(timeout), credentials_(std::move(credentials)) {
+  absl::MutexLock lock(&mu_);
+  for (absl::string_view a : absl::StrSplit(address, ',', absl::SkipWhitespace())) {
+    IndexOfLocked(std::string(absl::StripAsciiWhitespace(a)));
+  }
+  if (targets_.empty()) IndexOfLocked(address);  // "" fails at the first call, as before
+}
 
 CoordinatorLink::~CoordinatorLink() { StopWatch(); }
 
-void CoordinatorLink::Prepare(grpc::ClientContext* ctx) const {
-  AddClusterToken(ctx, token_);
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::microseconds(absl::ToInt64Microseconds(timeout_)));
+size_t CoordinatorLink::IndexOfLocked(const std::string& address) {
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i]->address == address) return i;
+  }
+  auto t = std::make_unique<Target>();
+  t->address = address;
+  t->stub = proto::Coordinator::NewStub(OpenChannel(address, credentials_));
+  targets_.push_back(std::move(t));
+  return targets_.size() - 1;
+}
+
+std::string CoordinatorLink::current() const {
+  absl::MutexLock lock(&mu_);
+  return targets_[preferred_]->address;
+}
+
+absl::Status CoordinatorLink::Invoke(const char* name, const Call& call) {
+  const absl::Time deadline = absl::Now() + timeout_;
+  size_t unreachable_in_a_row = 0;
+  for (;;) {
+    Target* target;
+    size_t index;
+    size_t n;
+    {
+      absl::MutexLock lock(&mu_);
+      index = preferred_;
+      target = targets_[index].get();
+      n = targets_.size();
+    }
+    grpc::ClientContext ctx;
+    AddClusterToken(&ctx, token_);
+    // With several coordinators one that hangs must not eat the whole budget.
+    const absl::Time attempt_deadline =
+        n > 1 ? std::min(deadline, absl::Now() + std::max(timeout_ / 2, absl::Seconds(1)))
+              : deadline;
+    ctx.set_deadline(absl::ToChronoTime(attempt_deadline));
+    grpc::Status s = call(*target->stub, &ctx);
+    if (s.ok()) return absl::OkStatus();
+    const bool unavailable = s.error_code() == grpc::StatusCode::UNAVAILABLE;
+    const bool timed_out = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    const std::string leader = unavailable ? LeaderFrom(ctx) : "";
+    {
+      absl::MutexLock lock(&mu_);
+      if (!leader.empty()) {
+        preferred_ = IndexOfLocked(leader);
+      } else if ((unavailable || timed_out) && preferred_ == index) {
+        preferred_ = (index + 1) % targets_.size();
+      }
+    }
+    // Only UNAVAILABLE says the request was not acted on; a timeout may have
+    // been a change made without its answer.
+    if (!unavailable || absl::Now() >= deadline) return Annotate(name, target->address, s);
+    if (!leader.empty()) {
+      unreachable_in_a_row = 0;
+      continue;  // straight to the leader
+    }
+    // Every coordinator unreachable or without a leader: an election (or a
+    // restart) is under way; wait a little before the next round.
+    if (++unreachable_in_a_row >= n) {
+      unreachable_in_a_row = 0;
+      absl::SleepFor(std::min(absl::Milliseconds(100), deadline - absl::Now()));
+    }
+  }
 }
 
 absl::StatusOr<proto::JoinResponse> CoordinatorLink::Join(const proto::JoinRequest& request) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
   proto::JoinResponse response;
-  if (absl::Status s = Annotate("Join", stub_->Join(&ctx, request, &response)); !s.ok()) return s;
+  if (absl::Status s = Invoke("Join", [&](proto::Coordinator::Stub& stub,
+                                              grpc::ClientContext* ctx) {
+    return stub.Join(ctx, request, &response);
+  });
+      !s.ok()) {
+    return s;
+  }
   return response;
 }
 
 absl::StatusOr<proto::HeartbeatResponse> CoordinatorLink::Heartbeat(
     const proto::HeartbeatRequest& request) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
   proto::HeartbeatResponse response;
-  if (absl::Status s = Annotate("Heartbeat", stub_->Heartbeat(&ctx, request, &response)); !s.ok()) {
+  if (absl::Status s = Invoke("Heartbeat", [&](proto::Coordinator::Stub& stub,
+                                                   grpc::ClientContext* ctx) {
+    return stub.Heartbeat(ctx, request, &response);
+  });
+      !s.ok()) {
     return s;
   }
   return response;
 }
 
 absl::StatusOr<ClusterMap> CoordinatorLink::GetClusterMap() {
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
   proto::ClusterMap map;
-  if (absl::Status s = Annotate("GetClusterMap",
-                                stub_->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &map));
+  if (absl::Status s = Invoke("GetClusterMap", [&](proto::Coordinator::Stub& stub,
+                                                       grpc::ClientContext* ctx) {
+    return stub.GetClusterMap(ctx, proto::GetClusterMapRequest(), &map);
+  });
       !s.ok()) {
     return s;
   }
@@ -70,22 +154,22 @@ absl::StatusOr<ClusterMap> CoordinatorLink::GetClusterMap() {
 
 absl::Status CoordinatorLink::ReportMigration(uint32_t node,
                                               const std::vector<proto::TaskProgress>& tasks) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
   proto::ReportMigrationRequest request;
   request.set_node_id(node);
   for (const auto& t : tasks) *request.add_tasks() = t;
   proto::ReportMigrationResponse response;
-  return Annotate("ReportMigration", stub_->ReportMigration(&ctx, request, &response));
+  return Invoke("ReportMigration", [&](proto::Coordinator::Stub& stub, grpc::ClientContext* ctx) {
+    return stub.ReportMigration(ctx, request, &response);
+  });
 }
 
 absl::Status CoordinatorLink::Leave(uint32_t node) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
   proto::NodeRequest request;
   request.set_node_id(node);
   proto::MembershipResponse response;
-  return Annotate("Leave", stub_->Leave(&ctx, request, &response));
+  return Invoke("Leave", [&](proto::Coordinator::Stub& stub, grpc::ClientContext* ctx) {
+    return stub.Leave(ctx, request, &response);
+  });
 }
 
 void CoordinatorLink::StartWatch(uint64_t after_epoch,
@@ -107,20 +191,33 @@ void CoordinatorLink::StopWatch() {
 
 void CoordinatorLink::WatchLoop(uint64_t after_epoch,
                                 std::function<void(const ClusterMap&)> on_map) {
+  size_t index;
+  {
+    absl::MutexLock lock(&mu_);
+    index = preferred_;
+  }
+  size_t failures_in_a_row = 0;
   for (;;) {
     grpc::ClientContext ctx;
     AddClusterToken(&ctx, token_);
+    Target* target;
+    size_t n;
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
       watch_ctx_ = &ctx;
+      index %= targets_.size();
+      target = targets_[index].get();
+      n = targets_.size();
     }
     proto::WatchClusterMapRequest request;
     request.set_after_epoch(after_epoch);
     std::unique_ptr<grpc::ClientReader<proto::ClusterMap>> reader =
-        stub_->WatchClusterMap(&ctx, request);
+        target->stub->WatchClusterMap(&ctx, request);
     proto::ClusterMap wire;
+    bool got = false;
     while (reader->Read(&wire)) {
+      got = true;
       absl::StatusOr<ClusterMap> map = ClusterMapFromProto(wire);
       if (!map.ok()) {
         KVF_LOG(WARNING) << "agent: bad cluster map from the watch: " << map.status();
@@ -137,11 +234,18 @@ void CoordinatorLink::WatchLoop(uint64_t after_epoch,
       stop = stop_;
     }
     if (stop) return;
-    KVF_LOG(WARNING) << "agent: cluster-map watch ended (" << s.error_message()
-                     << "); re-opening";
-    // Back off without sleeping through a stop.
+    failures_in_a_row = got ? 1 : failures_in_a_row + 1;
+    KVF_LOG(WARNING) << "agent: cluster-map watch on " << target->address << " ended ("
+                     << s.error_message() << "); re-opening"
+                     << (n > 1 ? " on the next coordinator" : "");
+    // Any coordinator serves the watch: the next one, at once the first time
+    // round the list, then after a pause.
+    index = (index + 1) % n;
+    const absl::Duration pause =
+        failures_in_a_row < n ? absl::Milliseconds(20) : absl::Milliseconds(500);
+    if (failures_in_a_row >= n) failures_in_a_row = 0;
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(500));
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), pause);
     if (stop_) return;
   }
 }

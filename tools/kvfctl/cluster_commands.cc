@@ -272,13 +272,65 @@ int RunStatus(Context& ctx) {
   }
   const CoordinatorMetrics cm = ScrapeCoordinator(ctx);
   const HitRate hr = ScrapeAgents(ctx, *map);
+  // Who leads, and how etcd is (several coordinators sharing etcd).
+  const std::vector<CoordinatorProbe> probes = ctx.ProbeCoordinators();
+  const CoordinatorProbe* leader = nullptr;
+  const CoordinatorProbe* etcd = nullptr;  // the report of the leader, else any member's
+  bool replicated = false;
+  for (const CoordinatorProbe& p : probes) {
+    if (!p.reachable) continue;
+    const auto role = p.status.role();
+    replicated |= role == proto::CoordinatorStatusResponse::ROLE_LEADER ||
+                  role == proto::CoordinatorStatusResponse::ROLE_FOLLOWER;
+    if (role == proto::CoordinatorStatusResponse::ROLE_LEADER) leader = &p;
+    if (p.status.etcd_endpoints_size() > 0 && (etcd == nullptr || &p == leader)) etcd = &p;
+  }
+  std::string leader_address = leader ? leader->status.address() : "";
+  for (const CoordinatorProbe& p : probes) {
+    if (leader_address.empty() && p.reachable) leader_address = p.status.leader_address();
+  }
+  auto role_text = [](const CoordinatorProbe& p) -> std::string {
+    if (!p.reachable) return absl::StrCat("unreachable: ", p.error);
+    switch (p.status.role()) {
+      case proto::CoordinatorStatusResponse::ROLE_LEADER:
+        return "leader";
+      case proto::CoordinatorStatusResponse::ROLE_FOLLOWER:
+        return "follower";
+      case proto::CoordinatorStatusResponse::ROLE_STANDALONE:
+        return "standalone";
+      default:
+        return "unknown";
+    }
+  };
 
   if (ctx.json()) {
     JsonObject states;
     for (int s : kStates) states.Int(StateName(s), by_state[s]);
     JsonObject o;
+    JsonArray members;
+    for (const CoordinatorProbe& p : probes) {
+      JsonObject m;
+      m.Str("address", p.address).Str("role", role_text(p)).Bool("reachable", p.reachable);
+      if (p.reachable) m.Uint("epoch", p.status.epoch());
+      members.Raw(m.Done());
+    }
     o.Str("coordinator", ctx.options().coordinator)
-        .Uint("epoch", map->epoch())
+        .Raw("coordinators", members.Done())
+        .Str("leader", leader_address);
+    if (etcd != nullptr) {
+      JsonArray endpoints;
+      for (const std::string& e : etcd->status.etcd_endpoints()) endpoints.Str(e);
+      o.Raw("etcd", JsonObject()
+                        .Raw("endpoints", endpoints.Done())
+                        .Bool("healthy", etcd->status.etcd_healthy())
+                        .Str("version", etcd->status.etcd_version())
+                        .Int("revision", etcd->status.etcd_revision())
+                        .Str("error", etcd->status.etcd_error())
+                        .Done());
+    } else {
+      o.Null("etcd");
+    }
+    o.Uint("epoch", map->epoch())
         .Uint("replication", map->ring().replication())
         .Uint("default_segment_blocks", map->default_segment_blocks())
         .Int("nodes", map->nodes_size())
@@ -308,6 +360,33 @@ int RunStatus(Context& ctx) {
   std::vector<std::string> parts;
   for (int s : kStates) parts.push_back(absl::StrCat(StateName(s), " ", by_state[s]));
   std::printf("coordinator      %s\n", ctx.options().coordinator.c_str());
+  if (replicated || probes.size() > 1) {
+    std::vector<std::string> members;
+    for (const CoordinatorProbe& p : probes) {
+      members.push_back(absl::StrCat(p.address, " (", role_text(p), ")"));
+    }
+    std::printf("coordinators     %s\n", absl::StrJoin(members, ", ").c_str());
+    if (leader != nullptr) {
+      std::printf("leader           %s (term %llu, for %llds)\n", leader_address.c_str(),
+                  static_cast<unsigned long long>(leader->status.leader_term()),
+                  static_cast<long long>(absl::ToInt64Seconds(
+                      absl::Now() - absl::FromUnixMillis(leader->status.leader_since_unix_ms()))));
+    } else {
+      std::printf("leader           %s\n", leader_address.empty()
+                                               ? "none elected"
+                                               : absl::StrCat(leader_address, " (not listed)").c_str());
+    }
+  }
+  if (etcd != nullptr) {
+    const auto& st = etcd->status;
+    std::printf("etcd             %s: %s%s\n",
+                st.etcd_healthy() ? "healthy" : "UNHEALTHY",
+                absl::StrJoin(st.etcd_endpoints(), ",").c_str(),
+                st.etcd_healthy()
+                    ? absl::StrCat(" (etcd ", st.etcd_version(), ", revision ", st.etcd_revision(),
+                                   ")").c_str()
+                    : absl::StrCat(" (", st.etcd_error(), ")").c_str());
+  }
   std::printf("epoch            %llu\n", static_cast<unsigned long long>(map->epoch()));
   std::printf("replication      R=%u, segments of %u blocks\n", map->ring().replication(),
               map->default_segment_blocks());

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/client_context.h"
@@ -81,10 +82,55 @@ int Fail(int code, const std::string& message, const std::string& hint) {
 
 Context::Context(Options options) : options_(std::move(options)) {}
 
+std::vector<std::string> Context::CoordinatorList() const {
+  std::vector<std::string> list;
+  for (absl::string_view a : absl::StrSplit(options_.coordinator, ',', absl::SkipWhitespace())) {
+    list.emplace_back(absl::StripAsciiWhitespace(a));
+  }
+  if (list.empty()) list.push_back(options_.coordinator);
+  return list;
+}
+
+std::vector<CoordinatorProbe> Context::ProbeCoordinators() const {
+  std::vector<CoordinatorProbe> probes;
+  for (const std::string& address : CoordinatorList()) {
+    CoordinatorProbe p;
+    p.address = address;
+    auto stub = proto::Coordinator::NewStub(OpenChannel(address, options_.credentials));
+    auto call = NewCall(std::min(options_.rpc_timeout, absl::Seconds(2)));
+    grpc::Status s =
+        stub->CoordinatorStatus(call.get(), proto::CoordinatorStatusRequest(), &p.status);
+    p.reachable = s.ok();
+    if (!s.ok()) p.error = absl::StrCat(s.error_message(), " (", CodeName(s), ")");
+    probes.push_back(std::move(p));
+  }
+  return probes;
+}
+
 proto::Coordinator::Stub& Context::coordinator() {
   if (stub_ == nullptr) {
+    std::vector<std::string> list = CoordinatorList();
+    active_ = list[0];
+    {
+      // The leader takes writes; any member serves reads. (A single
+      // follower named: its leader.)
+      std::string answered;
+      for (const CoordinatorProbe& p : ProbeCoordinators()) {
+        if (!p.reachable) continue;
+        if (answered.empty()) answered = p.address;
+        if (p.status.role() != proto::CoordinatorStatusResponse::ROLE_FOLLOWER) {
+          answered = p.address;
+          break;
+        }
+        if (!p.status.leader_address().empty()) {
+          answered = p.status.leader_address();
+          break;
+        }
+      }
+      if (!answered.empty()) active_ = answered;
+    }
     // Short reconnect backoff: an operator wants "unreachable" now.
-    channel_ = OpenChannel(options_.coordinator, options_.credentials);
+    channel_ = OpenChannel(active_, options_.credentials);
     stub_ = proto::Coordinator::NewStub(channel_);
   }
   return *stub_;
@@ -118,8 +164,15 @@ std::optional<proto::ClusterMap> Context::GetMap(int* exit_code) {
 }
 
 int Context::RpcFailed(const std::string& what, const grpc::Status& status, bool mutation) const {
-  const std::string msg = absl::StrCat(what, " at ", options_.coordinator, ": ",
-                                       status.error_message(), " (", CodeName(status), ")");
+  const std::string& at = active_.empty() ? options_.coordinator : active_;
+  const std::string msg = absl::StrCat(what, " at ", at, ": ", status.error_message(), " (",
+                                       CodeName(status), ")");
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      absl::StrContains(status.error_message(), "not the leader")) {
+    return Fail(kExitUnreachable, msg,
+                "this coordinator is a follower: pass the leader's address, or every "
+                "coordinator's (--coordinator=a,b,c) and kvfctl finds the leader");
+  }
   switch (status.error_code()) {
     case grpc::StatusCode::UNAUTHENTICATED:
       return Fail(kExitUnauthenticated, msg,
@@ -134,7 +187,7 @@ int Context::RpcFailed(const std::string& what, const grpc::Status& status, bool
       [[fallthrough]];
     case grpc::StatusCode::UNAVAILABLE:
       return Fail(kExitUnreachable, msg,
-                  absl::StrCat("is kvf-coordinator running at ", options_.coordinator,
+                  absl::StrCat("is kvf-coordinator running at ", at,
                                "? (--coordinator or KVF_COORDINATOR)",
                                options_.tls_ca.empty()
                                    ? " If it serves TLS, pass --tls_ca=CA.pem."

@@ -35,7 +35,9 @@ enum ExitCode : int {
 };
 
 struct Options {
-  std::string coordinator;      // gRPC host:port
+  // gRPC host:port, or several coordinators' separated by commas (state in
+  // etcd): calls go to the leader, found with CoordinatorStatus.
+  std::string coordinator;
   std::string token;            // the cluster token (from --token, --token_file or KVF_TOKEN)
   std::string token_file;       // as given (for `join`)
   bool token_from_env = false;  // token came from KVF_TOKEN (for `join`)
@@ -63,6 +65,14 @@ absl::StatusOr<std::string> HttpGet(const std::string& host_port, const std::str
 // stderr and returns `code`.
 int Fail(int code, const std::string& message, const std::string& hint = "");
 
+// What one coordinator says about itself (CoordinatorStatus).
+struct CoordinatorProbe {
+  std::string address;  // as listed
+  bool reachable = false;
+  std::string error;    // when !reachable
+  proto::CoordinatorStatusResponse status;
+};
+
 class Context {
  public:
   explicit Context(Options options);
@@ -70,7 +80,15 @@ class Context {
   const Options& options() const { return options_; }
   bool json() const { return options_.json; }
 
+  // The coordinator to call: the leader as the listed ones report it (a
+  // single follower listed: its leader), else the first that answers, else
+  // the first listed.
   proto::Coordinator::Stub& coordinator();
+  // Its address (after coordinator()).
+  const std::string& active_coordinator() const { return active_; }
+  // CoordinatorStatus of every listed coordinator, in order.
+  std::vector<CoordinatorProbe> ProbeCoordinators() const;
+  std::vector<std::string> CoordinatorList() const;
   // A fresh context with the token and the RPC deadline set.
   std::unique_ptr<grpc::ClientContext> NewCall() const;
   std::unique_ptr<grpc::ClientContext> NewCall(absl::Duration timeout) const;
@@ -94,6 +112,7 @@ class Context {
 
  private:
   Options options_;
+  std::string active_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::Coordinator::Stub> stub_;
 };

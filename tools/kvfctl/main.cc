@@ -32,7 +32,8 @@
 
 // Connection and output (every command).
 ABSL_FLAG(std::string, coordinator, "",
-          "kvf-coordinator gRPC HOST:PORT; default $KVF_COORDINATOR, else 127.0.0.1:7700");
+          "kvf-coordinator gRPC HOST:PORT, or several coordinators' separated by commas (the "
+          "leader is found); default $KVF_COORDINATOR, else 127.0.0.1:7700");
 ABSL_FLAG(std::string, token, "", "the cluster token; default $KVF_TOKEN");
 ABSL_FLAG(std::string, token_file, "", "file holding the cluster token (instead of --token)");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -83,7 +84,8 @@ usage: kvfctl [--coordinator=HOST:PORT] [--token=T | --token_file=F] [--tls_ca=C
               COMMAND ...
 
 commands:
-  status                      epoch, nodes by state, capacity; usage with --coordinator_http,
+  status                      epoch, nodes by state, capacity, the leader and etcd's health
+                              (several coordinators); usage with --coordinator_http,
                               hit rate with --agent_http=HOST:PORT,...
   nodes                       every node: id, state, control address, failure domain, capacity
   drain NODE                  drain NODE and wait until it has left [--no-wait] [--timeout=10m]

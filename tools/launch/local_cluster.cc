@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "coordinator/etcd_client.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -157,8 +161,64 @@ absl::StatusOr<std::string> FindBinary(const std::string& name) {
                    coordinator ? "KVF_COORDINATOR_BIN" : "KVF_AGENT_BIN", " or put it on PATH)"));
 }
 
+absl::StatusOr<std::string> FindEtcd() {
+  if (const char* env = ::getenv("KVF_ETCD_BIN"); env != nullptr && *env != '\0') {
+    if (IsExecutable(env)) return std::string(env);
+    return absl::NotFoundError(absl::StrCat("$KVF_ETCD_BIN=", env, " is not an executable file"));
+  }
+  std::vector<fs::path> candidates;
+  if (const char* path = ::getenv("PATH"); path != nullptr) {
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+      candidates.push_back(fs::path(std::string(dir)) / "etcd");
+    }
+  }
+  candidates.push_back("/usr/bin/etcd");
+  candidates.push_back("/usr/local/bin/etcd");
+  for (const fs::path& c : candidates) {
+    if (IsExecutable(c)) return c.string();
+  }
+  return absl::NotFoundError(
+      "etcd not found on $PATH, in /usr/bin or /usr/local/bin (Debian: apt-get install "
+      "etcd-server; or set $KVF_ETCD_BIN)");
+}
+
+absl::StatusOr<int> FreePort(const std::string& host) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not an IPv4 address"));
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError("socket failed");
+  socklen_t len = sizeof(addr);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot bind a port on ", host));
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+bool PortOpen(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(host_port).substr(colon + 1), &port)) {
+    return false;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr) != 1) return false;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return open;
+}
+
 struct LocalCluster::Rpc {
-  std::unique_ptr<proto::Coordinator::Stub> stub;
+  // One per coordinator (any of them serves the map), in coordinators_ order.
+  std::vector<std::unique_ptr<proto::Coordinator::Stub>> stubs;
 };
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
@@ -190,13 +250,27 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
 
   KVF_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                        ChannelCredentialsFor(options.tls_ca));
+  c->rpc_ = std::make_unique<Rpc>();
   if (options.coordinator_address.empty()) {
-    KVF_RETURN_IF_ERROR(c->StartCoordinator(absl::StrCat(options.host, ":0")));
+    if (options.coordinators < 1) {
+      return absl::InvalidArgumentError("LocalClusterOptions.coordinators must be at least 1");
+    }
+    if (options.coordinators > 1 || options.etcd) KVF_RETURN_IF_ERROR(c->StartEtcd());
+    for (int i = 0; i < options.coordinators; ++i) {
+      KVF_RETURN_IF_ERROR(c->StartCoordinator(i, absl::StrCat(options.host, ":0")));
+      c->rpc_->stubs.push_back(
+          proto::Coordinator::NewStub(OpenChannel(c->coordinators_[i].address, credentials)));
+    }
+    if (c->uses_etcd()) {
+      KVF_RETURN_IF_ERROR(c->WaitForLeader(absl::Now() + options.start_timeout).status());
+    }
   } else {
     c->coordinator_ = options.coordinator_address;
+    for (absl::string_view a : absl::StrSplit(c->coordinator_, ',', absl::SkipEmpty())) {
+      c->rpc_->stubs.push_back(
+          proto::Coordinator::NewStub(OpenChannel(std::string(a), credentials)));
+    }
   }
-  c->rpc_ = std::make_unique<Rpc>();
-  c->rpc_->stub = proto::Coordinator::NewStub(OpenChannel(c->coordinator_, credentials));
 
   for (int i = 0; i < options.agents; ++i) KVF_RETURN_IF_ERROR(c->StartAgent().status());
   if (options.wait_active && options.agents > 0) {
@@ -207,7 +281,104 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
 
 LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
 
-absl::Status LocalCluster::StartCoordinator(const std::string& listen) {
+const std::string& LocalCluster::coordinator_http() const {
+  static const std::string* const kNone = new std::string();
+  return coordinators_.empty() ? *kNone : coordinators_[0].http;
+}
+
+pid_t LocalCluster::coordinator_pid() const {
+  return coordinators_.empty() ? -1 : coordinators_[0].pid;
+}
+
+void LocalCluster::UpdateCoordinatorList() {
+  std::vector<std::string> addresses;
+  for (const CoordinatorProcess& p : coordinators_) addresses.push_back(p.address);
+  coordinator_ = absl::StrJoin(addresses, ",");
+}
+
+absl::Status LocalCluster::StartEtcd() {
+  if (etcd_bin_.empty()) {
+    etcd_bin_ = options_.etcd_bin;
+    if (etcd_bin_.empty()) {
+      KVF_ASSIGN_OR_RETURN(etcd_bin_, FindEtcd());
+    }
+  }
+  if (etcd_endpoint_.empty()) {
+    KVF_ASSIGN_OR_RETURN(int client_port, FreePort(options_.host));
+    KVF_ASSIGN_OR_RETURN(etcd_peer_port_, FreePort(options_.host));
+    etcd_endpoint_ = absl::StrCat(options_.host, ":", client_port);
+  }
+  const std::string client_url = absl::StrCat("http://", etcd_endpoint_);
+  const std::string peer_url = absl::StrCat("http://", options_.host, ":", etcd_peer_port_);
+  const std::string prefix = dir_ + "/etcd";
+  SpawnOptions so;
+  so.argv = {etcd_bin_,
+             "--name=kvf",
+             absl::StrCat("--data-dir=", dir_, "/etcd-data"),
+             absl::StrCat("--listen-client-urls=", client_url),
+             absl::StrCat("--advertise-client-urls=", client_url),
+             absl::StrCat("--listen-peer-urls=", peer_url),
+             absl::StrCat("--initial-advertise-peer-urls=", peer_url),
+             absl::StrCat("--initial-cluster=kvf=", peer_url),
+             "--initial-cluster-state=new"};
+  so.in = Stdio::Null();
+  so.out = Stdio::File(prefix + ".out");
+  so.err = Stdio::File(prefix + ".err");
+  so.close_other_fds = true;
+  so.die_with_parent = options_.die_with_parent;
+  so.own_process_group = true;
+  so.netns = options_.coordinator_netns;
+  KVF_ASSIGN_OR_RETURN(ChildProcess process, ChildProcess::Spawn(so));
+  etcd_pid_ = process.Release();
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  // The port first: a gRPC channel that met "connection refused" backs off.
+  while (!PortOpen(etcd_endpoint_) && absl::Now() < deadline) {
+    std::string how;
+    if (Reaped(etcd_pid_, &how)) {
+      etcd_pid_ = -1;
+      return absl::InternalError(
+          absl::StrCat(etcd_bin_, " ", how, " before it was ready; stderr: ", TailLog(prefix)));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  KVF_ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> etcd,
+                       EtcdClient::Create(etcd_endpoint_, absl::Seconds(1)));
+  for (;;) {
+    absl::StatusOr<etcdserverpb::StatusResponse> st = etcd->Status();
+    if (st.ok() && st->leader() != 0) return absl::OkStatus();
+    std::string how;
+    if (Reaped(etcd_pid_, &how)) {
+      etcd_pid_ = -1;
+      return absl::InternalError(
+          absl::StrCat(etcd_bin_, " ", how, " before it was ready; stderr: ", TailLog(prefix)));
+    }
+    if (absl::Now() > deadline) {
+      KillAndReap(etcd_pid_);
+      etcd_pid_ = -1;
+      return absl::DeadlineExceededError(
+          absl::StrCat("etcd did not answer on ", etcd_endpoint_, " in time (",
+                       st.ok() ? "no raft leader" : st.status().ToString(), "); stderr: ",
+                       TailLog(prefix)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+absl::Status LocalCluster::KillEtcd() {
+  KillAndReap(etcd_pid_);
+  etcd_pid_ = -1;
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::RestartEtcd() {
+  if (etcd_endpoint_.empty()) return absl::FailedPreconditionError("this cluster has no etcd");
+  if (etcd_pid_ > 0) {
+    return absl::FailedPreconditionError(absl::StrCat("etcd still runs (pid ", etcd_pid_, ")"));
+  }
+  return StartEtcd();
+}
+
+absl::Status LocalCluster::StartCoordinator(size_t index, const std::string& listen) {
   if (coordinator_bin_.empty()) {
     coordinator_bin_ = options_.coordinator_bin;
     if (coordinator_bin_.empty()) {
@@ -220,7 +391,11 @@ absl::Status LocalCluster::StartCoordinator(const std::string& listen) {
                                    absl::StrCat("--token_file=", token_file_),
                                    absl::StrCat("--replication=", options_.replication),
                                    absl::StrCat("--lease_ms=", options_.lease_ms)};
-  if (!options_.coordinator_state_dir.empty()) {
+  if (uses_etcd()) {
+    argv.push_back(absl::StrCat("--etcd_endpoints=", etcd_endpoint_));
+    argv.push_back("--etcd_prefix=/kvfabric/local");
+    argv.push_back(absl::StrCat("--election_ttl_ms=", options_.election_ttl_ms));
+  } else if (!options_.coordinator_state_dir.empty()) {
     const fs::path state = fs::path(dir_) / options_.coordinator_state_dir;  // absolute stays
     argv.push_back(absl::StrCat("--state_dir=", state.string()));
   }
@@ -229,37 +404,88 @@ absl::Status LocalCluster::StartCoordinator(const std::string& listen) {
   if (!options_.tls_ca.empty()) argv.push_back(absl::StrCat("--agent_tls_ca=", options_.tls_ca));
   argv.insert(argv.end(), options_.extra_coordinator_flags.begin(),
               options_.extra_coordinator_flags.end());
+  if (index >= coordinators_.size()) {
+    coordinators_.resize(index + 1);
+    coordinators_[index].log_prefix =
+        index == 0 ? dir_ + "/coordinator" : absl::StrCat(dir_, "/coordinator-", index);
+  }
+  CoordinatorProcess& p = coordinators_[index];
   KVF_ASSIGN_OR_RETURN(std::string line,
-                       Spawn(argv, {}, dir_ + "/coordinator", "kvf-coordinator listening ",
-                             &coordinator_pid_, options_.coordinator_netns));
-  coordinator_ = Field(line, "grpc");
-  coordinator_http_ = Field(line, "http");
-  if (coordinator_.empty()) {
+                       Spawn(argv, {}, p.log_prefix, "kvf-coordinator listening ", &p.pid,
+                             options_.coordinator_netns));
+  p.address = Field(line, "grpc");
+  p.http = Field(line, "http");
+  if (p.address.empty()) {
     return absl::InternalError(absl::StrCat("no grpc= in the coordinator's line: ", line));
   }
+  UpdateCoordinatorList();
   return absl::OkStatus();
 }
 
 absl::Status LocalCluster::KillCoordinator() {
-  KillAndReap(coordinator_pid_);
-  coordinator_pid_ = -1;
-  return absl::OkStatus();
+  if (coordinators_.empty()) return absl::OkStatus();
+  return KillCoordinatorAt(0);
 }
 
 absl::Status LocalCluster::RestartCoordinator() {
-  if (coordinator_pid_ > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the coordinator still runs (pid ", coordinator_pid_, ")"));
-  }
-  if (coordinator_.empty() || !options_.coordinator_address.empty()) {
+  if (coordinators_.empty() || !options_.coordinator_address.empty()) {
     return absl::FailedPreconditionError("this cluster did not start the coordinator");
   }
-  return StartCoordinator(coordinator_);
+  return RestartCoordinatorAt(0);
+}
+
+absl::Status LocalCluster::KillCoordinatorAt(int index) {
+  if (index < 0 || index >= static_cast<int>(coordinators_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("no coordinator ", index));
+  }
+  KillAndReap(coordinators_[index].pid);
+  coordinators_[index].pid = -1;
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::RestartCoordinatorAt(int index) {
+  if (index < 0 || index >= static_cast<int>(coordinators_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("no coordinator ", index));
+  }
+  if (coordinators_[index].pid > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("coordinator ", index, " still runs (pid ", coordinators_[index].pid, ")"));
+  }
+  return StartCoordinator(index, coordinators_[index].address);
+}
+
+int LocalCluster::LeaderIndex() const {
+  for (size_t i = 0; i < coordinators_.size() && i < rpc_->stubs.size(); ++i) {
+    if (coordinators_[i].pid <= 0) continue;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    proto::CoordinatorStatusResponse r;
+    if (!rpc_->stubs[i]->CoordinatorStatus(&ctx, proto::CoordinatorStatusRequest(), &r).ok()) {
+      continue;
+    }
+    if (r.role() == proto::CoordinatorStatusResponse::ROLE_LEADER ||
+        r.role() == proto::CoordinatorStatusResponse::ROLE_STANDALONE) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+absl::StatusOr<int> LocalCluster::WaitForLeader(absl::Time deadline) const {
+  for (;;) {
+    if (int i = LeaderIndex(); i >= 0) return i;
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError("no coordinator became the leader in time");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 LocalCluster::~LocalCluster() {
   for (AgentProcess& a : agents_) KillAndReap(a.pid);
-  KillAndReap(coordinator_pid_);
+  for (CoordinatorProcess& p : coordinators_) KillAndReap(p.pid);
+  KillAndReap(etcd_pid_);
   if (owns_dir_ && ::getenv("KVF_KEEP_CLUSTER_DIR") == nullptr) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -268,7 +494,8 @@ LocalCluster::~LocalCluster() {
 
 void LocalCluster::Release() {
   for (AgentProcess& a : agents_) a.pid = -1;
-  coordinator_pid_ = -1;
+  for (CoordinatorProcess& p : coordinators_) p.pid = -1;
+  etcd_pid_ = -1;
   owns_dir_ = false;
 }
 
@@ -285,9 +512,15 @@ absl::Status LocalCluster::StopAgents(absl::Duration timeout) {
 
 absl::Status LocalCluster::Stop(absl::Duration timeout) {
   absl::Status agents = StopAgents(timeout);
-  if (TerminateAndReap({&coordinator_pid_}, timeout) > 0 && agents.ok()) {
-    return absl::DeadlineExceededError(absl::StrCat(
+  std::vector<pid_t*> coordinators;
+  for (CoordinatorProcess& p : coordinators_) coordinators.push_back(&p.pid);
+  if (TerminateAndReap(coordinators, timeout) > 0 && agents.ok()) {
+    agents = absl::DeadlineExceededError(absl::StrCat(
         "kvf-coordinator did not exit within ", absl::FormatDuration(timeout), " and was killed"));
+  }
+  if (TerminateAndReap({&etcd_pid_}, timeout) > 0 && agents.ok()) {
+    agents = absl::DeadlineExceededError(absl::StrCat(
+        "etcd did not exit within ", absl::FormatDuration(timeout), " and was killed"));
   }
   return agents;
 }
@@ -421,15 +654,22 @@ absl::Status LocalCluster::SignalAgent(int index, int signal, absl::Duration tim
 }
 
 absl::StatusOr<ClusterMap> LocalCluster::GetClusterMap() const {
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  // Across a coordinator restart: wait for the connection, not fail at once.
-  ctx.set_wait_for_ready(true);
-  proto::ClusterMap pm;
-  grpc::Status s = rpc_->stub->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return ClusterMapFromProto(pm);
+  // Any coordinator serves the map: the first that answers. With one,
+  // across its restart: wait for the connection, not fail at once.
+  const size_t n = rpc_->stubs.size();
+  grpc::Status s(grpc::StatusCode::UNAVAILABLE, "no coordinator");
+  for (size_t i = 0; i < n; ++i) {
+    if (n > 1 && i < coordinators_.size() && coordinators_[i].pid <= 0) continue;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     (n > 1 ? std::chrono::seconds(2) : std::chrono::seconds(5)));
+    ctx.set_wait_for_ready(n == 1);
+    proto::ClusterMap pm;
+    s = rpc_->stubs[i]->GetClusterMap(&ctx, proto::GetClusterMapRequest(), &pm);
+    if (s.ok()) return ClusterMapFromProto(pm);
+  }
+  return FromGrpcStatus(s);
 }
 
 absl::Status LocalCluster::WaitForMap(const std::function<bool(const ClusterMap&)>& pred,

@@ -2,6 +2,13 @@
 // machine, one kvf-coordinator and N kvf-agent children. kvf-launch is built on
 // it, and so are the integration tests and kvf-cluster-bench.
 //
+// With coordinators > 1 (or etcd set) it also starts one etcd server (client
+// and peer URLs on `host` at free ports, data in <dir>/etcd) and that many
+// coordinators keeping their state in it, one of them elected leader
+// (docs/coordinator.md, "Several coordinators"). coordinator() is then the
+// comma-separated list of their addresses, which agents and clients take as
+// it is.
+//
 // Every port is picked by the kernel (port 0, read back from the ready lines);
 // logs, the token file and scratch files live in one directory (a fresh
 // mkdtemp one unless LocalClusterOptions::dir names one). Side-by-side safe.
@@ -63,6 +70,14 @@ struct LocalClusterOptions {
   // in which case agent i is in "d<i % failure_domains>".
   int failure_domains = 0;
   std::vector<std::string> extra_coordinator_flags;
+  // How many kvf-coordinator processes; more than one keeps the state in an
+  // etcd server this class starts (and `etcd` does so for one too).
+  int coordinators = 1;
+  bool etcd = false;
+  // etcd's binary; empty: FindEtcd().
+  std::string etcd_bin;
+  // The coordinators' --election_ttl_ms (with etcd).
+  uint64_t election_ttl_ms = 2000;
   // The coordinator's --state_dir (its epoch and roster; created if missing),
   // relative to `dir` unless absolute; empty: none, so a restarted
   // coordinator would start a new cluster.
@@ -116,6 +131,24 @@ struct AgentProcess {
 // lists where it looked.
 absl::StatusOr<std::string> FindBinary(const std::string& name);
 
+// etcd's server binary: $KVF_ETCD_BIN, else `etcd` on $PATH, /usr/bin,
+// /usr/local/bin. NOT_FOUND says how to install it (Debian: etcd-server).
+absl::StatusOr<std::string> FindEtcd();
+
+// A free TCP port on `host` (bound to port 0, read back and closed: another
+// process may take it before the caller binds it, rarely).
+absl::StatusOr<int> FreePort(const std::string& host);
+
+// True when something accepts TCP connections at `host_port` (IPv4).
+bool PortOpen(const std::string& host_port);
+
+struct CoordinatorProcess {
+  pid_t pid = -1;        // -1 once stopped and reaped
+  std::string address;   // gRPC host:port (kept across restarts)
+  std::string http;
+  std::string log_prefix;  // <dir>/coordinator (the first), <dir>/coordinator-<i>
+};
+
 class LocalCluster {
  public:
   // Starts the coordinator (unless options.coordinator_address names one) and
@@ -127,9 +160,11 @@ class LocalCluster {
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
 
-  const std::string& coordinator() const { return coordinator_; }            // gRPC host:port
-  const std::string& coordinator_http() const { return coordinator_http_; }  // "" if external
-  pid_t coordinator_pid() const { return coordinator_pid_; }  // -1 if external or stopped
+  // gRPC host:port; with several coordinators their comma-separated list.
+  const std::string& coordinator() const { return coordinator_; }
+  // The first coordinator's; "" if external.
+  const std::string& coordinator_http() const;
+  pid_t coordinator_pid() const;  // the first one's; -1 if external or stopped
   const std::string& token() const { return options_.token; }
   // A 0600 file holding the token; every child reads it (--token_file), so
   // the token never shows in `ps`.
@@ -157,6 +192,26 @@ class LocalCluster {
   // waits for its ready line. FAILED_PRECONDITION if it still runs.
   absl::Status RestartCoordinator();
   absl::Status TerminateAgent(int index) { return SignalAgent(index, 15); }
+
+  // Several coordinators (and etcd).
+  const std::vector<CoordinatorProcess>& coordinators() const { return coordinators_; }
+  // SIGKILLs coordinator `index` and reaps it.
+  absl::Status KillCoordinatorAt(int index);
+  // Starts coordinator `index` again on its address; FAILED_PRECONDITION if
+  // it still runs.
+  absl::Status RestartCoordinatorAt(int index);
+  // Asks every running coordinator (CoordinatorStatus) until one says it
+  // leads; returns its index. DEADLINE_EXCEEDED if none by `deadline`.
+  absl::StatusOr<int> WaitForLeader(absl::Time deadline) const;
+  // The leader's index as the running coordinators report it, or -1.
+  int LeaderIndex() const;
+  bool uses_etcd() const { return !etcd_endpoint_.empty(); }
+  const std::string& etcd_endpoint() const { return etcd_endpoint_; }  // host:port
+  pid_t etcd_pid() const { return etcd_pid_; }
+  // SIGKILLs etcd (its data stays) / starts it again on the same ports and
+  // data dir and waits until it answers.
+  absl::Status KillEtcd();
+  absl::Status RestartEtcd();
 
   // Graceful shutdown: SIGTERM to every agent (they leave the cluster), wait
   // for them, then SIGTERM to the coordinator. Whatever is still running when
@@ -190,8 +245,13 @@ class LocalCluster {
                                     const std::vector<std::pair<std::string, std::string>>& env,
                                     const std::string& prefix, const std::string& ready_prefix,
                                     pid_t* pid, const std::string& netns = "");
-  // Starts the coordinator listening on `listen` (host:port, port 0 picks).
-  absl::Status StartCoordinator(const std::string& listen);
+  // Starts coordinator `index` listening on `listen` (host:port, port 0
+  // picks); a new index is appended.
+  absl::Status StartCoordinator(size_t index, const std::string& listen);
+  // Starts etcd on etcd_endpoint_/etcd_peer_port_ (picked on the first call)
+  // and waits until it answers.
+  absl::Status StartEtcd();
+  void UpdateCoordinatorList();
 
   LocalClusterOptions options_;
   std::string dir_;
@@ -199,9 +259,12 @@ class LocalCluster {
   std::string token_file_;
   std::string coordinator_bin_;
   std::string agent_bin_;
-  pid_t coordinator_pid_ = -1;
-  std::string coordinator_;
-  std::string coordinator_http_;
+  std::vector<CoordinatorProcess> coordinators_;
+  std::string coordinator_;  // the addresses, comma-separated
+  std::string etcd_bin_;
+  std::string etcd_endpoint_;
+  int etcd_peer_port_ = 0;
+  pid_t etcd_pid_ = -1;
   std::vector<AgentProcess> agents_;
   std::unique_ptr<Rpc> rpc_;
 };

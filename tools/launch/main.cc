@@ -1,7 +1,7 @@
 // kvf-launch: start a kvfabric cluster (docs/operating.md).
 //
-//   kvf-launch local [--agents 3] [--replication 2] [--host_bytes 1G] [--keep]
-//                    [--client-check] [-- COMMAND ARGS...]
+//   kvf-launch local [--agents 3] [--coordinators 1] [--replication 2]
+//                    [--host_bytes 1G] [--keep] [--client-check] [-- COMMAND ARGS...]
 //   mpirun -np N kvf-launch mpi [--client-check] [flags]
 //   kvf-launch stop DIR
 #include <cstdio>
@@ -20,6 +20,9 @@
 #include "tools/launch/internal/common.h"
 
 ABSL_FLAG(int, agents, 3, "local: how many kvf-agent processes to start");
+ABSL_FLAG(int, coordinators, 1,
+          "local: how many kvf-coordinator processes; more than 1 also starts an etcd server "
+          "(Debian: etcd-server) holding their state, and one of them is elected leader");
 ABSL_FLAG(uint32_t, replication, 2, "owners per key (R), 1..8");
 ABSL_FLAG(std::string, host_bytes, "1G", "host memory per agent for blocks (K, M, G suffixes)");
 ABSL_FLAG(uint64_t, lease_ms, 10000, "a node missing heartbeats this long is marked down");
@@ -53,8 +56,8 @@ namespace {
 
 constexpr char kUsage[] =
     "start a kvfabric cluster (docs/operating.md)\n"
-    "  kvf-launch local [--agents 3] [--replication 2] [--host_bytes 1G] [--keep]\n"
-    "                   [--client-check] [-- COMMAND ARGS...]\n"
+    "  kvf-launch local [--agents 3] [--coordinators 1] [--replication 2] [--host_bytes 1G]\n"
+    "                   [--keep] [--client-check] [-- COMMAND ARGS...]\n"
     "  mpirun -np N kvf-launch mpi [--client-check] [flags]\n"
     "  kvf-launch stop DIR";
 
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   const std::string mode = positional[1];
 
   flags.agents = absl::GetFlag(FLAGS_agents);
+  flags.coordinators = absl::GetFlag(FLAGS_coordinators);
   flags.replication = absl::GetFlag(FLAGS_replication);
   if (!ParseBytes(absl::GetFlag(FLAGS_host_bytes), &flags.host_bytes)) {
     std::fprintf(stderr, "kvf-launch: --host_bytes: '%s' is not a size\n",

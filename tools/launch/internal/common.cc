@@ -35,6 +35,7 @@ absl::StatusOr<std::string> ResolveToken(const LaunchFlags& flags) {
 LocalClusterOptions ClusterOptionsFromFlags(const LaunchFlags& flags) {
   LocalClusterOptions o;
   o.agents = flags.agents;
+  o.coordinators = flags.coordinators;
   o.replication = flags.replication;
   o.lease_ms = flags.lease_ms;
   o.host_bytes = flags.host_bytes;
@@ -61,10 +62,18 @@ void BlockLaunchSignals() {
 
 void PrintCluster(const LocalCluster& cluster) {
   std::printf("kvf-launch: cluster up in %s\n", cluster.dir().c_str());
-  if (cluster.coordinator_pid() > 0) {
-    std::printf("  coordinator  grpc=%s http=%s pid=%d log=%s/coordinator.err\n",
-                cluster.coordinator().c_str(), cluster.coordinator_http().c_str(),
-                static_cast<int>(cluster.coordinator_pid()), cluster.dir().c_str());
+  if (cluster.uses_etcd()) {
+    std::printf("  etcd         client=%s pid=%d log=%s/etcd.err\n", cluster.etcd_endpoint().c_str(),
+                static_cast<int>(cluster.etcd_pid()), cluster.dir().c_str());
+  }
+  if (!cluster.coordinators().empty()) {
+    const int leader = cluster.coordinators().size() > 1 ? cluster.LeaderIndex() : -1;
+    for (size_t i = 0; i < cluster.coordinators().size(); ++i) {
+      const CoordinatorProcess& p = cluster.coordinators()[i];
+      std::printf("  coordinator  grpc=%s http=%s pid=%d log=%s.err%s\n", p.address.c_str(),
+                  p.http.c_str(), static_cast<int>(p.pid), p.log_prefix.c_str(),
+                  static_cast<int>(i) == leader ? " (leader)" : "");
+    }
   } else {
     std::printf("  coordinator  grpc=%s\n", cluster.coordinator().c_str());
   }

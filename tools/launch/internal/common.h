@@ -16,6 +16,7 @@ namespace kvf::launch::internal {
 // kvf-launch's command line, parsed (main.cc defines the flags).
 struct LaunchFlags {
   int agents = 3;
+  int coordinators = 1;  // > 1: an etcd server and that many coordinators sharing it
   uint32_t replication = 2;
   uint64_t host_bytes = uint64_t{1} << 30;
   uint64_t lease_ms = 10000;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -70,12 +71,19 @@ bool WaitForStopSignal(const LocalCluster& cluster) {
     if (::sigwaitinfo(&signals, &info) < 0) continue;
     if (info.si_signo != SIGCHLD) return true;
     // Peek (WNOWAIT): the cluster reaps its own children when it stops them.
+    // With several coordinators one may go (another leads); not all of them.
     siginfo_t peek{};
-    if (cluster.coordinator_pid() > 0 &&
-        ::waitid(P_PID, cluster.coordinator_pid(), &peek, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        peek.si_pid == cluster.coordinator_pid()) {
-      std::fprintf(stderr, "kvf-launch: kvf-coordinator (pid %d) exited; stopping. Its log: %s\n",
-                   static_cast<int>(peek.si_pid), (cluster.dir() + "/coordinator.err").c_str());
+    size_t exited = 0;
+    for (const CoordinatorProcess& p : cluster.coordinators()) {
+      peek = siginfo_t{};
+      if (p.pid <= 0 ||
+          (::waitid(P_PID, p.pid, &peek, WEXITED | WNOHANG | WNOWAIT) == 0 && peek.si_pid == p.pid)) {
+        ++exited;
+      }
+    }
+    if (!cluster.coordinators().empty() && exited == cluster.coordinators().size()) {
+      std::fprintf(stderr, "kvf-launch: kvf-coordinator exited; stopping. Its log: %s.err\n",
+                   cluster.coordinators()[0].log_prefix.c_str());
       return false;
     }
     for (size_t i = 0; i < cluster.agents().size(); ++i) {
@@ -101,8 +109,14 @@ absl::Status WriteKeepFiles(const LocalCluster& cluster, bool created_dir) {
       << "export KVF_CLUSTER_DIR=" << cluster.dir() << "\n";
   const std::string pids_path = absl::StrCat(cluster.dir(), "/", kPidsFile);
   std::ofstream pids(pids_path);
-  if (cluster.coordinator_pid() > 0) {
-    pids << "coordinator " << cluster.coordinator_pid() << " " << cluster.coordinator_bin() << "\n";
+  for (const CoordinatorProcess& p : cluster.coordinators()) {
+    if (p.pid > 0) pids << "coordinator " << p.pid << " " << cluster.coordinator_bin() << "\n";
+  }
+  if (cluster.etcd_pid() > 0) {
+    std::error_code ec;
+    const std::string etcd = std::filesystem::read_symlink(
+        absl::StrCat("/proc/", cluster.etcd_pid(), "/exe"), ec).string();
+    pids << "etcd " << cluster.etcd_pid() << " " << (ec ? std::string("etcd") : etcd) << "\n";
   }
   for (const AgentProcess& a : cluster.agents()) {
     if (a.pid > 0) pids << "agent " << a.pid << " " << cluster.agent_bin() << "\n";
@@ -117,6 +131,10 @@ absl::Status WriteKeepFiles(const LocalCluster& cluster, bool created_dir) {
 int RunLocal(const LaunchFlags& flags) {
   if (flags.agents < 1) {
     std::fprintf(stderr, "kvf-launch: --agents must be at least 1\n");
+    return 2;
+  }
+  if (flags.coordinators < 1 || flags.coordinators > 9) {
+    std::fprintf(stderr, "kvf-launch: --coordinators must be in 1..9\n");
     return 2;
   }
   absl::StatusOr<std::string> token = ResolveToken(flags);
@@ -164,7 +182,10 @@ int RunLocal(const LaunchFlags& flags) {
     for (const AgentProcess& a : cluster.agents()) {
       if (a.pid > 0) pids.push_back(absl::StrCat(a.pid));
     }
-    if (cluster.coordinator_pid() > 0) pids.push_back(absl::StrCat(cluster.coordinator_pid()));
+    for (const CoordinatorProcess& p : cluster.coordinators()) {
+      if (p.pid > 0) pids.push_back(absl::StrCat(p.pid));
+    }
+    if (cluster.etcd_pid() > 0) pids.push_back(absl::StrCat(cluster.etcd_pid()));
     std::printf(
         "kvf-launch: the cluster keeps running (--keep).\n"
         "  reach it:   source %s/%s   # KVF_COORDINATOR=%s KVF_TOKEN_FILE=%s\n"

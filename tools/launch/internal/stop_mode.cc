@@ -77,7 +77,7 @@ int RunStop(const std::string& dir, absl::Duration timeout) {
                  pids_path.c_str());
     return 2;
   }
-  std::vector<Daemon> agents, coordinators;
+  std::vector<Daemon> agents, coordinators, etcd;
   bool created_dir = false;
   std::string line;
   while (std::getline(in, line)) {
@@ -92,11 +92,12 @@ int RunStop(const std::string& dir, absl::Duration timeout) {
                   static_cast<int>(d.pid));
       continue;
     }
-    (d.role == "coordinator" ? coordinators : agents).push_back(d);
+    (d.role == "coordinator" ? coordinators : d.role == "etcd" ? etcd : agents).push_back(d);
   }
   // Agents first, so they leave the cluster while the coordinator still runs.
   int killed = TerminateAll(agents, timeout);
   killed += TerminateAll(coordinators, timeout);
+  killed += TerminateAll(etcd, timeout);  // last: the coordinators keep their state in it
   std::printf("kvf-launch stop: stopped %zu agent(s) and %zu coordinator(s)%s\n", agents.size(),
               coordinators.size(),
               killed > 0 ? absl::StrCat(" (", killed, " killed after the timeout)").c_str() : "");
