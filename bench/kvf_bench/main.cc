@@ -52,7 +52,8 @@ modes:
 cluster (one of):
   --local N                start N agents + a coordinator here, stop them at the end
     --replication R        (2)    --capacity_bytes B  total, split across agents
-    --agent_flag F         pass F to every agent (repeatable), e.g. --agent_flag=--eviction_policy=chain
+    --agent_flag F         pass F to every agent (repeatable), e.g. --agent_flag=--eviction_policy=chain;
+                           {agent} in F is the agent's index: --agent_flag=--disk_path=/tmp/ssd-{agent}
     --coordinator_flag F   pass F to the coordinator (repeatable), e.g. --coordinator_flag=--high_watermark=0.95
   --coordinator HOST:PORT  a running cluster ($KVF_COORDINATOR)
     --token T | --token_file F    ($KVF_TOKEN, $KVF_TOKEN_FILE)

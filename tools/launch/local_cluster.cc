@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "coordinator/etcd_client.h"
@@ -616,7 +617,11 @@ absl::StatusOr<int> LocalCluster::StartAgent(std::string domain) {
   if (!options_.tls_cert.empty()) argv.push_back(absl::StrCat("--tls_cert=", options_.tls_cert));
   if (!options_.tls_key.empty()) argv.push_back(absl::StrCat("--tls_key=", options_.tls_key));
   if (!options_.tls_ca.empty()) argv.push_back(absl::StrCat("--tls_ca=", options_.tls_ca));
-  argv.insert(argv.end(), options_.extra_agent_flags.begin(), options_.extra_agent_flags.end());
+  // "{agent}" in an extra flag is this agent's index: per-agent paths
+  // (--disk_path=/ssd/kvf-{agent}) from one list of flags.
+  for (const std::string& f : options_.extra_agent_flags) {
+    argv.push_back(absl::StrReplaceAll(f, {{"{agent}", absl::StrCat(index)}}));
+  }
   KVF_ASSIGN_OR_RETURN(std::string line,
                        Spawn(argv, options_.agent_env, a.log_prefix, "kvf-agent ready ", &a.pid,
                              at(options_.agent_netns, "")));

@@ -90,6 +90,8 @@ struct LocalClusterOptions {
   std::string coordinator_netns;
   std::vector<std::string> agent_netns;
   std::vector<std::string> agent_hosts;
+  // Added to every agent's command line; "{agent}" in one is replaced by the
+  // agent's index (0, 1, ...), e.g. --disk_path=/tmp/ssd-{agent}.
   std::vector<std::string> extra_agent_flags;
   // Extra environment for every agent (e.g. CUDA_VISIBLE_DEVICES).
   std::vector<std::pair<std::string, std::string>> agent_env;
