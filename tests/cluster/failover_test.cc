@@ -8,6 +8,10 @@
 //   the new leader (the drain sent to a follower, which redirects).
 // * kill -9 etcd and start it again: the coordinators reconnect, a leader is
 //   elected, every node is still there, 0 failed reads, and a join works.
+// * a leader cut off from everything (SIGSTOP: it can reach nobody and nobody
+//   reaches it, as behind a downed link) past its lease: another is elected;
+//   the old one, resumed and asked at once for a change, cannot publish it
+//   (its write is fenced by etcd's revision check) and becomes a follower.
 //
 // Skips (with the reason) where etcd is not installed.
 #include <signal.h>
@@ -231,6 +235,72 @@ TEST_F(FailoverTest, KillNineTheLeaderUnderReads) {
 
   recorder.Stop();
   EXPECT_GT(recorder.epochs_seen(), 3u);
+  for (const std::string& v : recorder.violations()) ADD_FAILURE() << v;
+}
+
+TEST_F(FailoverTest, ALeaderCutOffPastItsLeaseCannotPublish) {
+  absl::StatusOr<int> old = cluster_->WaitForLeader(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(old.ok()) << old.status();
+  absl::StatusOr<ClusterMap> before = cluster_->GetClusterMap();
+  ASSERT_TRUE(before.ok()) << before.status();
+  MapRecorder recorder(Addresses(), cluster_->token());
+
+  // Cut off: the process runs nothing, so it neither renews its lease nor
+  // hears that it lost it (a partition, seen from inside the old leader).
+  const pid_t old_pid = cluster_->coordinators()[*old].pid;
+  ASSERT_EQ(::kill(old_pid, SIGSTOP), 0);
+  // Stopped once /proc says so (SIGSTOP is delivered asynchronously).
+  for (const absl::Time until = absl::Now() + absl::Seconds(5); absl::Now() < until;) {
+    std::string stat;
+    if (FILE* f = std::fopen(absl::StrCat("/proc/", old_pid, "/stat").c_str(), "r")) {
+      char buf[512];
+      stat.assign(buf, std::fread(buf, 1, sizeof(buf), f));
+      std::fclose(f);
+    }
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') break;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }  // even when an assertion fails
+  } resume{old_pid};
+  // Another coordinator is elected once the old lease expires (TTL 2 s).
+  absl::StatusOr<int> next = absl::DeadlineExceededError("no new leader");
+  for (const absl::Time until = absl::Now() + absl::Seconds(15); absl::Now() < until;) {
+    next = cluster_->WaitForLeader(until);
+    if (!next.ok() || *next != *old) break;
+    absl::SleepFor(absl::Milliseconds(50));  // polling a condition, with a deadline
+  }
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_NE(*next, *old);
+  // The old leader wakes up still believing it leads, and is asked at once
+  // for a change of its own: it must not publish it.
+  ASSERT_EQ(::kill(old_pid, SIGCONT), 0);
+  {
+    auto stub = proto::Coordinator::NewStub(OpenChannel(cluster_->coordinators()[*old].address));
+    grpc::ClientContext ctx;
+    AddClusterToken(&ctx, cluster_->token());
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    proto::NodeRequest req;
+    req.set_node_id(cluster_->agents()[1].node);
+    proto::MembershipResponse resp;
+    grpc::Status s = stub->Drain(&ctx, req, &resp);
+    EXPECT_FALSE(s.ok()) << "the deposed leader accepted a drain";
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  }
+  // It steps down: the leader is still the new one.
+  absl::StatusOr<int> leader = cluster_->WaitForLeader(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  EXPECT_EQ(*leader, *next);
+  // Agent 1 was never drained: the old leader's change went nowhere.
+  absl::StatusOr<ClusterMap> after = cluster_->GetClusterMap();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const NodeInfo* one = after->Find(cluster_->agents()[1].node);
+  ASSERT_NE(one, nullptr);
+  EXPECT_EQ(one->state, NodeState::kActive);
+  recorder.Stop();
+  EXPECT_GE(recorder.epochs_seen(), 1u);
   for (const std::string& v : recorder.violations()) ADD_FAILURE() << v;
 }
 
