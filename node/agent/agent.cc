@@ -166,6 +166,7 @@ class AgentImpl final : public Agent {
     uint64_t keep_bytes = 0;
   };
   std::optional<EvictionCutoff> eviction_cutoff_ ABSL_GUARDED_BY(mu_);  // not yet applied
+  void ApplyEvictionCutoff(const EvictionCutoff& cutoff);
   std::thread heartbeats_;
   std::thread maintenance_;
   std::atomic<bool> shut_down_{false};
@@ -361,14 +362,30 @@ void AgentImpl::Maintain() {
     absl::MutexLock lock(&mu_);
     cutoff.swap(eviction_cutoff_);
   }
-  if (cutoff) {
-    const uint64_t evicted = store_->EvictOlderThan(cutoff->age, cutoff->keep_bytes);
-    if (evicted > 0) {
-      KVF_LOG(INFO) << "agent: eviction cutoff " << cutoff->age << " (keep "
-                    << cutoff->keep_bytes << " bytes) evicted " << evicted << " blocks";
-    }
-  }
+  if (cutoff) ApplyEvictionCutoff(*cutoff);
   CollectForeignBlocks();
+}
+
+// The coordinator's cutoff says how much this node frees: the bytes it holds
+// not accessed for `age` (an approximation of one LRU over the cluster). Which
+// blocks go is this node's eviction policy's choice, as for any other
+// eviction, so a policy that knows better than recency keeps what it would
+// keep (docs/agent.md, "Global eviction").
+void AgentImpl::ApplyEvictionCutoff(const EvictionCutoff& cutoff) {
+  const AgeHistogram ages = store_->Ages();
+  uint64_t older = 0;
+  for (int b = AgeHistogram::BucketOf(cutoff.age); b < AgeHistogram::kBuckets; ++b) {
+    older += ages.bytes[b];
+  }
+  if (older == 0) return;
+  const uint64_t used = ages.Total();
+  const uint64_t target = std::max(cutoff.keep_bytes, used > older ? used - older : 0);
+  const uint64_t evicted = store_->EvictToTarget(target);
+  if (evicted > 0) {
+    KVF_LOG(INFO) << "agent: eviction cutoff " << cutoff.age << ": " << older
+                  << " bytes older, target " << target << " bytes (keep " << cutoff.keep_bytes
+                  << "), evicted " << evicted << " blocks by policy";
+  }
 }
 
 void AgentImpl::AdaptToMemoryPressure() {
