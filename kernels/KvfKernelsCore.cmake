@@ -6,7 +6,8 @@
 function(kvf_add_kernels_core target)
   cmake_parse_arguments(K "CUDA" "REPO_ROOT" "" ${ARGN})
   set(dir ${K_REPO_ROOT}/kernels)
-  add_library(${target} STATIC ${dir}/core/cpu_codec_ref.cc ${dir}/core/paged.cc)
+  add_library(${target} STATIC ${dir}/core/cpu_codec_ref.cc ${dir}/core/cpu_rows.cc
+                               ${dir}/core/paged.cc)
   target_include_directories(${target} PUBLIC ${K_REPO_ROOT})
   target_compile_features(${target} PUBLIC cxx_std_20)
   # The CPU codec loops are written to be vectorised; GCC does little of that
@@ -14,7 +15,8 @@ function(kvf_add_kernels_core target)
   # branch-free selects of codec_math.h (results are unchanged: it only drops
   # the promise to raise FP exceptions exactly where the source does).
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    set_source_files_properties(${dir}/core/cpu_codec_ref.cc TARGET_DIRECTORY ${target}
+    set_source_files_properties(${dir}/core/cpu_codec_ref.cc ${dir}/core/cpu_rows.cc
+                                TARGET_DIRECTORY ${target}
                                 PROPERTIES COMPILE_OPTIONS "-O3;-fno-trapping-math")
   endif()
   if(K_CUDA)

@@ -1,8 +1,9 @@
 // CPU reference codecs, Abseil-free: the twins of kernels/cuda/codec_kernels.cu.
 // Formats: kernels/core/blob_format.h and docs/codecs.md. Per-element math:
-// kernels/internal/codec_math.h (shared with the CUDA kernels). Loops are
-// written per dtype (templates) over contiguous rows so the compiler can
-// vectorise them; scratch is allocated once per call.
+// kernels/internal/codec_math.h (shared with the CUDA kernels). fp8 and int8
+// run over contiguous rows through kernels/core/cpu_rows.h (vectorised where
+// the CPU allows); int4's loops are written per dtype (templates) so the
+// compiler can vectorise them. Scratch is allocated once per call.
 #include "kernels/core/cpu_codec_ref.h"
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "kernels/core/blob_format.h"
+#include "kernels/core/cpu_rows.h"
+#include "kernels/core/elem.h"
 #include "kernels/internal/codec_math.h"
 
 namespace kvf::kcore {
@@ -19,50 +22,19 @@ namespace {
 
 using namespace ::kvf::internal;  // codec_math.h
 
-// Element access for one dtype; `i` counts elements, `p` may be unaligned.
-struct Fp16Elem {
-  static float Load(const std::byte* p, size_t i) {
-    uint16_t h;
-    std::memcpy(&h, p + 2 * i, 2);
-    return HalfToFloat(h);
-  }
-  static void Store(std::byte* p, size_t i, float v) {
-    const uint16_t h = FloatToHalf(v);
-    std::memcpy(p + 2 * i, &h, 2);
-  }
-};
-struct Bf16Elem {
-  static float Load(const std::byte* p, size_t i) {
-    uint16_t h;
-    std::memcpy(&h, p + 2 * i, 2);
-    return Bf16ToFloat(h);
-  }
-  static void Store(std::byte* p, size_t i, float v) {
-    const uint16_t h = FloatToBf16(v);
-    std::memcpy(p + 2 * i, &h, 2);
-  }
-};
-struct Fp32Elem {
-  static float Load(const std::byte* p, size_t i) {
-    float f;
-    std::memcpy(&f, p + 4 * i, 4);
-    return f;
-  }
-  static void Store(std::byte* p, size_t i, float v) { std::memcpy(p + 4 * i, &v, 4); }
-};
-
 template <typename F>
 Result DispatchDType(ElemType dtype, F&& f) {
-  switch (dtype) {
-    case ElemType::kFp16: return f(Fp16Elem{});
-    case ElemType::kBf16: return f(Bf16Elem{});
-    case ElemType::kFp32: return f(Fp32Elem{});
-  }
-  return Result::InvalidArgument("unknown dtype");
+  return DispatchElem(dtype, static_cast<F&&>(f));
 }
 
 float LoadF32(const std::byte* p, size_t i) { return Fp32Elem::Load(p, i); }
 void StoreF32(std::byte* p, size_t i, float v) { Fp32Elem::Store(p, i, v); }
+uint16_t LoadU16(const std::byte* p, size_t i) {
+  uint16_t v;
+  std::memcpy(&v, p + 2 * i, 2);
+  return v;
+}
+void StoreU16(std::byte* p, size_t i, uint16_t v) { std::memcpy(p + 2 * i, &v, 2); }
 
 const char* KvName(size_t kv) { return kv == 0 ? "K" : "V"; }
 
@@ -107,62 +79,67 @@ const std::array<float, 256>& E4m3Table() {
 // Dimensions of a layout as size_t, and the shape of a section.
 struct Dims {
   explicit Dims(const KvShape& l)
-      : layers(l.num_layers), t(l.block_tokens), h(l.num_kv_heads), d(l.head_dim) {}
+      : layers(l.num_layers), t(l.block_tokens), h(l.num_kv_heads), d(l.head_dim),
+        es(ElemSize(l.dtype)), dtype(l.dtype) {}
   size_t layers, t, h, d;
+  size_t es;  // bytes per unencoded element
+  ElemType dtype;
   size_t hd() const { return h * d; }
   size_t section() const { return t * h * d; }
   size_t sections() const { return 2 * layers; }
 };
 
-// Row kernels, kept as small functions over (pointer, count) so the compiler
-// vectorises them (with runtime alias checks) independently of the caller's
-// loop nest.
-
-// max |x| over in[first, first + n), NaN ignored; equal to folding
-// MaxIgnoringNan (what the CUDA kernels do). For non-negative floats the bit
-// patterns order like the values, so an integer max vectorises where a float
-// max that honours NaN does not.
-template <typename E>
-float AbsMaxRow(const std::byte* in, size_t first, size_t n) {
-  int32_t m = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int32_t a = static_cast<int32_t>(FloatBits(E::Load(in, first + i)) & 0x7fffffffu);
-    const int32_t v = a > 0x7f800000 ? 0 : a;
-    m = v > m ? v : m;
+// The range [lo, hi] of each of the H*D channels of K section `s` over the
+// block's T tokens, then each channel's centre (format v2). `meta_centres`
+// receives the centres as bf16; `lo`, `hi`, `centre` hold H*D floats.
+// INVALID_ARGUMENT when a channel holds an infinity.
+Result CentreChannels(const Dims& dm, const std::byte* in, size_t s, std::vector<float>& lo,
+                      std::vector<float>& hi, std::vector<float>& centre,
+                      std::byte* meta_centres) {
+  std::fill(lo.begin(), lo.end(), kRangeEmptyLo);
+  std::fill(hi.begin(), hi.end(), kRangeEmptyHi);
+  for (size_t t = 0; t < dm.t; ++t) {
+    rows::MinMax(dm.dtype, in + (s * dm.section() + t * dm.hd()) * dm.es, dm.hd(), lo.data(),
+                 hi.data());
   }
-  return BitsFloat(static_cast<uint32_t>(m));
-}
-
-template <typename E>
-void Fp8Row(const std::byte* in, size_t first, size_t n, float inv, uint8_t* out) {
-  for (size_t i = 0; i < n; ++i) out[i] = FloatToE4m3(MulRn(E::Load(in, first + i), inv));
-}
-
-template <typename E>
-void Int8Row(const std::byte* in, size_t first, size_t n, float inv, uint8_t* out) {
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<uint8_t>(QuantizeInt8(E::Load(in, first + i), inv));
+  for (size_t j = 0; j < dm.hd(); ++j) {
+    if (!(hi[j] <= kFloatMax && lo[j] >= -kFloatMax)) {
+      return NonFinite(s / 2, s % 2, "channel " + std::to_string(j));
+    }
+    const uint16_t code = ChannelCentre(lo[j], hi[j]);
+    StoreU16(meta_centres, j, code);
+    centre[j] = Bf16ToFloat(code);
   }
+  return Result::Ok();
 }
 
 // ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
-// fp8_e4m3: scale per (layer, K|V, head) = absmax / 448.
+// fp8_e4m3: scale per (layer, K|V, head) = absmax / 448. Format v2 centres K
+// per channel first (the scale is then of the centred values).
 
 struct Fp8Codec {
-  template <typename E>
-  static Result EncodeBody(const KvShape& layout, const std::byte* in, std::byte* scales,
-                                 uint8_t* /*meta*/, uint8_t* payload) {
+  static Result Encode(const KvShape& layout, uint16_t version, const std::byte* in,
+                       std::byte* scales, std::byte* meta, uint8_t* payload) {
     const Dims dm(layout);
+    const bool v2 = version == kBlobVersion2;
     std::vector<float> amax(dm.h), inv(dm.h);
+    std::vector<float> lo(dm.hd()), hi(dm.hd()), centre(dm.hd());
     for (size_t s = 0; s < dm.sections(); ++s) {
       const size_t base = s * dm.section();
+      const bool centred = v2 && s % 2 == 0;
       std::fill(amax.begin(), amax.end(), 0.0f);
-      for (size_t t = 0; t < dm.t; ++t) {
-        for (size_t h = 0; h < dm.h; ++h) {
-          const size_t row = base + t * dm.hd() + h * dm.d;
-          amax[h] = std::max(amax[h], AbsMaxRow<E>(in, row, dm.d));
+      if (centred) {
+        Result r = CentreChannels(dm, in, s, lo, hi, centre, meta + (s / 2) * dm.hd() * 2);
+        if (!r.ok()) return r;
+        for (size_t j = 0; j < dm.hd(); ++j) {
+          amax[j / dm.d] = MaxIgnoringNan(amax[j / dm.d], CentredAbsMax(lo[j], hi[j], centre[j]));
+        }
+      } else {
+        for (size_t t = 0; t < dm.t; ++t) {
+          for (size_t h = 0; h < dm.h; ++h) {
+            const size_t row = base + t * dm.hd() + h * dm.d;
+            amax[h] = std::max(amax[h], rows::AbsMax(dm.dtype, in + row * dm.es, dm.d));
+          }
         }
       }
       for (size_t h = 0; h < dm.h; ++h) {
@@ -174,27 +151,32 @@ struct Fp8Codec {
       for (size_t t = 0; t < dm.t; ++t) {
         for (size_t h = 0; h < dm.h; ++h) {
           const size_t row = base + t * dm.hd() + h * dm.d;
-          Fp8Row<E>(in, row, dm.d, inv[h], payload + row);
+          rows::EncodeFp8(dm.dtype, in + row * dm.es, dm.d,
+                          centred ? centre.data() + h * dm.d : nullptr, inv[h], payload + row);
         }
       }
     }
     return Result::Ok();
   }
 
-  template <typename E>
-  static Result DecodeBody(const KvShape& layout, const std::byte* scales,
-                                 const uint8_t* /*meta*/, const uint8_t* payload,
-                                 std::byte* out) {
+  static Result Decode(const KvShape& layout, uint16_t version, const std::byte* scales,
+                       const std::byte* meta, const uint8_t* payload, std::byte* out) {
     const Dims dm(layout);
+    const bool v2 = version == kBlobVersion2;
+    std::vector<float> centre(dm.hd());
     for (size_t s = 0; s < dm.sections(); ++s) {
       const size_t base = s * dm.section();
+      const bool centred = v2 && s % 2 == 0;
+      if (centred) {
+        for (size_t j = 0; j < dm.hd(); ++j) {
+          centre[j] = Bf16ToFloat(LoadU16(meta, (s / 2) * dm.hd() + j));
+        }
+      }
       for (size_t t = 0; t < dm.t; ++t) {
         for (size_t h = 0; h < dm.h; ++h) {
           const size_t row = base + t * dm.hd() + h * dm.d;
-          const float scale = LoadF32(scales, s * dm.h + h);
-          for (size_t d = 0; d < dm.d; ++d) {
-            E::Store(out, row + d, MulRn(E4m3ToFloat(payload[row + d]), scale));
-          }
+          rows::DecodeFp8(payload + row, dm.d, centred ? centre.data() + h * dm.d : nullptr,
+                          LoadF32(scales, s * dm.h + h), dm.dtype, out + row * dm.es);
         }
       }
     }
@@ -204,38 +186,68 @@ struct Fp8Codec {
 
 // ---------------------------------------------------------------------------
 // int8: symmetric, scale per (layer, K|V, token) = absmax over H*D / 127.
+// Format v2: K per channel, centred, with a bf16 scale per channel; V as v1.
 
 struct Int8Codec {
-  template <typename E>
-  static Result EncodeBody(const KvShape& layout, const std::byte* in, std::byte* scales,
-                                 uint8_t* /*meta*/, uint8_t* payload) {
+  static Result Encode(const KvShape& layout, uint16_t version, const std::byte* in,
+                       std::byte* scales, std::byte* meta, uint8_t* payload) {
     const Dims dm(layout);
     const size_t n = dm.hd();
-    for (size_t row_index = 0; row_index < dm.sections() * dm.t; ++row_index) {
-      const size_t row = row_index * n;
-      const float m = AbsMaxRow<E>(in, row, n);
-      if (!(m <= kFloatMax)) {
-        const size_t s = row_index / dm.t;
-        return NonFinite(s / 2, s % 2, "token " + std::to_string(row_index % dm.t));
+    const bool v2 = version == kBlobVersion2;
+    std::vector<float> lo(n), hi(n), centre(n), inv(n);
+    for (size_t s = 0; s < dm.sections(); ++s) {
+      if (v2 && s % 2 == 0) {
+        std::byte* m = meta + (s / 2) * 2 * n * 2;  // [layer][centres, scales][H*D] bf16
+        Result r = CentreChannels(dm, in, s, lo, hi, centre, m);
+        if (!r.ok()) return r;
+        for (size_t j = 0; j < n; ++j) {
+          const uint16_t code = Int8ChannelScale(CentredAbsMax(lo[j], hi[j], centre[j]));
+          StoreU16(m, n + j, code);
+          inv[j] = Reciprocal(Bf16ToFloat(code));
+        }
+        for (size_t t = 0; t < dm.t; ++t) {
+          const size_t row = (s * dm.t + t) * n;
+          rows::EncodeInt8Channels(dm.dtype, in + row * dm.es, n, centre.data(), inv.data(),
+                                   payload + row);
+        }
+        continue;
       }
-      const float scale = Int8Scale(m);
-      StoreF32(scales, row_index, scale);
-      Int8Row<E>(in, row, n, Reciprocal(scale), payload + row);
+      for (size_t t = 0; t < dm.t; ++t) {
+        const size_t row = (s * dm.t + t) * n;
+        const float m = rows::AbsMax(dm.dtype, in + row * dm.es, n);
+        if (!(m <= kFloatMax)) return NonFinite(s / 2, s % 2, "token " + std::to_string(t));
+        const float scale = Int8Scale(m);
+        StoreF32(scales, v2 ? (s / 2) * dm.t + t : s * dm.t + t, scale);
+        rows::EncodeInt8(dm.dtype, in + row * dm.es, n, Reciprocal(scale), payload + row);
+      }
     }
     return Result::Ok();
   }
 
-  template <typename E>
-  static Result DecodeBody(const KvShape& layout, const std::byte* scales,
-                                 const uint8_t* /*meta*/, const uint8_t* payload,
-                                 std::byte* out) {
+  static Result Decode(const KvShape& layout, uint16_t version, const std::byte* scales,
+                       const std::byte* meta, const uint8_t* payload, std::byte* out) {
     const Dims dm(layout);
     const size_t n = dm.hd();
-    for (size_t row_index = 0; row_index < dm.sections() * dm.t; ++row_index) {
-      const size_t row = row_index * n;
-      const float scale = LoadF32(scales, row_index);
-      for (size_t i = 0; i < n; ++i) {
-        E::Store(out, row + i, DequantizeInt8(static_cast<int8_t>(payload[row + i]), scale));
+    const bool v2 = version == kBlobVersion2;
+    std::vector<float> centre(n), scale(n);
+    for (size_t s = 0; s < dm.sections(); ++s) {
+      if (v2 && s % 2 == 0) {
+        const std::byte* m = meta + (s / 2) * 2 * n * 2;
+        for (size_t j = 0; j < n; ++j) {
+          centre[j] = Bf16ToFloat(LoadU16(m, j));
+          scale[j] = Bf16ToFloat(LoadU16(m, n + j));
+        }
+        for (size_t t = 0; t < dm.t; ++t) {
+          const size_t row = (s * dm.t + t) * n;
+          rows::DecodeInt8Channels(payload + row, n, centre.data(), scale.data(), dm.dtype,
+                                   out + row * dm.es);
+        }
+        continue;
+      }
+      for (size_t t = 0; t < dm.t; ++t) {
+        const size_t row = (s * dm.t + t) * n;
+        const float sc = LoadF32(scales, v2 ? (s / 2) * dm.t + t : s * dm.t + t);
+        rows::DecodeInt8(payload + row, n, sc, dm.dtype, out + row * dm.es);
       }
     }
     return Result::Ok();
@@ -387,44 +399,69 @@ struct Int4Codec {
   }
 };
 
+// int4 has one format version; its bodies are templated on the dtype.
+struct Int4Dispatch {
+  static Result Encode(const KvShape& shape, uint16_t /*version*/, const std::byte* in,
+                       std::byte* scales, std::byte* meta, uint8_t* payload) {
+    return DispatchDType(shape.dtype, [&](auto elem) {
+      return Int4Codec::EncodeBody<decltype(elem)>(shape, in, scales,
+                                                   reinterpret_cast<uint8_t*>(meta), payload);
+    });
+  }
+  static Result Decode(const KvShape& shape, uint16_t /*version*/, const std::byte* scales,
+                       const std::byte* meta, const uint8_t* payload, std::byte* out) {
+    return DispatchDType(shape.dtype, [&](auto elem) {
+      return Int4Codec::DecodeBody<decltype(elem)>(
+          shape, scales, reinterpret_cast<const uint8_t*>(meta), payload, out);
+    });
+  }
+};
+
 template <typename Body>
-Result EncodeWith(const KvShape& shape, uint64_t fingerprint, CodecId id, const void* block,
-                  void* out) {
-  const BlobGeometry g = GeometryFor(id, shape);
+Result EncodeWith(const KvShape& shape, uint64_t fingerprint, CodecId id, uint16_t version,
+                  const void* block, void* out) {
+  const BlobGeometry g = GeometryForVersion(id, shape, version);
   std::byte* o = static_cast<std::byte*>(out);
-  const std::byte* in = static_cast<const std::byte*>(block);
-  WriteHeader(MakeHeader(id, shape, fingerprint), o);
-  return DispatchDType(shape.dtype, [&](auto elem) {
-    return Body::template EncodeBody<decltype(elem)>(
-        shape, in, o + g.scales_offset(), reinterpret_cast<uint8_t*>(o + g.meta_offset()),
-        reinterpret_cast<uint8_t*>(o + g.payload_offset()));
-  });
+  WriteHeader(MakeHeaderForVersion(id, shape, fingerprint, version), o);
+  return Body::Encode(shape, version, static_cast<const std::byte*>(block), o + g.scales_offset(),
+                      o + g.meta_offset(), reinterpret_cast<uint8_t*>(o + g.payload_offset()));
 }
 
 template <typename Body>
 Result DecodeWith(const KvShape& shape, CodecId id, const void* blob, void* block) {
-  const BlobGeometry g = GeometryFor(id, shape);
+  const uint16_t version = BlobVersionOf(blob);
+  const BlobGeometry g = GeometryForVersion(id, shape, version);
   const std::byte* b = static_cast<const std::byte*>(blob);
-  return DispatchDType(shape.dtype, [&](auto elem) {
-    return Body::template DecodeBody<decltype(elem)>(
-        shape, b + g.scales_offset(), reinterpret_cast<const uint8_t*>(b + g.meta_offset()),
-        reinterpret_cast<const uint8_t*>(b + g.payload_offset()), static_cast<std::byte*>(block));
-  });
+  return Body::Decode(shape, version, b + g.scales_offset(), b + g.meta_offset(),
+                      reinterpret_cast<const uint8_t*>(b + g.payload_offset()),
+                      static_cast<std::byte*>(block));
 }
 
 }  // namespace
 
-Result CpuEncode(CodecId codec, const KvShape& shape, uint64_t fingerprint, const void* block,
-                 void* out) {
+Result CpuEncodeVersion(CodecId codec, const KvShape& shape, uint64_t fingerprint,
+                        uint16_t version, const void* block, void* out) {
+  if (codec != CodecId::kNone && !HasBlobVersion(codec, version)) {
+    return Result::InvalidArgument("codec " + std::to_string(static_cast<int>(codec)) +
+                                   " has no format version " + std::to_string(version));
+  }
   switch (codec) {
     case CodecId::kNone:
       std::memcpy(out, block, shape.BytesPerBlock());
       return Result::Ok();
-    case CodecId::kFp8E4m3: return EncodeWith<Fp8Codec>(shape, fingerprint, codec, block, out);
-    case CodecId::kInt8: return EncodeWith<Int8Codec>(shape, fingerprint, codec, block, out);
-    case CodecId::kInt4: return EncodeWith<Int4Codec>(shape, fingerprint, codec, block, out);
+    case CodecId::kFp8E4m3:
+      return EncodeWith<Fp8Codec>(shape, fingerprint, codec, version, block, out);
+    case CodecId::kInt8:
+      return EncodeWith<Int8Codec>(shape, fingerprint, codec, version, block, out);
+    case CodecId::kInt4:
+      return EncodeWith<Int4Dispatch>(shape, fingerprint, codec, version, block, out);
   }
   return Result::InvalidArgument("unknown codec id " + std::to_string(static_cast<int>(codec)));
+}
+
+Result CpuEncode(CodecId codec, const KvShape& shape, uint64_t fingerprint, const void* block,
+                 void* out) {
+  return CpuEncodeVersion(codec, shape, fingerprint, BlobVersionFor(codec, shape), block, out);
 }
 
 Result CpuDecode(CodecId codec, const KvShape& shape, const void* blob, void* block) {
@@ -434,7 +471,7 @@ Result CpuDecode(CodecId codec, const KvShape& shape, const void* blob, void* bl
       return Result::Ok();
     case CodecId::kFp8E4m3: return DecodeWith<Fp8Codec>(shape, codec, blob, block);
     case CodecId::kInt8: return DecodeWith<Int8Codec>(shape, codec, blob, block);
-    case CodecId::kInt4: return DecodeWith<Int4Codec>(shape, codec, blob, block);
+    case CodecId::kInt4: return DecodeWith<Int4Dispatch>(shape, codec, blob, block);
   }
   return Result::InvalidArgument("unknown codec id " + std::to_string(static_cast<int>(codec)));
 }
@@ -448,16 +485,22 @@ Result CheckBlobHeaderBytes(CodecId codec, const KvShape& shape, uint64_t finger
     }
     return Result::Ok();
   }
-  const BlobHeader want = MakeHeader(codec, shape, fingerprint);
   if (blob_bytes < kBlobHeaderSize) {
     return Result::DataLoss("encoded block: " + std::to_string(blob_bytes) +
                             " bytes is shorter than the header");
   }
+  // What encoders write now, or version 1 (blobs written before version 2).
+  uint16_t version = BlobVersionFor(codec, shape);
+  BlobHeader want = MakeHeaderForVersion(codec, shape, fingerprint, version);
   if (std::memcmp(blob, &want, sizeof(want)) != 0) {
-    return Result::InvalidArgument(
-        "encoded block header does not match the codec and layout asked for");
+    version = kBlobVersion1;
+    want = MakeHeaderForVersion(codec, shape, fingerprint, version);
+    if (std::memcmp(blob, &want, sizeof(want)) != 0) {
+      return Result::InvalidArgument(
+          "encoded block header does not match the codec and layout asked for");
+    }
   }
-  const size_t total = GeometryFor(codec, shape).total();
+  const size_t total = GeometryForVersion(codec, shape, version).total();
   if (blob_bytes < total) {
     return Result::DataLoss("encoded block truncated: " + std::to_string(blob_bytes) +
                             " bytes, header says " + std::to_string(total));

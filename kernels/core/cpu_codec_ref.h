@@ -19,14 +19,21 @@ namespace kvf::kcore {
 Result CpuEncode(CodecId codec, const KvShape& shape, uint64_t fingerprint, const void* block,
                  void* out);
 
-// Decodes a stored block into `block` (BytesPerBlock() bytes). Precondition:
+// CpuEncode in format `version` (kernels/core/blob_format.h) instead of the
+// one encoders pick: tests and tools that must produce an older format.
+// INVALID_ARGUMENT for a version the codec does not have.
+Result CpuEncodeVersion(CodecId codec, const KvShape& shape, uint64_t fingerprint,
+                        uint16_t version, const void* block, void* out);
+
+// Decodes a stored block (any format version) into `block` (BytesPerBlock() bytes). Precondition:
 // the header and sizes were checked (CheckBlobHeaderBytes, or the richer
 // ValidateBlobHeader of the wrapper). Scale values are not checked here: a
 // corrupt scale yields garbage values, never an out-of-bounds access.
 Result CpuDecode(CodecId codec, const KvShape& shape, const void* blob, void* block);
 
 // The check the device decoders make: `blob` starts with exactly the header
-// an encoder writes for (codec, shape, fingerprint) and holds its sections.
+// an encoder writes for (codec, shape, fingerprint), or the version-1 header
+// of an older encoder, and holds its sections.
 // kNone: only the size. DATA_LOSS when short, INVALID_ARGUMENT on mismatch.
 Result CheckBlobHeaderBytes(CodecId codec, const KvShape& shape, uint64_t fingerprint,
                             const void* blob, size_t blob_bytes);

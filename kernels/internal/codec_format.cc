@@ -12,7 +12,7 @@ BlobHeader MakeHeader(CodecId codec, const KvLayout& layout) {
   return kcore::MakeHeader(codec, ShapeOf(layout), layout.Fingerprint());
 }
 
-absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& layout,
+absl::StatusOr<BlobFormat> ValidateBlobHeader(CodecId codec, const KvLayout& layout,
                                                 absl::Span<const std::byte> encoded) {
   if (encoded.size() < kBlobHeaderSize) {
     return absl::DataLossError(absl::StrCat("encoded block: ", encoded.size(),
@@ -26,10 +26,10 @@ absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& l
         absl::StrCat("encoded block: bad magic 0x", absl::Hex(h.magic), " (want 0x",
                      absl::Hex(kBlobMagic), ")"));
   }
-  if (h.version != kBlobVersion) {
+  if (h.version != kBlobVersion1 && h.version != kBlobVersion2) {
     return absl::DataLossError(absl::StrCat("encoded block: unsupported format version ",
-                                            h.version, " (this build reads ", kBlobVersion,
-                                            ")"));
+                                            h.version, " (this build reads ", kBlobVersion1,
+                                            " and ", kBlobVersion2, ")"));
   }
   KVF_ASSIGN_OR_RETURN(const CodecId stored, CodecFromWire(h.codec));
   if (stored != codec) {
@@ -52,7 +52,11 @@ absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& l
     return absl::DataLossError(
         "encoded block: layout fields disagree with its fingerprint (corrupt header)");
   }
-  const BlobGeometry g = GeometryFor(codec, layout);
+  if (!kcore::HasBlobVersion(codec, h.version)) {
+    return absl::DataLossError(absl::StrCat("encoded block: ", std::string(CodecName(codec)),
+                                            " has no format version ", h.version));
+  }
+  const BlobGeometry g = GeometryForVersion(codec, ShapeOf(layout), h.version);
   if (h.scales_bytes != g.scales_bytes || h.meta_bytes != g.meta_bytes ||
       h.payload_bytes != g.payload_bytes) {
     return absl::DataLossError(absl::StrCat(
@@ -64,7 +68,7 @@ absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& l
     return absl::DataLossError(absl::StrCat("encoded block truncated: ", encoded.size(),
                                             " bytes, header says ", g.total()));
   }
-  return g;
+  return BlobFormat{h.version, g};
 }
 
 }  // namespace kvf::internal

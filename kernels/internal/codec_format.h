@@ -34,7 +34,10 @@ using kcore::CeilDiv;
 using kcore::Int4Groups;
 using kcore::kBlobHeaderSize;
 using kcore::kBlobMagic;
-using kcore::kBlobVersion;
+using kcore::BlobVersionFor;
+using kcore::GeometryForVersion;
+using kcore::kBlobVersion1;
+using kcore::kBlobVersion2;
 using kcore::kInt4GroupSize;
 using kcore::WriteHeader;
 
@@ -60,14 +63,24 @@ inline BlobGeometry GeometryFor(CodecId codec, const KvLayout& layout) {
 // The header an encoder writes for `codec` and `layout`.
 BlobHeader MakeHeader(CodecId codec, const KvLayout& layout);
 
+inline uint16_t BlobVersionFor(CodecId codec, const KvLayout& layout) {
+  return kcore::BlobVersionFor(codec, ShapeOf(layout));
+}
+
+// A blob's checked header: its format version and the geometry of its sections.
+struct BlobFormat {
+  uint16_t version;
+  BlobGeometry geometry;
+};
+
 // Parses and checks the header at the front of `encoded` against what
-// `codec` and `layout` expect:
+// `codec` and `layout` expect, in any format version the codec has:
 //   DATA_LOSS        shorter than a header, bad magic or version, section
 //                    sizes that disagree with the layout, or a blob shorter
 //                    than its sections;
 //   INVALID_ARGUMENT a blob of another codec, dtype or layout.
 // Checks only the header; scale values are the codec's to check.
-absl::StatusOr<BlobGeometry> ValidateBlobHeader(CodecId codec, const KvLayout& layout,
+absl::StatusOr<BlobFormat> ValidateBlobHeader(CodecId codec, const KvLayout& layout,
                                                 absl::Span<const std::byte> encoded);
 }  // namespace kvf::internal
 

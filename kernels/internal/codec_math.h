@@ -139,6 +139,21 @@ KVF_HD inline uint16_t FloatToBf16(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+// bf16 rounded to nearest even, saturating: a finite float never becomes
+// infinity (values past bf16's largest finite, 0x7f7f, give it).
+KVF_HD inline uint16_t FloatToBf16Sat(float f) {
+  const uint16_t b = FloatToBf16(f);
+  const bool overflowed = (b & 0x7fffu) == 0x7f80u && AbsF(f) <= 3.40282347e+38f;
+  return overflowed ? static_cast<uint16_t>((b & 0x8000u) | 0x7f7fu) : b;
+}
+
+// The smallest bf16 >= x, for finite x >= 0 (a stored scale rounded up, so a
+// channel's range never shrinks).
+KVF_HD inline uint16_t Bf16CeilPositive(float x) {
+  const uint16_t b = static_cast<uint16_t>(FloatBits(x) >> 16);
+  return Bf16ToFloat(b) < x ? static_cast<uint16_t>(b + 1u) : b;
+}
+
 // ---------------------------------------------------------------------------
 // OCP FP8 E4M3FN: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinity;
 // S.1111.111 is NaN; largest finite is 448 (0x7e); smallest subnormal 2^-9.
@@ -203,6 +218,44 @@ KVF_HD inline float DequantizeInt8(int8_t q, float scale) {
 // Per-group scales from a group's absolute maximum.
 KVF_HD inline float Fp8Scale(float absmax) { return absmax / kE4m3Max; }
 KVF_HD inline float Int8Scale(float absmax) { return absmax / kInt8Max; }
+
+// ---------------------------------------------------------------------------
+// Format v2: K centred per channel (kernels/core/blob_format.h). A channel's
+// range [lo, hi] over the block's tokens (NaN ignored; all-NaN gives [0, 0])
+// gives its centre, stored as bf16; values are quantised as x - centre and
+// decoded as centre + dequantised. Subtracting a per-channel constant from K
+// adds the same amount to every token's logit for a given query, so the
+// softmax is unchanged by it; what is left to quantise is the variation.
+
+// Running range of a channel: start from kRangeEmpty{Lo,Hi}.
+inline constexpr float kRangeEmptyLo = 3.40282347e+38f;
+inline constexpr float kRangeEmptyHi = -3.40282347e+38f;
+
+KVF_HD inline float MinIgnoringNan(float acc, float x) { return x < acc ? x : acc; }
+KVF_HD inline float MaxIgnoringNanSigned(float acc, float x) { return x > acc ? x : acc; }
+
+// The stored centre of a channel with range [lo, hi] (an empty range, lo >
+// hi, has centre 0). Halves first, so hi - lo never overflows.
+KVF_HD inline uint16_t ChannelCentre(float lo, float hi) {
+  if (lo > hi) return 0;
+  return FloatToBf16Sat(AddRn(MulRn(lo, 0.5f), MulRn(hi, 0.5f)));
+}
+
+// x - centre, rounded once.
+KVF_HD inline float Centred(float x, float centre) { return AddRn(x, -centre); }
+
+// max |x - centre| over a channel with range [lo, hi]: x - centre is monotonic
+// in x, so the extremes are at the ends (0 for an empty range).
+KVF_HD inline float CentredAbsMax(float lo, float hi, float centre) {
+  if (lo > hi) return 0.0f;
+  const float a = AbsF(Centred(lo, centre)), b = AbsF(Centred(hi, centre));
+  return a > b ? a : b;
+}
+
+// int8 v2 K channel scale, stored as bf16 rounded up.
+KVF_HD inline uint16_t Int8ChannelScale(float centred_absmax) {
+  return Bf16CeilPositive(centred_absmax / kInt8Max);
+}
 
 // ---------------------------------------------------------------------------
 // Asymmetric int4 with an integer zero point: x ~ scale * (q - zero),

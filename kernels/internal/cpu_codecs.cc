@@ -36,6 +36,27 @@ absl::Status CheckScales(const std::byte* scales, size_t count) {
   return absl::OkStatus();
 }
 
+// Format v2's K channel parameters (bf16): centres finite; int8's channel
+// scales finite and >= 0.
+absl::Status CheckChannelParams(CodecId id, const KvLayout& layout, const std::byte* meta) {
+  const size_t channels = size_t{layout.num_kv_heads} * layout.head_dim;
+  const size_t per_layer = id == CodecId::kInt8 ? 2 * channels : channels;
+  for (size_t l = 0; l < layout.num_layers; ++l) {
+    for (size_t i = 0; i < per_layer; ++i) {
+      uint16_t b;
+      std::memcpy(&b, meta + 2 * (l * per_layer + i), 2);
+      const bool is_scale = i >= channels;
+      if ((b & 0x7f80u) == 0x7f80u || (is_scale && (b & 0x8000u) != 0)) {
+        return absl::DataLossError(absl::StrCat(
+            "encoded block: layer ", l, " K channel ", i % channels, " has invalid ",
+            is_scale ? "scale" : "centre", " 0x", absl::Hex(b), " (bf16; want finite",
+            is_scale ? " and >= 0)" : ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Checks shared by every codec. Encode: the input is exactly one block and
 // `out` holds `encoded_size`. Decode: `block` holds one block.
 absl::Status CheckEncodeArgs(const KvLayout& layout, absl::Span<const std::byte> block,
@@ -105,9 +126,13 @@ class BlobCodec : public Codec {
   absl::Status Decode(const KvLayout& layout, absl::Span<const std::byte> encoded,
                       absl::Span<std::byte> block) const override {
     KVF_RETURN_IF_ERROR(CheckDecodeOut(layout, block.size()));
-    KVF_ASSIGN_OR_RETURN(const BlobGeometry g, ValidateBlobHeader(kId, layout, encoded));
+    KVF_ASSIGN_OR_RETURN(const BlobFormat format, ValidateBlobHeader(kId, layout, encoded));
+    const BlobGeometry& g = format.geometry;
     const std::byte* scales = encoded.data() + g.scales_offset();
     KVF_RETURN_IF_ERROR(CheckScales(scales, g.scales_bytes / sizeof(float)));
+    if (format.version == kBlobVersion2) {
+      KVF_RETURN_IF_ERROR(CheckChannelParams(kId, layout, encoded.data() + g.meta_offset()));
+    }
     if (kId == CodecId::kInt4) {
       // Group scale codes must be non-negative, non-NaN E4M3 codes.
       const size_t groups = Int4GroupsFor(layout).per_layer() * layout.num_layers;

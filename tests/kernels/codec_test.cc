@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/internal/codec_format.h"
+#include "kernels/internal/codec_math.h"
 #include "tests/kernels/codec_test_util.h"
 
 namespace kvf {
@@ -270,7 +271,7 @@ TEST(CodecFormat, HeaderRecordsCodecDtypeAndLayout) {
   std::memcpy(&h, enc->data(), sizeof(h));
   EXPECT_EQ(h.magic, internal::kBlobMagic);
   EXPECT_EQ(std::memcmp(enc->data(), "KVFC", 4), 0);
-  EXPECT_EQ(h.version, internal::kBlobVersion);
+  EXPECT_EQ(h.version, internal::kBlobVersion1);  // int4 has one version
   EXPECT_EQ(h.codec, static_cast<uint8_t>(CodecId::kInt4));
   EXPECT_EQ(h.dtype, static_cast<uint8_t>(DType::kBf16));
   EXPECT_EQ(h.layout_fingerprint, l.Fingerprint());
