@@ -7,7 +7,8 @@
 #   include/kvfabric/...           the public headers and every project header
 #                                  they include (found by the compiler at
 #                                  install time), kvf.h at its root
-#   bin/                           kvf-coordinator, kvf-agent, kvfctl, kvf-launch
+#   bin/                           kvf-coordinator, kvf-agent, kvfctl, kvf-launch,
+#                                  kvf-codec-advisor
 #   lib/cmake/kvfabric/            find_package(kvfabric): kvfabric::client
 #   lib/pkgconfig/kvfabric.pc      pkg-config
 #
@@ -100,7 +101,7 @@ install(TARGETS kvfabric EXPORT kvfabricTargets
 # non-system libraries they link (NCCL, CUDA under /usr/local/cuda) and find
 # ../lib, so a prefix works wherever it is moved.
 set(_kvf_tools)
-foreach(tool kvf-coordinator kvf-agent kvfctl kvf-launch)
+foreach(tool kvf-coordinator kvf-agent kvfctl kvf-launch kvf-codec-advisor)
   if(TARGET ${tool})
     list(APPEND _kvf_tools ${tool})
   endif()

@@ -14,7 +14,8 @@ import os
 
 from kvfabric import _kvfabric
 from kvfabric._kvfabric import (BlockHolding, BlockKey, BlockResult, Chain, KvLayout,
-                                LookupResult, Namespace, PagedTransfer, Sequence, hash_tokens)
+                                LookupResult, Namespace, PagedTransfer, Sequence, advise_codec,
+                                hash_tokens)
 from kvfabric.errors import (AbortedError, AlreadyExistsError, CancelledError, DataLossError,
                              DeadlineExceededError, Error, FailedPreconditionError, InternalError,
                              InvalidArgumentError, NotFoundError, OutOfRangeError,
@@ -24,7 +25,8 @@ from kvfabric.paged import PagedKv
 
 __all__ = [
     "Client", "KvLayout", "Namespace", "BlockKey", "Chain", "BlockResult", "BlockHolding",
-    "LookupResult", "PagedKv", "PagedTransfer", "Sequence", "hash_tokens", "token_from_env",
+    "LookupResult", "PagedKv", "PagedTransfer", "Sequence", "advise_codec", "hash_tokens",
+    "token_from_env",
     "Error", "NotFoundError", "InvalidArgumentError", "UnavailableError", "PermissionDeniedError",
     "UnauthenticatedError", "ResourceExhaustedError", "FailedPreconditionError",
     "DeadlineExceededError", "DataLossError", "UnimplementedError", "InternalError",

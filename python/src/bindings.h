@@ -80,6 +80,7 @@ void RegisterTypes(py::module_& m);     // BlockKey, Chain, KvLayout, hashing, B
 void RegisterClient(py::module_& m);    // Client, Namespace, Sequence
 void RegisterPaged(py::module_& m);     // PagedKv, PagedTransfer, paged calls
 void RegisterBench(py::module_& m);     // the C++ peer loop of kvfabric.bench
+void RegisterAdvisor(py::module_& m);   // advise_codec (client/codec_advisor.h)
 
 }  // namespace kvf::python
 

@@ -149,4 +149,5 @@ PYBIND11_MODULE(_kvfabric, m) {
   kvf::python::RegisterClient(m);
   kvf::python::RegisterPaged(m);
   kvf::python::RegisterBench(m);
+  kvf::python::RegisterAdvisor(m);
 }

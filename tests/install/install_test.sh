@@ -36,7 +36,7 @@ major=${version%%.*}
 soversion=$major  # 0.x: major.minor (cmake/KvfInstall.cmake)
 if [[ $major == 0 ]]; then soversion=${version%.*}; fi
 lib=${libdir#"$prefix"/}
-for f in bin/kvf-coordinator bin/kvf-agent bin/kvfctl bin/kvf-launch \
+for f in bin/kvf-coordinator bin/kvf-agent bin/kvfctl bin/kvf-launch bin/kvf-codec-advisor \
          "$lib/libkvfabric.so.$version" "$lib/libkvfabric.so.$soversion" "$lib/libkvfabric.so" \
          "$lib/cmake/kvfabric/kvfabricConfig.cmake" \
          "$lib/cmake/kvfabric/kvfabricConfigVersion.cmake" \
@@ -55,6 +55,9 @@ others=$(nm -DC --defined-only "$libdir/libkvfabric.so" | cut -d' ' -f3- |
          grep -Ev '^((typeinfo|typeinfo name|vtable|VTT|guard variable) for |(non-)?virtual thunk to )?(kvf::|kvf_)' |
          head -5)
 [[ -z $others ]] || fail "libkvfabric.so exports more than kvf: $others"
+# The installed codec advisor runs (its own test covers what it says).
+"$prefix/bin/kvf-codec-advisor" --layout=1,2,64,64 --synthetic=outliers --blocks=1 \
+  --budget=0.01 | grep -q "recommend" || fail "kvf-codec-advisor gave no recommendation"
 echo "installed: $(cd "$prefix" && find . -type f | wc -l) files, SONAME $soname," \
      "$(nm -D --defined-only "$libdir/libkvfabric.so" | wc -l) exported symbols"
 

@@ -1,185 +1,226 @@
-// Accuracy of each codec measured where it matters: attention outputs
-// softmax(Q K^T / sqrt(d)) V per (layer, head), from decoded vs original KV,
-// with random queries. Prints a table (docs/codecs.md quotes it) and asserts
-// the bounds of the codec issue.
+// Accuracy of each codec measured where it matters, on attention outputs
+// (MeasureCodec, kernels/codec_quality.h), for synthetic KV with and without
+// outlier channels. Prints tables (docs/codecs.md quotes them) and asserts
+// regression bounds; then MeasureCodec's own contract.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <random>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/codec.h"
+#include "kernels/codec_quality.h"
+#include "kernels/internal/codec_format.h"
 #include "tests/kernels/codec_test_util.h"
 
 namespace kvf {
 namespace {
 
-using ::kvf::testing::DecodeBlock;
-using ::kvf::testing::EncodeBlock;
-using ::kvf::testing::FromBlock;
 using ::kvf::testing::MakeLayout;
-using ::kvf::testing::ToBlock;
 
-// Synthetic KV shaped like real caches: K has a per-channel mean and a few
-// outlier channels per head whose magnitude is 10-50x the rest (consistent
-// sign across tokens, with 20% variation); V has a per-channel mean plus
-// N(0, 1) noise. [L][2][T][H][D].
-std::vector<float> RealisticKv(const KvLayout& l, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n01(0.0f, 1.0f);
-  std::uniform_real_distribution<float> gain(10.0f, 50.0f);
-  const size_t T = l.block_tokens, H = l.num_kv_heads, D = l.head_dim;
-  std::vector<float> v(l.ElementsPerBlock());
-  std::vector<float> mean(H * D), amp(H * D);
-  for (size_t layer = 0; layer < l.num_layers; ++layer) {
-    for (size_t kv = 0; kv < 2; ++kv) {
-      for (size_t j = 0; j < H * D; ++j) {
-        mean[j] = 0.5f * n01(rng);
-        amp[j] = 1.0f;
-      }
-      if (kv == 0) {
-        for (size_t h = 0; h < H; ++h) {
-          for (int o = 0; o < 4; ++o) {
-            const size_t j = h * D + rng() % D;
-            const float g = gain(rng);
-            mean[j] = (rng() & 1 ? g : -g);
-            amp[j] = 0.2f * g;
-          }
-        }
-      }
-      const size_t base = (layer * 2 + kv) * T * H * D;
-      for (size_t t = 0; t < T; ++t) {
-        for (size_t j = 0; j < H * D; ++j) v[base + t * H * D + j] = mean[j] + amp[j] * n01(rng);
-      }
-    }
+constexpr uint32_t kDataSeed = 2024;
+
+// Measures every codec on one synthetic block of `l`; prints the table.
+std::vector<CodecQuality> MeasureAll(const KvLayout& l, SyntheticKvKind kind, bool print = true) {
+  const QualityOptions options;
+  auto block = SyntheticKvBlocks(l, kind, 1, kDataSeed);
+  EXPECT_TRUE(block.ok()) << block.status();
+  if (!block.ok()) return {};
+  if (print) {
+    std::printf("attention accuracy, %s data, %s, %d random queries per (layer, head):\n",
+                kind == SyntheticKvKind::kOutliers ? "outlier" : "gaussian",
+                l.DebugString().c_str(), options.queries_per_head);
+    std::printf("  %-9s %13s %10s %10s %12s %12s %8s\n", "codec", "rel L2 error", "cosine", "KL",
+                "K-only err", "V-only err", "ratio");
   }
-  return v;
-}
-
-// Attention outputs for `queries` random queries per (layer, head), flattened.
-std::vector<double> Attention(const KvLayout& l, const std::vector<float>& kv,
-                              const std::vector<float>& q, int queries) {
-  const size_t T = l.block_tokens, H = l.num_kv_heads, D = l.head_dim;
-  std::vector<double> out;
-  std::vector<double> logits(T);
-  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(D));
-  for (size_t layer = 0; layer < l.num_layers; ++layer) {
-    const float* k = kv.data() + (layer * 2) * T * H * D;
-    const float* v = kv.data() + (layer * 2 + 1) * T * H * D;
-    for (size_t h = 0; h < H; ++h) {
-      for (int qi = 0; qi < queries; ++qi) {
-        const float* qv = q.data() + ((layer * H + h) * queries + qi) * D;
-        double mx = -INFINITY;
-        for (size_t t = 0; t < T; ++t) {
-          double dot = 0;
-          for (size_t d = 0; d < D; ++d) dot += double{qv[d]} * k[t * H * D + h * D + d];
-          logits[t] = dot * inv_sqrt_d;
-          mx = std::max(mx, logits[t]);
-        }
-        double sum = 0;
-        for (size_t t = 0; t < T; ++t) sum += (logits[t] = std::exp(logits[t] - mx));
-        for (size_t d = 0; d < D; ++d) {
-          double o = 0;
-          for (size_t t = 0; t < T; ++t) o += logits[t] * v[t * H * D + h * D + d];
-          out.push_back(o / sum);
-        }
-      }
+  std::vector<CodecQuality> out;
+  for (CodecId id : testing::kAllCodecs) {
+    absl::StatusOr<CodecQuality> q = MeasureCodec(id, l, *block, options);
+    EXPECT_TRUE(q.ok()) << CodecName(id) << ": " << q.status();
+    if (!q.ok()) continue;
+    if (print) {
+      std::printf("  %-9s %12.3f%% %10.6f %10.3g %11.3f%% %11.3f%% %7.2fx\n",
+                  std::string(CodecName(id)).c_str(), 100 * q->rel_l2, q->cosine, q->kl,
+                  100 * q->k_only_rel_l2, 100 * q->v_only_rel_l2, q->size_ratio);
     }
+    out.push_back(*q);
   }
   return out;
 }
 
-struct Metrics {
-  double rel_l2 = 1;
-  double cosine = 0;
-};
-
-Metrics Compare(const std::vector<double>& ref, const std::vector<double>& got) {
-  double num = 0, den = 0, dot = 0, n1 = 0, n2 = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    den += ref[i] * ref[i];
-    dot += ref[i] * got[i];
-    n1 += ref[i] * ref[i];
-    n2 += got[i] * got[i];
+// Bounds every table must meet, whatever the data: `none` is exact, and KL is
+// a finite, non-negative number that grows with the K error.
+void ExpectSane(const std::vector<CodecQuality>& all) {
+  ASSERT_EQ(all.size(), std::size(testing::kAllCodecs));
+  for (const CodecQuality& q : all) {
+    SCOPED_TRACE(CodecName(q.codec));
+    EXPECT_TRUE(std::isfinite(q.kl));
+    EXPECT_GE(q.kl, 0.0);
+    if (q.codec == CodecId::kNone) {
+      EXPECT_EQ(q.rel_l2, 0.0);
+      EXPECT_EQ(q.kl, 0.0);
+      EXPECT_EQ(q.k_only_rel_l2, 0.0);
+      EXPECT_EQ(q.v_only_rel_l2, 0.0);
+      EXPECT_EQ(q.size_ratio, 1.0);
+    } else {
+      // Lossy K moves the softmax: a KL of exactly 0 would mean K was never
+      // decoded into the logits.
+      EXPECT_GT(q.kl, 0.0);
+      EXPECT_GT(q.size_ratio, 1.9);
+    }
   }
-  return {std::sqrt(num / den), dot / std::sqrt(n1 * n2)};
 }
 
-struct Measured {
-  Metrics both;    // K and V decoded
-  Metrics k_only;  // decoded K, original V: the error the K codec alone causes
-  Metrics v_only;  // original K, decoded V
-};
-
-Measured Measure(CodecId id, const KvLayout& l, const std::vector<std::byte>& block,
-                 const std::vector<float>& original, const std::vector<double>& ref,
-                 const std::vector<float>& q, int queries) {
-  auto enc = EncodeBlock(CpuCodec(id), l, block);
-  EXPECT_TRUE(enc.ok()) << enc.status();
-  if (!enc.ok()) return {};
-  auto dec = DecodeBlock(CpuCodec(id), l, *enc);
-  EXPECT_TRUE(dec.ok()) << dec.status();
-  if (!dec.ok()) return {};
-  const std::vector<float> decoded = FromBlock(*dec, l.dtype);
-  // Mix sections: (layer, kv) section s comes from `decoded` when take(kv).
-  const size_t sec = size_t{l.block_tokens} * l.num_kv_heads * l.head_dim;
-  auto mix = [&](int decoded_kv) {
-    std::vector<float> m = original;
-    for (size_t s = decoded_kv; s < 2 * l.num_layers; s += 2) {
-      std::copy(decoded.begin() + s * sec, decoded.begin() + (s + 1) * sec, m.begin() + s * sec);
+void RunOutlierAccuracy(const KvLayout& l) {
+  const std::vector<CodecQuality> all = MeasureAll(l, SyntheticKvKind::kOutliers);
+  ExpectSane(all);
+  for (const CodecQuality& q : all) {
+    // Format v2 (K centred per channel) where the shape gets it; the issue's
+    // target is < 1%. int8 meets it there; fp8 cannot (E4M3's 3 mantissa
+    // bits leave ~2% in the centred outlier channels, docs/codecs.md), so its
+    // bound is the measured level. Version 1 (16-token blocks) keeps the
+    // regression bounds of its measured 6-7%.
+    const bool v2 = internal::BlobVersionFor(q.codec, l) == 2;
+    switch (q.codec) {
+      case CodecId::kNone: break;
+      case CodecId::kFp8E4m3: EXPECT_LT(q.rel_l2, v2 ? 0.035 : 0.09); break;
+      case CodecId::kInt8: EXPECT_LT(q.rel_l2, v2 ? 0.01 : 0.08); break;
+      case CodecId::kInt4: EXPECT_LT(q.rel_l2, 0.20); break;
     }
-    return Compare(ref, Attention(l, m, q, queries));
-  };
-  return {Compare(ref, Attention(l, decoded, q, queries)), mix(0), mix(1)};
-}
-
-void RunAccuracy(const KvLayout& l) {
-  constexpr int kQueries = 8;
-  const std::vector<std::byte> block = ToBlock(RealisticKv(l, 2024), l.dtype);
-  // The reference is the original block as stored in its dtype.
-  const std::vector<float> original = FromBlock(block, l.dtype);
-  std::mt19937 rng(99);
-  std::normal_distribution<float> n01(0.0f, 1.0f);
-  std::vector<float> q(size_t{l.num_layers} * l.num_kv_heads * kQueries * l.head_dim);
-  for (float& x : q) x = n01(rng);
-  const std::vector<double> ref = Attention(l, original, q, kQueries);
-
-  std::printf("attention accuracy, %s, %d random queries per (layer, head):\n",
-              l.DebugString().c_str(), kQueries);
-  std::printf("  %-9s %13s %10s %12s %12s %8s\n", "codec", "rel L2 error", "cosine",
-              "K-only err", "V-only err", "ratio");
-  for (CodecId id : testing::kAllCodecs) {
-    const Measured all = Measure(id, l, block, original, ref, q, kQueries);
-    const Metrics& m = all.both;
-    const double ratio = static_cast<double>(l.BytesPerBlock()) / CpuCodec(id).EncodedSize(l);
-    std::printf("  %-9s %12.3f%% %10.6f %11.3f%% %11.3f%% %7.2fx\n",
-                std::string(CodecName(id)).c_str(), 100 * m.rel_l2, m.cosine,
-                100 * all.k_only.rel_l2, 100 * all.v_only.rel_l2, ratio);
-    switch (id) {
-      case CodecId::kNone: EXPECT_EQ(m.rel_l2, 0.0); break;
-      // The issue asked for < 1% for fp8 and int8; on this outlier-heavy data
-      // both measure 4-7% (see docs/codecs.md), so the bound guards against
-      // regressions at the measured level instead.
-      case CodecId::kFp8E4m3: EXPECT_LT(m.rel_l2, 0.09); break;
-      case CodecId::kInt8: EXPECT_LT(m.rel_l2, 0.08); break;
-      case CodecId::kInt4: EXPECT_LT(m.rel_l2, 0.20); break;
-    }
-    EXPECT_GT(m.cosine, id == CodecId::kInt4 ? 0.98 : 0.995);
+    if (v2) EXPECT_LT(q.kl, 0.002) << CodecName(q.codec);
+    EXPECT_GT(q.cosine, q.codec == CodecId::kInt4 ? 0.98 : 0.995) << CodecName(q.codec);
   }
 }
 
 TEST(CodecAccuracy, AttentionOutputsLlama3BlockOf256Tokens) {
-  RunAccuracy(MakeLayout(2, 8, 128, 256, DType::kFp16));
+  RunOutlierAccuracy(MakeLayout(2, 8, 128, 256, DType::kFp16));
 }
 
 TEST(CodecAccuracy, AttentionOutputsLlama3BlockOf16Tokens) {
-  RunAccuracy(MakeLayout(4, 8, 128, 16, DType::kFp16));
+  RunOutlierAccuracy(MakeLayout(4, 8, 128, 16, DType::kFp16));
 }
 
-TEST(CodecAccuracy, AttentionOutputsBf16) { RunAccuracy(MakeLayout(2, 8, 128, 64, DType::kBf16)); }
+TEST(CodecAccuracy, AttentionOutputsBf16) {
+  RunOutlierAccuracy(MakeLayout(2, 8, 128, 64, DType::kBf16));
+}
+
+// Without outlier channels every codec's scale fits the data, so the errors
+// are those of the formats' precision alone: far below the outlier case.
+TEST(CodecAccuracy, AttentionOutputsWithoutOutliers) {
+  const KvLayout l = MakeLayout(2, 8, 128, 256, DType::kFp16);
+  const std::vector<CodecQuality> gaussian = MeasureAll(l, SyntheticKvKind::kGaussian);
+  ExpectSane(gaussian);
+  // The same shape with outliers (printed by AttentionOutputsLlama3BlockOf256Tokens).
+  const std::vector<CodecQuality> outliers =
+      MeasureAll(l, SyntheticKvKind::kOutliers, /*print=*/false);
+  ASSERT_EQ(gaussian.size(), outliers.size());
+  for (size_t i = 1; i < gaussian.size(); ++i) {
+    SCOPED_TRACE(CodecName(gaussian[i].codec));
+    EXPECT_LT(gaussian[i].k_only_rel_l2, outliers[i].k_only_rel_l2);
+    EXPECT_LT(gaussian[i].kl, outliers[i].kl);
+    EXPECT_GT(gaussian[i].cosine, 0.995);
+  }
+}
+
+// MeasureCodec's contract.
+
+TEST(MeasureCodec, RejectsSamplesThatAreNotWholeBlocks) {
+  const KvLayout l = MakeLayout(1, 2, 32, 16);
+  const std::vector<std::byte> sample(l.BytesPerBlock() + 2);
+  for (size_t size : {size_t{0}, l.BytesPerBlock() - 2, l.BytesPerBlock() + 2}) {
+    absl::StatusOr<CodecQuality> q =
+        MeasureCodec(CodecId::kInt8, l, absl::MakeConstSpan(sample).first(size));
+    EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument) << size;
+  }
+}
+
+TEST(MeasureCodec, RejectsNonFiniteValues) {
+  const KvLayout l = MakeLayout(1, 2, 32, 16);
+  std::vector<float> v(l.ElementsPerBlock(), 1.0f);
+  v[5] = std::numeric_limits<float>::infinity();
+  // The quantising codecs refuse to encode it (their error is returned), and
+  // `none`, which stores anything, is refused by the measurement.
+  for (CodecId id : testing::kAllCodecs) {
+    absl::StatusOr<CodecQuality> q = MeasureCodec(id, l, FloatsToBlock(v, l.dtype));
+    EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument) << CodecName(id);
+  }
+  v[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(MeasureCodec(CodecId::kFp8E4m3, l, FloatsToBlock(v, l.dtype)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MeasureCodec, UsesTheCallersQueries) {
+  const KvLayout l = MakeLayout(2, 2, 64, 32);
+  auto block = SyntheticKvBlocks(l, SyntheticKvKind::kOutliers, 1, kDataSeed);
+  ASSERT_TRUE(block.ok()) << block.status();
+  // Zero queries make every logit 0: the softmax is uniform whatever K is,
+  // so K's error cannot show, and all of the error is V's.
+  QualityOptions zero;
+  zero.queries_per_head = 3;
+  const std::vector<float> queries(size_t{2} * 2 * 3 * 64, 0.0f);
+  zero.queries = queries;
+  absl::StatusOr<CodecQuality> q = MeasureCodec(CodecId::kInt4, l, *block, zero);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->kl, 0.0);
+  EXPECT_EQ(q->k_only_rel_l2, 0.0);
+  EXPECT_GT(q->v_only_rel_l2, 0.0);
+  EXPECT_EQ(q->rel_l2, q->v_only_rel_l2);
+
+  zero.queries = absl::MakeConstSpan(queries).first(queries.size() - 1);
+  EXPECT_EQ(MeasureCodec(CodecId::kInt4, l, *block, zero).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  QualityOptions none;
+  none.queries_per_head = 0;
+  EXPECT_EQ(MeasureCodec(CodecId::kInt4, l, *block, none).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MeasureCodec, AveragesKlOverEveryBlock) {
+  const KvLayout l = MakeLayout(2, 2, 64, 32);
+  auto blocks = SyntheticKvBlocks(l, SyntheticKvKind::kOutliers, 2, kDataSeed);
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  const absl::Span<const std::byte> both = *blocks;
+  const size_t n = l.BytesPerBlock();
+  auto all = MeasureCodec(CodecId::kFp8E4m3, l, both);
+  auto first = MeasureCodec(CodecId::kFp8E4m3, l, both.first(n));
+  auto second = MeasureCodec(CodecId::kFp8E4m3, l, both.subspan(n));
+  ASSERT_TRUE(all.ok() && first.ok() && second.ok());
+  // Each block has as many (layer, head, query) rows, so the mean of both is
+  // the mean of the two means; the second block is a different sample.
+  EXPECT_NE(first->kl, second->kl);
+  EXPECT_NEAR(all->kl, (first->kl + second->kl) / 2, 1e-12 * all->kl);
+  const double lo = std::min(first->rel_l2, second->rel_l2);
+  const double hi = std::max(first->rel_l2, second->rel_l2);
+  EXPECT_GE(all->rel_l2, lo);
+  EXPECT_LE(all->rel_l2, hi);
+  EXPECT_EQ(all->encoded_bytes, CpuCodec(CodecId::kFp8E4m3).EncodedSize(l));
+}
+
+TEST(SyntheticKv, IsDeterministicAndShapedByItsKind) {
+  const KvLayout l = MakeLayout(1, 2, 64, 16, DType::kFp32);
+  auto a = SyntheticKvBlocks(l, SyntheticKvKind::kOutliers, 3, 7);
+  auto b = SyntheticKvBlocks(l, SyntheticKvKind::kOutliers, 3, 7);
+  auto g = SyntheticKvBlocks(l, SyntheticKvKind::kGaussian, 3, 7);
+  ASSERT_TRUE(a.ok() && b.ok() && g.ok());
+  EXPECT_EQ(a->size(), 3 * l.BytesPerBlock());
+  EXPECT_EQ(*a, *b);
+  // K's largest magnitude: outlier channels reach 10-50x, gaussian data
+  // stays within a few units.
+  auto k_absmax = [&](const std::vector<std::byte>& bytes) {
+    const std::vector<float> v = BlockToFloats(bytes, l.dtype);
+    float m = 0;
+    for (size_t i = 0; i < l.ElementsPerBlock() / 2; ++i) m = std::max(m, std::fabs(v[i]));
+    return m;
+  };
+  EXPECT_GT(k_absmax(*a), 8.0f);
+  EXPECT_LT(k_absmax(*g), 8.0f);
+  EXPECT_EQ(SyntheticKvBlocks(l, SyntheticKvKind::kGaussian, 0, 7).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSyntheticKvKind("gaussian").value(), SyntheticKvKind::kGaussian);
+  EXPECT_FALSE(ParseSyntheticKvKind("uniform").ok());
+}
 
 }  // namespace
 }  // namespace kvf

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/kv_layout.h"
 #include "kernels/codec.h"
-#include "kernels/internal/codec_math.h"
+#include "kernels/codec_quality.h"
 
 namespace kvf::testing {
 
@@ -32,34 +31,14 @@ inline const CodecId kAllCodecs[] = {CodecId::kNone, CodecId::kFp8E4m3, CodecId:
                                      CodecId::kInt4};
 inline const DType kAllDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
 
-// Writes floats into a block of `dtype` (rounded to nearest even).
+// Floats <-> a block of `dtype` (rounded to nearest even): the library's
+// conversion (kernels/codec_quality.h), for vectors.
 inline std::vector<std::byte> ToBlock(const std::vector<float>& v, DType dtype) {
-  std::vector<std::byte> out(v.size() * DTypeSize(dtype));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (dtype == DType::kFp32) {
-      std::memcpy(out.data() + 4 * i, &v[i], 4);
-    } else {
-      const uint16_t h = dtype == DType::kFp16 ? internal::FloatToHalf(v[i])
-                                               : internal::FloatToBf16(v[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
-  return out;
+  return FloatsToBlock(v, dtype);
 }
 
 inline std::vector<float> FromBlock(const std::vector<std::byte>& b, DType dtype) {
-  const size_t n = b.size() / DTypeSize(dtype);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (dtype == DType::kFp32) {
-      std::memcpy(&out[i], b.data() + 4 * i, 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, b.data() + 2 * i, 2);
-      out[i] = dtype == DType::kFp16 ? internal::HalfToFloat(h) : internal::Bf16ToFloat(h);
-    }
-  }
-  return out;
+  return BlockToFloats(b, dtype);
 }
 
 // Synthetic KV in canonical order [L][2][T][H][D]: N(0, 1) values, plus a
