@@ -6,10 +6,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "client/internal/sequence_impl.h"
 #include "common/status_macros.h"
 
 namespace kvf {
@@ -31,14 +31,6 @@ absl::Status MovedFrom() {
   return absl::FailedPreconditionError("kvf::Sequence handle was moved from");
 }
 
-// Keys [0, capacity) of one sequence; slots are written once by the writer
-// and read by everyone (see Sequence::Impl).
-struct KeyBuffer {
-  explicit KeyBuffer(size_t cap) : keys(new BlockKey[cap]), capacity(cap) {}
-  std::unique_ptr<BlockKey[]> keys;
-  size_t capacity;
-};
-
 }  // namespace
 
 SequenceId SequenceId::FromName(std::string_view name, HashAlgorithm algorithm) {
@@ -56,38 +48,7 @@ BlockKey SequenceBlockKey(HashAlgorithm algorithm, const SequenceId& id, uint64_
   return HashBlock(algorithm, kSequenceParent, words, kSequenceKeyTag);
 }
 
-// Two locks. write_mu serialises the writer's calls (Append, Write, Refresh)
-// for their whole duration, network included. mu guards the shared state and
-// is held only to copy or update it, so readers never wait on the network.
-//
-// The key chain. Client calls take the chain from position 0, so the handle
-// caches keys [0, computed) in a KeyBuffer. Readers copy the buffer's
-// shared_ptr and the length under mu and then read slots [0, length) without
-// a lock. The writer only ever writes slots >= computed >= length (never read
-// by anyone) and publishes them by raising the length under mu; when it needs
-// more room it copies into a new, larger buffer and swaps the pointer, and
-// readers holding the old buffer keep it alive.
-struct Sequence::Impl {
-  Client* client;
-  Namespace ns;
-  SequenceId id;
-  SequenceOptions options;
-
-  absl::Mutex write_mu;
-  size_t computed ABSL_GUARDED_BY(write_mu) = 0;
-
-  mutable absl::Mutex mu;
-  std::shared_ptr<KeyBuffer> keys ABSL_GUARDED_BY(mu);
-  size_t length ABSL_GUARDED_BY(mu) = 0;
-  std::vector<Version> versions ABSL_GUARDED_BY(mu);  // one per position < length
-
-  // Keys [0, n) exist in the returned buffer.
-  std::shared_ptr<KeyBuffer> EnsureKeys(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu);
-  absl::Status Probe() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu);
-  absl::StatusOr<BatchResult> AppendLocked(absl::Span<const ConstBlockBuffer> blocks,
-                                           const PutOptions& options)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu);
-};
+using client_internal::KeyBuffer;
 
 std::shared_ptr<KeyBuffer> Sequence::Impl::EnsureKeys(size_t n) {
   std::shared_ptr<KeyBuffer> buf;
@@ -132,6 +93,13 @@ absl::Status Sequence::Impl::Probe() {
   return absl::OkStatus();
 }
 
+absl::Status Sequence::Impl::CheckRoom(size_t len, size_t n) const {
+  if (n <= options.max_length - len) return absl::OkStatus();
+  return absl::OutOfRangeError(absl::StrCat("appending ", n, " blocks to sequence ", id.ToHex(),
+                                            " of length ", len, " passes its max length ",
+                                            options.max_length));
+}
+
 absl::StatusOr<BatchResult> Sequence::Impl::AppendLocked(absl::Span<const ConstBlockBuffer> blocks,
                                                          const PutOptions& options_in) {
   size_t len;
@@ -141,11 +109,7 @@ absl::StatusOr<BatchResult> Sequence::Impl::AppendLocked(absl::Span<const ConstB
   }
   const size_t n = blocks.size();
   if (n == 0) return BatchResult{};
-  if (n > options.max_length - len) {
-    return absl::OutOfRangeError(absl::StrCat("appending ", n, " blocks to sequence ", id.ToHex(),
-                                              " of length ", len, " passes its max length ",
-                                              options.max_length));
-  }
+  KVF_RETURN_IF_ERROR(CheckRoom(len, n));
   std::shared_ptr<KeyBuffer> buf = EnsureKeys(len + n);
   const absl::Span<const BlockKey> chain(buf->keys.get(), len + n);
   PutOptions po = options_in;
@@ -171,6 +135,24 @@ absl::StatusOr<BatchResult> Sequence::Impl::AppendLocked(absl::Span<const ConstB
   return r;
 }
 
+absl::StatusOr<BatchResult> Sequence::Impl::OverwriteLocked(
+    size_t begin, absl::Span<const ConstBlockBuffer> blocks, const PutOptions& options_in) {
+  std::shared_ptr<KeyBuffer> buf = EnsureKeys(begin + blocks.size());
+  PutOptions po = options_in;
+  po.is_mutable = true;
+  KVF_ASSIGN_OR_RETURN(
+      BatchResult r,
+      client->BatchPut(ns, absl::MakeConstSpan(buf->keys.get(), begin + blocks.size()), begin,
+                       blocks, po));
+  absl::MutexLock lock(&mu);
+  for (size_t k = 0; k < blocks.size(); ++k) {
+    if (r.blocks[k].status.ok() && begin + k < versions.size()) {
+      versions[begin + k] = r.blocks[k].version;
+    }
+  }
+  return r;
+}
+
 // ---- Sequence ---------------------------------------------------------------
 
 Sequence::Sequence(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -189,11 +171,7 @@ absl::StatusOr<Sequence> Sequence::Open(Client& client, const Namespace& ns, con
   if (options.first_window == 0) {
     return absl::InvalidArgumentError("SequenceOptions.first_window must be > 0");
   }
-  auto impl = std::make_unique<Impl>();
-  impl->client = &client;
-  impl->ns = ns;
-  impl->id = id;
-  impl->options = options;
+  auto impl = std::make_unique<Impl>(&client, ns, id, options);
   {
     absl::MutexLock lock(&impl->write_mu);
     KVF_RETURN_IF_ERROR(impl->Probe());
@@ -229,16 +207,12 @@ absl::StatusOr<Version> Sequence::Write(size_t index, const void* data, size_t s
                                               s.id.ToHex(), " of length ", len,
                                               ": only positions up to the length can be written"));
   }
-  std::shared_ptr<KeyBuffer> buf = s.EnsureKeys(len);
-  PutOptions po = options;
-  po.is_mutable = true;
-  KVF_ASSIGN_OR_RETURN(
-      BatchResult r,
-      s.client->BatchPut(s.ns, absl::MakeConstSpan(buf->keys.get(), index + 1), index,
-                         absl::MakeConstSpan(&block, 1), po));
+  // The caller's bytes replace whatever raw copy mixed precision kept: the
+  // position is no longer that block, so it must not age from it.
+  s.recent.Drop(index);
+  KVF_ASSIGN_OR_RETURN(BatchResult r,
+                       s.OverwriteLocked(index, absl::MakeConstSpan(&block, 1), options));
   if (!r.blocks[0].status.ok()) return r.blocks[0].status;
-  absl::MutexLock lock(&s.mu);
-  if (index < s.versions.size()) s.versions[index] = r.blocks[0].version;
   return r.blocks[0].version;
 }
 
@@ -311,7 +285,12 @@ absl::StatusOr<BatchResult> Sequence::Read(size_t begin, size_t end,
 absl::Status Sequence::Refresh() {
   if (impl_ == nullptr) return MovedFrom();
   absl::MutexLock lock(&impl_->write_mu);
-  return impl_->Probe();
+  KVF_RETURN_IF_ERROR(impl_->Probe());
+  // Positions past a shorter length (an evicted middle block) will be
+  // rewritten by the writer (docs/sequences.md, "Eviction"); their copies no
+  // longer describe the sequence.
+  impl_->recent.DropFrom(impl_->Length());
+  return absl::OkStatus();
 }
 
 size_t Sequence::length() const {

@@ -34,14 +34,20 @@
 //    handle that remembers a newer version reports FAILED_PRECONDITION for it
 //    until Refresh() makes it forget.
 //
+// Mixed precision. With NamespaceSpec::precision on, the raw-block calls
+// (AppendBlocks, WriteBlock, ReadBlocks) store the last recent_blocks
+// positions in one codec (int8) and re-encode older ones to another (int4)
+// as they age, from raw copies the writer keeps; readers decode whatever a
+// position holds (docs/sequences.md, "Mixed precision").
+//
 // Thread-safety. The *sequence* (namespace, id) must have a single writer: at
-// most one handle in the whole cluster calls Append/Write at a time. Two
-// writers would append at their own idea of the length and overwrite each
-// other; nothing detects it. Any number of handles, in any processes, may
-// Open and Read it. One *handle* is thread-safe: Read, length() and version()
-// may run from many threads, concurrently with the writer's Append/Write;
-// Append, Write and Refresh on one handle run one at a time (a second call
-// waits for the first).
+// most one handle in the whole cluster calls Append/Write (or AppendBlocks/
+// WriteBlock) at a time. Two writers would append at their own idea of the
+// length and overwrite each other; nothing detects it. Any number of handles,
+// in any processes, may Open and Read it. One *handle* is thread-safe: Read,
+// ReadBlocks, length() and version() may run from many threads, concurrently
+// with the writer's calls; Append, Write, AppendBlocks, WriteBlock and Refresh
+// on one handle run one at a time (a second call waits for the first).
 //
 // Lifetime. A Sequence holds a pointer to its Client, which must outlive it.
 // Sequence is move-only; a moved-from handle answers FAILED_PRECONDITION.
@@ -147,6 +153,68 @@ class Sequence {
   // unspecified bytes. Versions read raise the remembered ones.
   absl::StatusOr<BatchResult> Read(size_t begin, size_t end, absl::Span<const BlockBuffer> dst,
                                    const GetOptions& options = {});
+
+  // ---- Raw blocks and mixed precision (docs/sequences.md, "Mixed precision")
+  //
+  // These calls take and return *unencoded* blocks: exactly
+  // ns().spec().layout.BytesPerBlock() bytes each, in host memory (they
+  // encode and decode on the CPU). The handle picks each position's codec
+  // from the namespace's NamespaceSpec::precision, so callers never see one:
+  //  - policy off (recent_blocks == 0): positions are stored unencoded;
+  //  - policy on: the last recent_blocks positions are stored with
+  //    `precision.recent`, older ones with `precision.old`. The writer's
+  //    handle keeps an owned raw copy of each recent position it wrote (at
+  //    most recent_blocks copies); when AppendBlocks moves positions out of
+  //    the window it re-encodes them with `old` from those copies and
+  //    overwrites them (one BatchPut per contiguous run of aged positions: a
+  //    version bump, like Write). A position this handle holds no copy of
+  //    (written by another handle or by the encoded calls, or present before
+  //    Open) is left as it is.
+  // Readers need no policy: ReadBlocks decodes whatever codec each position
+  // holds (BlockResult::codec). The encoded calls above still work on the
+  // same positions; Write drops the handle's raw copy of the position, and
+  // Append moves the window without aging (the next AppendBlocks does).
+
+  // What AppendBlocks did.
+  struct AppendBlocksResult {
+    // One BlockResult per raw block, with Append's meaning (length grows by
+    // the leading blocks that succeeded; later ones report ABORTED).
+    BatchResult appended;
+    // Positions this call re-encoded to precision.old.
+    size_t aged = 0;
+    // OK, or the first error of re-encoding an aged position. Not an error
+    // of the append: such a position keeps its `recent` block (readable, just
+    // larger) and its raw copy is dropped, so it stays that way.
+    absl::Status aging;
+  };
+
+  // Appends raw blocks at [length(), length() + raw.size()). Each is encoded
+  // with the codec its position will have when the append is done (new
+  // positions already outside the window go straight to `old`), then stored
+  // as Append does; then aged positions are re-encoded (above).
+  // options.codec must be none (INVALID_ARGUMENT: the bytes are raw);
+  // is_mutable is forced on, ack applies to both writes. INVALID_ARGUMENT for
+  // the whole call, nothing written, when a buffer is null, not exactly
+  // BytesPerBlock() or holds a value the codec refuses (an infinity);
+  // OUT_OF_RANGE past max_length.
+  absl::StatusOr<AppendBlocksResult> AppendBlocks(absl::Span<const ConstBlockBuffer> raw,
+                                                  const PutOptions& options = {});
+
+  // Overwrites position `index` < length() with a raw block, encoded with the
+  // codec of its age; a recent position's raw copy is replaced. Returns the
+  // new version or the block's error. OUT_OF_RANGE for index >= length()
+  // (append with AppendBlocks); other arguments as AppendBlocks.
+  absl::StatusOr<Version> WriteBlock(size_t index, const void* data, size_t size,
+                                     const PutOptions& options = {});
+
+  // Reads positions [begin, end) as Read does and decodes each into raw_dst
+  // (each buffer at least BytesPerBlock() bytes; INVALID_ARGUMENT for the
+  // call otherwise). Per position: BlockResult::codec is the codec it was
+  // stored with, size is BytesPerBlock() on success; a blob that does not
+  // decode reports the codec's error (DATA_LOSS, ...) for that position.
+  absl::StatusOr<BatchResult> ReadBlocks(size_t begin, size_t end,
+                                         absl::Span<const BlockBuffer> raw_dst,
+                                         const GetOptions& options = {});
 
   // Re-discovers the length and versions from the cluster, as Open does,
   // replacing what this handle remembered. Readers call it to see a writer's

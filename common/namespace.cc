@@ -25,6 +25,45 @@ void AppendString(std::string& out, const std::string& s) {
   out.append(s);
 }
 
+// Bits per element a codec stores, by CodecId value (kernels/core/types.h);
+// 16 stands for "the block's own dtype" (none). 0: not a codec id.
+int CodecBits(uint8_t codec) {
+  switch (codec) {
+    case 0: return 16;  // none
+    case 1: return 8;   // fp8_e4m3
+    case 2: return 8;   // int8
+    case 3: return 4;   // int4
+    default: return 0;
+  }
+}
+
+// Aging must shrink a block: `old` stores fewer bits per element than
+// `recent`. That rejects old == recent (re-encoding for nothing), old = none
+// (a block cannot regain the precision it lost), int8 <-> fp8 (same size)
+// and int4 -> anything. recent = none with old = int4 (the recent window in
+// full precision, as KIVI keeps its residual tokens) is allowed.
+absl::Status ValidatePrecision(const PrecisionPolicy& p) {
+  if (CodecBits(p.recent) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "namespace: precision.recent = ", int{p.recent}, " is not a codec id (0 none .. 3 int4)"));
+  }
+  if (CodecBits(p.old) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "namespace: precision.old = ", int{p.old}, " is not a codec id (0 none .. 3 int4)"));
+  }
+  if (p.recent_blocks > PrecisionPolicy::kMaxRecentBlocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("namespace: precision.recent_blocks = ", p.recent_blocks, " exceeds ",
+                     PrecisionPolicy::kMaxRecentBlocks));
+  }
+  if (p.enabled() && CodecBits(p.old) >= CodecBits(p.recent)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "namespace: precision.old (codec ", int{p.old}, ") must store fewer bits per element than "
+        "precision.recent (codec ", int{p.recent}, "): aging re-encodes a block to save memory"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status NamespaceSpec::Validate() const {
@@ -43,7 +82,7 @@ absl::Status NamespaceSpec::Validate() const {
   if (hash != HashAlgorithm::kXxh3_128 && hash != HashAlgorithm::kSha256) {
     return absl::InvalidArgumentError("namespace: unknown hash algorithm");
   }
-  return absl::OkStatus();
+  return ValidatePrecision(precision);
 }
 
 NamespaceId NamespaceSpec::Id() const {

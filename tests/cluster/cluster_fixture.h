@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <string>
@@ -112,6 +113,44 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<LocalCluster> cluster_;
   std::unique_ptr<Client> client_;
   std::mt19937_64 rng_{std::random_device{}()};
+};
+
+// ClusterTest with one cluster for a whole suite, so a suite of many small
+// tests starts its processes once: Shared() is the suite's (a static the
+// subclass resets in TearDownTestSuite). Tests then use their own namespaces.
+class SharedClusterTest : public ClusterTest {
+ protected:
+  virtual std::unique_ptr<LocalCluster>& Shared() = 0;
+
+  ClientOptions MakeClientOptions() override {
+    ClientOptions o;
+    o.coordinator = Shared()->coordinator();
+    o.token = Shared()->token();
+    o.ucx_tls = Shared()->options().ucx_tls;
+    return o;
+  }
+
+  void SetUp() override {
+    if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
+    if (Shared() == nullptr) {
+      auto c = LocalCluster::Start(ClusterOptions());
+      ASSERT_TRUE(c.ok()) << c.status();
+      Shared() = std::move(*c);
+    }
+    auto client = Client::Connect(MakeClientOptions());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && Shared() != nullptr) {
+      for (const AgentProcess& a : Shared()->agents()) {
+        std::cerr << "---- " << a.log_prefix << ".err (node " << a.node << ")\n"
+                  << Shared()->TailLog(a.log_prefix, 3000) << "\n";
+      }
+    }
+    client_.reset();
+  }
 };
 
 }  // namespace kvf::testing

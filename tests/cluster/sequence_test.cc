@@ -53,41 +53,9 @@ TEST(SequenceKey, IsNotATokenChainKey) {
 
 // ---- Against a cluster -----------------------------------------------------
 
-// ClusterTest with one cluster for the whole suite: Shared() is the suite's.
-class SharedClusterTest : public ClusterTest {
+// Sequence helpers over a cluster shared by the suite (cluster_fixture.h).
+class SequenceTestBase : public SharedClusterTest {
  protected:
-  virtual std::unique_ptr<LocalCluster>& Shared() = 0;
-
-  ClientOptions MakeClientOptions() override {
-    ClientOptions o;
-    o.coordinator = Shared()->coordinator();
-    o.token = Shared()->token();
-    o.ucx_tls = Shared()->options().ucx_tls;
-    return o;
-  }
-
-  void SetUp() override {
-    if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
-    if (Shared() == nullptr) {
-      auto c = LocalCluster::Start(ClusterOptions());
-      ASSERT_TRUE(c.ok()) << c.status();
-      Shared() = std::move(*c);
-    }
-    auto client = Client::Connect(MakeClientOptions());
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = std::move(*client);
-  }
-
-  void TearDown() override {
-    if (HasFailure() && Shared() != nullptr) {
-      for (const AgentProcess& a : Shared()->agents()) {
-        std::cerr << "---- " << a.log_prefix << ".err (node " << a.node << ")\n"
-                  << Shared()->TailLog(a.log_prefix, 3000) << "\n";
-      }
-    }
-    client_.reset();
-  }
-
   SequenceId RandomId() { return SequenceId{rng_(), rng_()}; }
 
   // The sequence keys of positions [0, n).
@@ -115,7 +83,7 @@ class SharedClusterTest : public ClusterTest {
 
 // One 3-agent cluster per suite, shared by its tests, with `R` copies.
 template <uint32_t R>
-class SequenceClusterWith : public SharedClusterTest {
+class SequenceClusterWith : public SequenceTestBase {
  protected:
   static void TearDownTestSuite() { shared_.reset(); }
   std::unique_ptr<LocalCluster>& Shared() override { return shared_; }
