@@ -7,7 +7,7 @@ function(kvf_add_kernels_core target)
   cmake_parse_arguments(K "CUDA" "REPO_ROOT" "" ${ARGN})
   set(dir ${K_REPO_ROOT}/kernels)
   add_library(${target} STATIC ${dir}/core/cpu_codec_ref.cc ${dir}/core/cpu_rows.cc
-                               ${dir}/core/paged.cc)
+                               ${dir}/core/cpu_rows_avx2.cc ${dir}/core/paged.cc)
   target_include_directories(${target} PUBLIC ${K_REPO_ROOT})
   target_compile_features(${target} PUBLIC cxx_std_20)
   # The CPU codec loops are written to be vectorised; GCC does little of that
@@ -18,6 +18,11 @@ function(kvf_add_kernels_core target)
     set_source_files_properties(${dir}/core/cpu_codec_ref.cc ${dir}/core/cpu_rows.cc
                                 TARGET_DIRECTORY ${target}
                                 PROPERTIES COMPILE_OPTIONS "-O3;-fno-trapping-math")
+    # The AVX2 row kernels enable AVX2 and F16C per function (a target
+    # attribute), never FMA; -ffp-contract=off keeps every multiply and add
+    # rounded on its own whatever the compiler's default.
+    set_source_files_properties(${dir}/core/cpu_rows_avx2.cc TARGET_DIRECTORY ${target}
+                                PROPERTIES COMPILE_OPTIONS "-O3;-ffp-contract=off")
   endif()
   if(K_CUDA)
     target_sources(${target} PRIVATE ${dir}/cuda/codec_kernels.cu ${dir}/cuda/paged_kernels.cu)

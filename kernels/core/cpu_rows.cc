@@ -3,12 +3,15 @@
 // vectorised one must produce the same bytes for every input.
 #include "kernels/core/cpu_rows.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/core/elem.h"
+#include "kernels/core/internal/cpu_rows_impl.h"
 #include "kernels/internal/codec_math.h"
 
-namespace kvf::kcore::rows {
+namespace kvf::kcore {
+namespace rows_internal {
 namespace {
 
 using namespace ::kvf::internal;  // codec_math.h
@@ -30,8 +33,6 @@ float AbsMaxT(const void* in, size_t n) {
   }
   return BitsFloat(static_cast<uint32_t>(m));
 }
-
-}  // namespace
 
 float AbsMax(ElemType t, const void* in, size_t n) {
   return Dispatch(t, [&](auto e) { return AbsMaxT<decltype(e)>(in, n); });
@@ -112,6 +113,67 @@ void DecodeInt8Channels(const uint8_t* in, size_t n, const float* centre, const 
   });
 }
 
-const char* Implementation() { return "portable"; }
+}  // namespace
 
-}  // namespace kvf::kcore::rows
+const RowKernels& PortableRows() {
+  static constexpr RowKernels kPortable = {"portable", AbsMax,     MinMax,
+                                           EncodeFp8,  EncodeInt8, EncodeInt8Channels,
+                                           DecodeFp8,  DecodeInt8, DecodeInt8Channels};
+  return kPortable;
+}
+
+}  // namespace rows_internal
+
+namespace rows {
+namespace {
+
+// Chosen once, at first use (a function-local static: thread-safe).
+const rows_internal::RowKernels& Active() {
+  static const rows_internal::RowKernels& active = []() -> const rows_internal::RowKernels& {
+    const char* env = std::getenv("KVF_CPU_ROWS");
+    const bool portable = env != nullptr && std::strcmp(env, "portable") == 0;
+    const rows_internal::RowKernels* avx2 = portable ? nullptr : rows_internal::Avx2Rows();
+    return avx2 != nullptr ? *avx2 : rows_internal::PortableRows();
+  }();
+  return active;
+}
+
+}  // namespace
+
+float AbsMax(ElemType t, const void* in, size_t n) { return Active().abs_max(t, in, n); }
+
+void MinMax(ElemType t, const void* in, size_t n, float* lo, float* hi) {
+  Active().min_max(t, in, n, lo, hi);
+}
+
+void EncodeFp8(ElemType t, const void* in, size_t n, const float* centre, float inv, uint8_t* out) {
+  Active().encode_fp8(t, in, n, centre, inv, out);
+}
+
+void EncodeInt8(ElemType t, const void* in, size_t n, float inv, uint8_t* out) {
+  Active().encode_int8(t, in, n, inv, out);
+}
+
+void EncodeInt8Channels(ElemType t, const void* in, size_t n, const float* centre, const float* inv,
+                        uint8_t* out) {
+  Active().encode_int8_channels(t, in, n, centre, inv, out);
+}
+
+void DecodeFp8(const uint8_t* in, size_t n, const float* centre, float scale, ElemType t,
+               void* out) {
+  Active().decode_fp8(in, n, centre, scale, t, out);
+}
+
+void DecodeInt8(const uint8_t* in, size_t n, float scale, ElemType t, void* out) {
+  Active().decode_int8(in, n, scale, t, out);
+}
+
+void DecodeInt8Channels(const uint8_t* in, size_t n, const float* centre, const float* scale,
+                        ElemType t, void* out) {
+  Active().decode_int8_channels(in, n, centre, scale, t, out);
+}
+
+const char* Implementation() { return Active().name; }
+
+}  // namespace rows
+}  // namespace kvf::kcore

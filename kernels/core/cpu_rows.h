@@ -6,8 +6,9 @@
 // them; cpu_rows.cc picks a vectorised implementation at run time where the
 // CPU has one (AVX2 + F16C) and falls back to portable loops.
 //
-// Pointers are at element 0 of the run and may be unaligned. `n` counts
-// elements. `centre`, `inv` and `scale` arrays hold n floats (one per element
+// Pointers are at element 0 of the run and may be unaligned; an output must
+// not overlap an input (a vectorised row may fall back to the portable loop
+// and redo the whole row). `n` counts elements. `centre`, `inv` and `scale` arrays hold n floats (one per element
 // of the run: per-channel parameters of a row of channels).
 #ifndef KVF_KERNELS_CORE_CPU_ROWS_H_
 #define KVF_KERNELS_CORE_CPU_ROWS_H_
