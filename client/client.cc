@@ -188,7 +188,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   }
   impl->transport = std::move(*transport);
   impl->data = std::make_unique<DataPlane>(impl->transport.get(), impl->maps.get(),
-                                           options.data_timeout, options.token);
+                                           options.data_timeout, options.token,
+                                           options.data_lane);
   impl->pool = std::make_unique<WorkerPool>(std::max(0, options.worker_threads), "kvf-cl-work");
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
@@ -265,7 +266,12 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
   for (uint32_t i : batch.items) req.keys.push_back(keys[i]);
   req.has_min_version = options.has_min_version;
   req.min_version = options.min_version;
-  auto resp = data->Send<protocol::GetResponse>(node, ns, std::move(req));
+  // The two-sided lane: the agent sends the bytes into receives posted here
+  // (`received` says which landed); the answer then has no descriptors.
+  const bool two_sided = data->TwoSidedTo(node);
+  std::vector<absl::Status> received;
+  auto resp = two_sided ? data->Fetch(node, ns, std::move(req), dst, batch.items, &received)
+                        : data->Send<protocol::GetResponse>(node, ns, std::move(req));
   if (!resp.ok()) return FailBatch(resp.status(), batch, items);
   if (resp->entries.size() != batch.items.size()) {
     return FailBatch(NotOk(absl::StatusCode::kInternal, node, "GetResponse has the wrong entry count"),
@@ -305,6 +311,10 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
           "buffer of ", dst[i].size, " bytes is smaller than the stored block (", e.location.size,
           " bytes, codec ", std::string(CodecName(e.codec)), ")"));
       it.next = Next::kDone;
+      continue;
+    }
+    if (two_sided) {
+      finish(static_cast<uint32_t>(j), received[j]);
       continue;
     }
     if (through_agent) {
@@ -378,6 +388,9 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
                             const std::vector<PrimaryVersion>* versions, const NodeBatch& batch,
                             std::vector<ItemState>& items) {
   const NodeId node = batch.node;
+  // The two-sided lane: Store (the agent posts a receive into each reserved
+  // page) instead of Reserve, then the bytes go as tagged messages.
+  const bool two_sided = data->TwoSidedTo(node);
   protocol::ReserveRequest req;
   req.entries.reserve(batch.items.size());
   for (uint32_t i : batch.items) {
@@ -397,7 +410,9 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
     }
     req.entries.push_back(e);
   }
-  auto resp = data->Send<protocol::ReserveResponse>(node, ns, std::move(req));
+  std::vector<uint64_t> tags;
+  auto resp = two_sided ? data->Store(node, ns, std::move(req), &tags)
+                        : data->Send<protocol::ReserveResponse>(node, ns, std::move(req));
   if (!resp.ok()) return FailBatch(resp.status(), batch, items);
   if (resp->results.size() != batch.items.size()) {
     return FailBatch(
@@ -434,7 +449,8 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
       continue;
     }
     if (through_agent) {
-      writes.push_back({r.reservation_id, blocks[i].data, static_cast<uint32_t>(blocks[i].size)});
+      writes.push_back({r.reservation_id, blocks[i].data, static_cast<uint32_t>(blocks[i].size),
+                        two_sided ? tags[j] : 0});
       write_items.push_back(static_cast<uint32_t>(j));
       continue;
     }
@@ -451,8 +467,9 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
   for (size_t d = 0; d < per_desc.size(); ++d) {
     const bool copied = !writes.empty() && d + 1 == per_desc.size();
     if (!copied && per_desc[d].ops.empty()) continue;
-    absl::Status s = copied ? data->WriteThrough(node, ns, writes)
-                            : data->Transfer(node, resp->descriptors[d], std::move(per_desc[d]));
+    absl::Status s = !copied    ? data->Transfer(node, resp->descriptors[d], std::move(per_desc[d]))
+                     : two_sided ? data->SendBlocks(node, writes)
+                                 : data->WriteThrough(node, ns, writes);
     for (uint32_t j : per_desc_items[d]) {
       if (s.ok()) {
         written.push_back(j);
@@ -470,7 +487,8 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
   const AckMode ack = options.has_ack ? options.ack : this->options.ack;
   commit.want_version_tags = versions == nullptr && ack == AckMode::kAll;
   for (uint32_t j : written) commit.reservation_ids.push_back(resp->results[j].reservation_id);
-  auto cresp = data->Send<protocol::CommitResponse>(node, ns, std::move(commit));
+  auto cresp = two_sided ? data->CommitSent(node, ns, std::move(commit))
+                         : data->Send<protocol::CommitResponse>(node, ns, std::move(commit));
   if (cresp.ok() && cresp->results.size() != written.size()) {
     cresp = NotOk(absl::StatusCode::kInternal, node, "CommitResponse has the wrong result count");
   }

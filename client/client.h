@@ -55,6 +55,17 @@ enum class AckMode {
   kAll,      // every owner holds the new version
 };
 
+// How block bytes move between a client and an agent (docs/data-path.md,
+// "Two-sided lane").
+enum class DataLane {
+  // One-sided where the fabric does it natively (shared memory: a memcpy out
+  // of the mapped arena; RDMA), two-sided where it only emulates it (UCX
+  // over TCP, where gets run several times slower than the same bytes sent).
+  kAuto,
+  kOneSided,  // always read and write the agent's arena one-sided
+  kTwoSided,  // always send the bytes as tagged messages (Fetch and Store)
+};
+
 struct ClientOptions {
   // host:port of kvf-coordinator's gRPC endpoint, or a comma-separated list
   // of several (etcd-backed coordinators, docs/coordinator.md): calls go to
@@ -81,6 +92,8 @@ struct ClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);   // coordinator RPCs
   absl::Duration data_timeout = absl::Seconds(5);  // one data-plane request or transfer
   AckMode ack = AckMode::kPrimary;
+  // A tenant's client always moves bytes through the agent.
+  DataLane data_lane = DataLane::kAuto;
   // Threads that fan a batch out to its owners (the calling thread works too).
   int worker_threads = 4;
   std::string name = "kvf-client";  // names threads and appears in logs

@@ -51,6 +51,10 @@ std::string_view FrameTypeName(FrameType type) {
       return "ReadResponse";
     case FrameType::kWriteRequest:
       return "WriteRequest";
+    case FrameType::kFetchRequest:
+      return "FetchRequest";
+    case FrameType::kStoreRequest:
+      return "StoreRequest";
   }
   return "unknown";
 }
@@ -245,37 +249,73 @@ absl::StatusOr<LookupResponse> LookupResponse::Decode(std::string_view frame) {
 
 // ---- Get / Release ------------------------------------------------------------
 
-absl::StatusOr<std::string> GetRequest::Encode() const {
-  KVF_RETURN_IF_ERROR(CheckCount(kType, "key", keys.size(), kMaxGetKeys));
-  if (!has_min_version && min_version != Version{}) {
-    return Invalid(kType, "min_version set without has_min_version");
+namespace {
+
+// Get and Fetch share a body: u32 key count | u8 has_min_version | 3 zero
+// bytes | min_version | keys, and for Fetch then one u64 tag per key.
+template <typename M>
+absl::StatusOr<std::string> EncodeGetBody(const M& m, const std::vector<uint64_t>* tags) {
+  constexpr FrameType t = M::kType;
+  KVF_RETURN_IF_ERROR(CheckCount(t, "key", m.keys.size(), kMaxGetKeys));
+  if (tags != nullptr && tags->size() != m.keys.size()) {
+    return Invalid(t, tags->size(), " tags for ", m.keys.size(), " keys");
   }
-  return EncodeFrame(kType, header, 24 + keys.size() * kKeyRefBytes, [&](WireWriter& w) {
-    w.Put<uint32_t>(static_cast<uint32_t>(keys.size()));
-    w.Put<uint8_t>(has_min_version ? 1 : 0);
+  if (!m.has_min_version && m.min_version != Version{}) {
+    return Invalid(t, "min_version set without has_min_version");
+  }
+  const size_t per_key = kKeyRefBytes + (tags != nullptr ? 8 : 0);
+  return EncodeFrame(t, m.header, 24 + m.keys.size() * per_key, [&](WireWriter& w) {
+    w.Put<uint32_t>(static_cast<uint32_t>(m.keys.size()));
+    w.Put<uint8_t>(m.has_min_version ? 1 : 0);
     w.Zeros(3);
-    PutVersion(w, min_version);
-    for (const KeyRef& k : keys) PutKeyRef(w, k);
+    PutVersion(w, m.min_version);
+    for (const KeyRef& k : m.keys) PutKeyRef(w, k);
+    if (tags != nullptr) {
+      for (uint64_t tag : *tags) w.Put<uint64_t>(tag);
+    }
     return absl::OkStatus();
   });
 }
-absl::StatusOr<GetRequest> GetRequest::Decode(std::string_view frame) {
-  GetRequest m;
-  KVF_ASSIGN_OR_RETURN(std::string_view body, OpenFrame(frame, kType, &m.header));
-  WireReader r(body, FrameTypeName(kType));
+
+template <typename M>
+absl::StatusOr<M> DecodeGetBody(std::string_view frame, std::vector<uint64_t>* tags) {
+  constexpr FrameType t = M::kType;
+  M m;
+  KVF_ASSIGN_OR_RETURN(std::string_view body, OpenFrame(frame, t, &m.header));
+  WireReader r(body, FrameTypeName(t));
   uint32_t count = 0;
   KVF_RETURN_IF_ERROR(r.Get(&count, "key count"));
-  KVF_RETURN_IF_ERROR(CheckCount(kType, "key", count, kMaxGetKeys));
-  KVF_RETURN_IF_ERROR(CheckBodySize(kType, "key", body.size(), 24, count, kKeyRefBytes));
+  KVF_RETURN_IF_ERROR(CheckCount(t, "key", count, kMaxGetKeys));
+  const size_t per_key = kKeyRefBytes + (tags != nullptr ? 8 : 0);
+  KVF_RETURN_IF_ERROR(CheckBodySize(t, "key", body.size(), 24, count, per_key));
   KVF_RETURN_IF_ERROR(r.Bool(&m.has_min_version, "has_min_version"));
   KVF_RETURN_IF_ERROR(r.Reserved(3, "after has_min_version"));
   KVF_RETURN_IF_ERROR(GetVersion(r, &m.min_version, "min_version"));
   if (!m.has_min_version && m.min_version != Version{}) {
-    return Invalid(kType, "min_version ", m.min_version.ToString(), " set without has_min_version");
+    return Invalid(t, "min_version ", m.min_version.ToString(), " set without has_min_version");
   }
   m.keys.resize(count);
   for (KeyRef& k : m.keys) KVF_RETURN_IF_ERROR(GetKeyRef(r, &k));
+  if (tags != nullptr) {
+    tags->resize(count);
+    for (uint64_t& tag : *tags) KVF_RETURN_IF_ERROR(r.Get(&tag, "tag"));
+  }
   KVF_RETURN_IF_ERROR(r.ExpectEnd());
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> GetRequest::Encode() const { return EncodeGetBody(*this, nullptr); }
+absl::StatusOr<GetRequest> GetRequest::Decode(std::string_view frame) {
+  return DecodeGetBody<GetRequest>(frame, nullptr);
+}
+
+absl::StatusOr<std::string> FetchRequest::Encode() const { return EncodeGetBody(*this, &tags); }
+absl::StatusOr<FetchRequest> FetchRequest::Decode(std::string_view frame) {
+  std::vector<uint64_t> tags;
+  KVF_ASSIGN_OR_RETURN(FetchRequest m, DecodeGetBody<FetchRequest>(frame, &tags));
+  m.tags = std::move(tags);
   return m;
 }
 

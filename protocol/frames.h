@@ -81,8 +81,10 @@ enum class FrameType : uint16_t {
   kReadRequest = 18,
   kReadResponse = 19,
   kWriteRequest = 20,  // answered by AckResponse
+  kFetchRequest = 21,  // answered by GetResponse; the bytes come as tagged messages
+  kStoreRequest = 22,  // answered by ReserveResponse; the bytes go as tagged messages
 };
-inline constexpr uint16_t kMaxFrameType = 20;
+inline constexpr uint16_t kMaxFrameType = 22;
 
 std::string_view FrameTypeName(FrameType type);
 
@@ -293,6 +295,26 @@ struct ReleaseRequest {
   friend bool operator==(const ReleaseRequest&, const ReleaseRequest&) = default;
 };
 
+// A Get whose bytes the agent sends back on the two-sided lane
+// (docs/data-path.md, "Two-sided lane"): the caller has posted one tagged
+// receive per key (tags[i] for keys[i]) before sending this. The agent
+// answers with a GetResponse that has no lease and no descriptors (every OK
+// entry's location is {0, 0, size}), and sends each OK entry's bytes as one
+// tagged message ahead of the answer; an entry that is not OK sends nothing,
+// and neither does an error answer, so the caller cancels those receives.
+struct FetchRequest {
+  static constexpr FrameType kType = FrameType::kFetchRequest;
+  FrameHeader header;
+  std::vector<KeyRef> keys;   // at most kMaxGetKeys
+  std::vector<uint64_t> tags;  // one per key
+  bool has_min_version = false;
+  Version min_version;
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<FetchRequest> Decode(std::string_view frame);
+  friend bool operator==(const FetchRequest&, const FetchRequest&) = default;
+};
+
 // ---- Bytes through the agent (tenant sessions) ------------------------------
 
 // A tenant's session is never handed the agent's arena descriptor: its Get
@@ -413,6 +435,26 @@ struct ReserveResponse {
   absl::StatusOr<std::string> Encode() const;
   static absl::StatusOr<ReserveResponse> Decode(std::string_view frame);
   friend bool operator==(const ReserveResponse& a, const ReserveResponse& b);
+};
+
+// A Reserve whose bytes the caller sends on the two-sided lane
+// (docs/data-path.md, "Two-sided lane"): for each new reservation the agent
+// posts a tagged receive (tags[i] for entries[i]) into the reserved page
+// before it answers, with a ReserveResponse that has no descriptors (every
+// reservation's location is {0, 0, size}). The caller then sends each
+// reserved block as one tagged message and commits as usual; a commit that
+// finds a block's bytes still arriving answers UNAVAILABLE for it, and the
+// caller commits it again. Refused and already-present entries get no
+// receive: send nothing for them.
+struct StoreRequest {
+  static constexpr FrameType kType = FrameType::kStoreRequest;
+  FrameHeader header;
+  std::vector<ReserveEntry> entries;  // at most kMaxReserveKeys
+  std::vector<uint64_t> tags;         // one per entry
+
+  absl::StatusOr<std::string> Encode() const;
+  static absl::StatusOr<StoreRequest> Decode(std::string_view frame);
+  friend bool operator==(const StoreRequest&, const StoreRequest&) = default;
 };
 
 struct CommitRequest {

@@ -14,17 +14,28 @@ using namespace internal;  // NOLINT(build/namespaces): the codec's shared piece
 
 // ---- Reserve / Commit ---------------------------------------------------------
 
-absl::StatusOr<std::string> ReserveRequest::Encode() const {
-  KVF_RETURN_IF_ERROR(CheckCount(kType, "entry", entries.size(), kMaxReserveKeys));
-  for (size_t i = 0; i < entries.size(); ++i) {
-    KVF_RETURN_IF_ERROR(CheckCodec(kType, i, entries[i].codec));
-    if (!entries[i].has_version && (entries[i].version != Version{} || entries[i].version_tag != 0)) {
-      return Invalid(kType, "entry ", i, ": version or its tag set without has_version");
+namespace {
+
+// Reserve and Store share a body: u32 entry count | entries, and for Store
+// then one u64 tag per entry.
+template <typename M>
+absl::StatusOr<std::string> EncodeReserveBody(const M& m, const std::vector<uint64_t>* tags) {
+  constexpr FrameType t = M::kType;
+  KVF_RETURN_IF_ERROR(CheckCount(t, "entry", m.entries.size(), kMaxReserveKeys));
+  if (tags != nullptr && tags->size() != m.entries.size()) {
+    return Invalid(t, tags->size(), " tags for ", m.entries.size(), " entries");
+  }
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    KVF_RETURN_IF_ERROR(CheckCodec(t, i, m.entries[i].codec));
+    if (!m.entries[i].has_version &&
+        (m.entries[i].version != Version{} || m.entries[i].version_tag != 0)) {
+      return Invalid(t, "entry ", i, ": version or its tag set without has_version");
     }
   }
-  return EncodeFrame(kType, header, 4 + entries.size() * kReserveEntryBytes, [&](WireWriter& w) {
-    w.Put<uint32_t>(static_cast<uint32_t>(entries.size()));
-    for (const ReserveEntry& e : entries) {
+  const size_t per_entry = kReserveEntryBytes + (tags != nullptr ? 8 : 0);
+  return EncodeFrame(t, m.header, 4 + m.entries.size() * per_entry, [&](WireWriter& w) {
+    w.Put<uint32_t>(static_cast<uint32_t>(m.entries.size()));
+    for (const ReserveEntry& e : m.entries) {
       PutKey(w, e.key);
       w.Put<uint64_t>(e.placement_hash);
       PutKey(w, e.parent);
@@ -37,17 +48,24 @@ absl::StatusOr<std::string> ReserveRequest::Encode() const {
       PutVersion(w, e.version);
       w.Put<uint64_t>(e.version_tag);
     }
+    if (tags != nullptr) {
+      for (uint64_t tag : *tags) w.Put<uint64_t>(tag);
+    }
     return absl::OkStatus();
   });
 }
-absl::StatusOr<ReserveRequest> ReserveRequest::Decode(std::string_view frame) {
-  ReserveRequest m;
-  KVF_ASSIGN_OR_RETURN(std::string_view body, OpenFrame(frame, kType, &m.header));
-  WireReader r(body, FrameTypeName(kType));
+
+template <typename M>
+absl::StatusOr<M> DecodeReserveBody(std::string_view frame, std::vector<uint64_t>* tags) {
+  constexpr FrameType t = M::kType;
+  M m;
+  KVF_ASSIGN_OR_RETURN(std::string_view body, OpenFrame(frame, t, &m.header));
+  WireReader r(body, FrameTypeName(t));
   uint32_t count = 0;
   KVF_RETURN_IF_ERROR(r.Get(&count, "entry count"));
-  KVF_RETURN_IF_ERROR(CheckCount(kType, "entry", count, kMaxReserveKeys));
-  KVF_RETURN_IF_ERROR(CheckBodySize(kType, "entry", body.size(), 4, count, kReserveEntryBytes));
+  KVF_RETURN_IF_ERROR(CheckCount(t, "entry", count, kMaxReserveKeys));
+  const size_t per_entry = kReserveEntryBytes + (tags != nullptr ? 8 : 0);
+  KVF_RETURN_IF_ERROR(CheckBodySize(t, "entry", body.size(), 4, count, per_entry));
   m.entries.resize(count);
   for (size_t i = 0; i < count; ++i) {
     ReserveEntry& e = m.entries[i];
@@ -56,18 +74,39 @@ absl::StatusOr<ReserveRequest> ReserveRequest::Decode(std::string_view frame) {
     KVF_RETURN_IF_ERROR(GetKey(r, &e.parent, "parent"));
     KVF_RETURN_IF_ERROR(r.Get(&e.size, "size"));
     KVF_RETURN_IF_ERROR(r.Get(&e.depth, "depth"));
-    KVF_RETURN_IF_ERROR(GetCodec(r, kType, i, &e.codec));
+    KVF_RETURN_IF_ERROR(GetCodec(r, t, i, &e.codec));
     KVF_RETURN_IF_ERROR(r.Bool(&e.is_mutable, "mutable"));
     KVF_RETURN_IF_ERROR(r.Bool(&e.has_version, "has_version"));
     KVF_RETURN_IF_ERROR(r.Reserved(1, "after has_version"));
     KVF_RETURN_IF_ERROR(GetVersion(r, &e.version, "version"));
     KVF_RETURN_IF_ERROR(r.Get(&e.version_tag, "version tag"));
     if (!e.has_version && (e.version != Version{} || e.version_tag != 0)) {
-      return Invalid(kType, "entry ", i, ": version ", e.version.ToString(),
+      return Invalid(t, "entry ", i, ": version ", e.version.ToString(),
                      " or its tag set without has_version");
     }
   }
+  if (tags != nullptr) {
+    tags->resize(count);
+    for (uint64_t& tag : *tags) KVF_RETURN_IF_ERROR(r.Get(&tag, "tag"));
+  }
   KVF_RETURN_IF_ERROR(r.ExpectEnd());
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReserveRequest::Encode() const {
+  return EncodeReserveBody(*this, nullptr);
+}
+absl::StatusOr<ReserveRequest> ReserveRequest::Decode(std::string_view frame) {
+  return DecodeReserveBody<ReserveRequest>(frame, nullptr);
+}
+
+absl::StatusOr<std::string> StoreRequest::Encode() const { return EncodeReserveBody(*this, &tags); }
+absl::StatusOr<StoreRequest> StoreRequest::Decode(std::string_view frame) {
+  std::vector<uint64_t> tags;
+  KVF_ASSIGN_OR_RETURN(StoreRequest m, DecodeReserveBody<StoreRequest>(frame, &tags));
+  m.tags = std::move(tags);
   return m;
 }
 

@@ -29,4 +29,10 @@ absl::Status Transport::Notify(PeerId, uint16_t, std::string_view) {
   return absl::UnimplementedError("Notify: this transport carries no messages");
 }
 
+absl::Status Transport::RegisterDataHandler(uint16_t, DataMessageHandler) {
+  return absl::UnimplementedError("RegisterDataHandler: this transport has no two-sided path");
+}
+
+bool Transport::NativeOneSided(PeerId) const { return true; }
+
 }  // namespace kvf

@@ -97,7 +97,7 @@ struct Capabilities {
   bool host_memory = false;  // can register and move host memory
   bool cuda_memory = false;  // can register and move CUDA device memory
   bool one_sided = false;    // ImportRemote + kGet/kPut
-  bool two_sided = false;    // kSend/kRecv between matched peers
+  bool two_sided = false;    // kSend/kRecv (tagged) and RegisterDataHandler
   bool messages = false;     // Call / RegisterHandler
   // The fabric actually in use, e.g. "ucx 1.13.1: posix/memory cma/memory
   // self/memory0" or "nccl 2.19.3".
@@ -133,11 +133,15 @@ class RemoteRegion {
 enum class TransferKind { kGet, kPut, kSend, kRecv };
 
 // One block of a batch. For kGet/kPut, `remote_offset` is relative to the
-// start of the RemoteRegion; for kSend/kRecv it is ignored.
+// start of the RemoteRegion; for kSend/kRecv it is ignored and `tag` pairs a
+// send with a receive. UCX: a kRecv op takes the one message of its tag from
+// any peer, of at most `length` bytes (a longer one fails the op); receivers
+// keep their tags unique among their outstanding receives.
 struct TransferOp {
   void* local = nullptr;
   size_t length = 0;
   uint64_t remote_offset = 0;
+  uint64_t tag = 0;
 };
 
 // Many blocks in one post. `local_region`, when set, must contain every
@@ -188,6 +192,23 @@ class TransferRequest {
 // thread (or inside the caller's progress call): it must not block, and must
 // not call back into the Transport's blocking methods.
 using MessageHandler = std::function<absl::StatusOr<std::string>(std::string_view request)>;
+
+// Bytes a handler sends back to the caller as tagged messages (the caller
+// receives them with TransferKind::kRecv, posted before its request), ahead
+// of its response: a block moves on the fabric's bulk path (UCX: zero-copy
+// rendezvous) instead of in message-sized pieces, and without one-sided
+// access, which some fabrics only emulate (UCX over TCP). Each op's `local`
+// and `length` are the bytes, `tag` the caller's tag; the bytes must stay
+// valid until `done` runs. `done`, when set, runs exactly once, on the
+// progress thread or inside the handler's dispatch: OK once every send
+// completed, else the first error (the caller went away; a Notify has no
+// caller to send to; the handler returned an error, which sends nothing).
+struct ReplySends {
+  std::vector<TransferOp> ops;
+  std::function<void(absl::Status)> done;
+};
+using DataMessageHandler =
+    std::function<absl::StatusOr<std::string>(std::string_view request, ReplySends* sends)>;
 
 // Message types at and above this are the transport's own.
 inline constexpr uint16_t kFirstReservedMessageType = 0xff00;
@@ -255,6 +276,18 @@ class Transport {
   // Registers the handler for message `type` (< kFirstReservedMessageType),
   // replacing any earlier one.
   virtual absl::Status RegisterHandler(uint16_t type, MessageHandler handler) = 0;
+  // Registers a handler that may send bytes back with its response
+  // (ReplySends), replacing any earlier handler of `type`. UNIMPLEMENTED
+  // where the backend has no two-sided path (capabilities().two_sided).
+  virtual absl::Status RegisterDataHandler(uint16_t type, DataMessageHandler handler);
+
+  // Whether one-sided get/put to `peer` run on the fabric's own RMA (shared
+  // memory, RDMA) rather than emulated with messages, as UCX does over TCP,
+  // where a batch of gets runs several times slower than the same bytes sent
+  // two-sided (docs/transport.md, "Two-sided lane"). Bulk movers use it to
+  // pick a lane. False for an unknown peer.
+  virtual bool NativeOneSided(PeerId peer) const;
+
   // Sends a request to `peer` and waits for its response. The peer's handler
   // error comes back with its code; NOT_FOUND/UNIMPLEMENTED if the peer has
   // no handler for `type`; DEADLINE_EXCEEDED past the deadline.

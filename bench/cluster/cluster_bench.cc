@@ -10,13 +10,20 @@
 //   * throughput: put and get of 256 KiB blocks with 1, 4 and 16 client
 //     threads, next to ucx_perftest's ucp_put_bw / ucp_get at the same size
 //     in the same run.
+// --netns puts the coordinator, each agent and this process on hosts of their
+// own (network namespaces on a bridge, UCX over TCP only;
+// bench/common/netns_hosts.h), and the throughput reference is then
+// ucx_perftest tag_bw from this host to agent 0's.
 // Prints a table; --json FILE writes the numbers.
 //   kvf-cluster-bench [--agents 4] [--replication 2] [--tls posix,cma,self]
-//                     [--threads 1,4,16] [--size 262144] [--seconds 2] [--json F]
+//                     [--threads 1,4,16] [--size 262144] [--seconds 2] [--netns]
+//                     [--json F]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -26,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/common/netns_hosts.h"
 #include "bench/common/perftest.h"
 #include "client/client.h"
 #include "common/block_hash.h"
@@ -40,6 +48,8 @@ struct Args {
   int agents = 4;
   uint32_t replication = 2;
   std::string tls = "posix,cma,self";
+  bool tls_set = false;
+  bool netns = false;
   std::vector<int> threads = {1, 4, 16};
   size_t size = 256 * 1024;
   double seconds = 2;
@@ -111,7 +121,10 @@ int Main(int argc, char** argv) {
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--agents") args.agents = std::stoi(next());
     else if (a == "--replication") args.replication = std::stoi(next());
-    else if (a == "--tls") args.tls = next();
+    else if (a == "--tls") {
+      args.tls = next();
+      args.tls_set = true;
+    } else if (a == "--netns") args.netns = true;
     else if (a == "--size") args.size = std::stoul(next());
     else if (a == "--seconds") args.seconds = std::stod(next());
     else if (a == "--json") args.json = next();
@@ -119,13 +132,28 @@ int Main(int argc, char** argv) {
       args.threads.clear();
       for (absl::string_view t : absl::StrSplit(next(), ',')) args.threads.push_back(std::stoi(std::string(t)));
     } else {
-      std::fprintf(stderr, "usage: %s [--agents N] [--replication R] [--tls T] [--threads a,b] [--size B] [--seconds S] [--json F]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--agents N] [--replication R] [--tls T] [--threads a,b] [--size B] [--seconds S] [--netns] [--json F]\n", argv[0]);
       return 2;
     }
+  }
+  // Declared before the cluster and the client, so the namespaces go after
+  // them on every return.
+  std::unique_ptr<bench::BenchHosts> hosts;
+  if (args.netns) {
+    // Before any thread is started: they all belong on the client's host.
+    auto h = bench::BenchHosts::Enter(args.agents);
+    if (!h.ok()) {
+      std::fprintf(stderr, "--netns: %s\n", h.status().ToString().c_str());
+      return 1;
+    }
+    hosts = std::move(*h);
+    if (!args.tls_set) args.tls = "tcp";
+    std::printf("hosts apart: %s\n", hosts->Describe().c_str());
   }
   launch::LocalClusterOptions co;
   co.agents = args.agents;
   co.replication = args.replication;
+  if (hosts) hosts->Place(&co);
   co.ucx_tls = args.tls;
   co.host_bytes = 512ull << 20;
   auto cluster = launch::LocalCluster::Start(co);
@@ -196,8 +224,28 @@ int Main(int argc, char** argv) {
   }
 
   // ---- Throughput -------------------------------------------------------
-  const double perf_put = bench::Perftest(args.tls, "ucp_put_bw", args.size, 16, 4000).first;
-  const double perf_get = bench::Perftest(args.tls, "ucp_get", args.size, 16, 4000).first;
+  // On one host, one-sided RMA as kvfabric's get and put use it; between
+  // hosts, two-sided tag_bw: what the TCP path carries.
+  const char* ref_put = hosts ? "tag_bw" : "ucp_put_bw";
+  const char* ref_get = hosts ? "tag_bw" : "ucp_get";
+  auto reference = [&](const char* test) {
+    bench::PerftestOptions po;
+    po.tls = args.tls;
+    po.test = test;
+    po.size = args.size;
+    po.outstanding = 16;
+    po.iters = 4000;
+    if (hosts) {
+      po.server_netns = hosts->agent_netns(0);
+      po.server_address = hosts->agent_address(0);
+    }
+    const bench::PerftestResult r = bench::RunPerftest(po);
+    if (r.mbps <= 0) std::fprintf(stderr, "ucx_perftest %s: %s\n", test, r.error.c_str());
+    return r.mbps;
+  };
+  const double perf_put = reference(ref_put);
+  // tag_bw has no direction: one run serves both.
+  const double perf_get = hosts ? perf_put : reference(ref_get);
   std::printf("\n%-5s %8s %12s %12s %14s %8s\n", "op", "threads", "blocks/s", "GB/s", "perftest GB/s", "ratio");
   auto ns = *c.RegisterNamespace(SpecFor(args.size));
   const size_t batch = 16;
@@ -274,9 +322,13 @@ int Main(int argc, char** argv) {
       first = false;
     }
   }
-  absl::StrAppend(&json, "]}");
-  std::printf("\nperftest: ucx_perftest ucp_put_bw / ucp_get, %zu B, 16 outstanding, UCX_TLS=%s, same run\n",
-              args.size, args.tls.c_str());
+  absl::StrAppend(&json, "],\"netns\":", hosts ? "true" : "false", ",\"tls\":\"", args.tls,
+                  "\",\"perftest_put\":\"", ref_put, "\",\"perftest_get\":\"", ref_get, "\"}");
+  std::printf("\nperftest: ucx_perftest %s / %s, %zu B, 16 outstanding, UCX_TLS=%s, same run%s\n",
+              ref_put, ref_get, args.size, args.tls.c_str(),
+              hosts ? ", server on agent 0's host, client on this one" : "");
+  double load[1] = {0};
+  if (getloadavg(load, 1) == 1) std::printf("load average (1 min): %.2f\n", load[0]);
   if (!args.json.empty()) std::ofstream(args.json) << json << "\n";
   return 0;
 }

@@ -11,8 +11,12 @@
 // --threads threads each, and (--compare-redis, on by default when
 // redis-server exists) the same traffic against a redis-server kvf-bench
 // starts on loopback, plus ucx_perftest at the same size with --local.
-// trace replays a hash_ids request trace: lookup the cached prefix, get it,
-// put the rest. Prints a table; --json FILE writes the same numbers.
+// --netns (with --local) puts the coordinator, each agent, kvf-bench itself
+// and its Redis on hosts of their own (network namespaces on a bridge, UCX
+// over TCP; bench/common/netns_hosts.h), and compares with ucx_perftest
+// tag_bw across the same kind of link. trace replays a hash_ids request
+// trace: lookup the cached prefix, get it, put the rest. Prints a table;
+// --json FILE writes the same numbers.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "bench/common/netns_hosts.h"
 #include "bench/common/perftest.h"
 #include "bench/kvf_bench/redis_peer.h"
 #include "bench/kvf_bench/report.h"
@@ -45,6 +50,11 @@
 namespace kvf::bench {
 namespace {
 
+// The longest kvf-bench waits for the agents' arena prefault (0.1-0.6 s per
+// GiB on the development VM, more where the pages are new) before it times
+// traffic regardless.
+constexpr absl::Duration kPrefaultTimeout = absl::Minutes(10);
+
 constexpr char kUsage[] = R"(usage: kvf-bench [cluster] MODE [options]
 modes:
   put | get | mixed        timed block traffic (and the same against Redis)
@@ -55,10 +65,13 @@ cluster (one of):
     --agent_flag F         pass F to every agent (repeatable), e.g. --agent_flag=--eviction_policy=chain;
                            {agent} in F is the agent's index: --agent_flag=--disk_path=/tmp/ssd-{agent}
     --coordinator_flag F   pass F to the coordinator (repeatable), e.g. --coordinator_flag=--high_watermark=0.95
+    --netns                hosts apart: coordinator, each agent, this process and Redis each in a
+                           network namespace of its own on a bridge, UCX over TCP (no shared memory);
+                           ucx_perftest tag_bw from this host to agent 0's. Needs root and iproute2
   --coordinator HOST:PORT  a running cluster ($KVF_COORDINATOR)
     --token T | --token_file F    ($KVF_TOKEN, $KVF_TOKEN_FILE)
     --agent_http H:P,...   agents' HTTP addresses, for the per-node balance
-  --ucx_tls T              UCX transports (--local default: posix,cma,self)
+  --ucx_tls T              UCX transports (--local default: posix,cma,self; --netns: tcp)
 options:
   --block_bytes B  (256 KiB; trace: 64 KiB)   --batch N  blocks per call (1)
   --segment_blocks N  the namespace's placement segment, in blocks (1)
@@ -69,7 +82,8 @@ options:
   --key_seed N       key namespace (default: from the clock, so runs don't share keys)
   --compare-redis / --no-compare-redis        (on for put/get/mixed when redis-server exists)
   --redis_io_threads N  (1)
-  --compare-perftest / --no-compare-perftest  (on with --local for put/get)
+  --compare-perftest / --no-compare-perftest  (on with --local for put/get: ucp_put_bw / ucp_get,
+                                               with --netns tag_bw)
   --tenant NAME     act as tenant NAME (a tenant credential derived from the token):
                     the agents copy its bytes instead of handing out their arena
   --json FILE
@@ -79,6 +93,7 @@ struct Args {
   std::string mode;
   std::string trace_file;
   int local = 0;
+  bool netns = false;
   uint32_t replication = 2;
   uint64_t capacity_bytes = 0;
   std::vector<std::string> agent_flags;  // --local: extra kvf-agent flags
@@ -150,6 +165,7 @@ absl::StatusOr<Args> Parse(int argc, char** argv) {
   }
     uint64_t u = 0;
     if (flag == "--local") KVF_NUM(a.local, absl::SimpleAtoi)
+    else if (flag == "--netns") a.netns = boolean();
     else if (flag == "--replication") KVF_NUM(a.replication, absl::SimpleAtoi)
     else if (flag == "--capacity_bytes") KVF_NUM(a.capacity_bytes, ParseBytes)
     else if (flag == "--segment_blocks") KVF_NUM(a.segment_blocks, absl::SimpleAtoi)
@@ -226,7 +242,10 @@ absl::StatusOr<Args> Parse(int argc, char** argv) {
     auto tokens = ParseTokenFile(ss.str());
     a.token = tokens.ok() ? (*tokens)[0] : std::string();
   }
-  if (a.local > 0 && !a.ucx_tls_set) a.ucx_tls = "posix,cma,self";
+  if (a.netns && a.local <= 0) return absl::InvalidArgumentError("--netns needs --local N");
+  // Hosts apart share no memory: TCP is what is left between them.
+  if (a.netns && !a.ucx_tls_set) a.ucx_tls = "tcp";
+  if (a.local > 0 && !a.ucx_tls_set && !a.netns) a.ucx_tls = "posix,cma,self";
   if (a.local > 0 && a.capacity_bytes == 0) a.capacity_bytes = trace ? (1ull << 30) : (2ull << 30);
   return a;
 }
@@ -318,12 +337,25 @@ int Main(int argc, char** argv) {
   if (a.has_tenant) spec->tenant = a.tenant;
 
   // ---- Cluster -----------------------------------------------------------
+  // Declared first, so the namespaces go last: after the clients, the
+  // cluster and the peers, on every return below.
+  std::unique_ptr<BenchHosts> hosts;
+  if (a.netns) {
+    // Before any thread is started: they all belong on the client's host.
+    auto h = BenchHosts::Enter(a.local);
+    if (!h.ok()) {
+      std::fprintf(stderr, "kvf-bench: --netns: %s\n", h.status().ToString().c_str());
+      return 1;
+    }
+    hosts = std::move(*h);
+  }
   std::unique_ptr<launch::LocalCluster> cluster;
   std::string cluster_desc;
   if (a.local > 0) {
     launch::LocalClusterOptions co;
     co.agents = a.local;
     co.replication = a.replication;
+    if (hosts) hosts->Place(&co);
     co.ucx_tls = a.ucx_tls;
     // Whole MiB per agent: kvf-agent crashes on a --host_bytes that is not
     // page-aligned (seen with 2 GiB / 3).
@@ -344,9 +376,28 @@ int Main(int argc, char** argv) {
                                 HumanBytes(a.capacity_bytes), " (", HumanBytes(co.host_bytes), " each)");
     for (const std::string& f : a.agent_flags) absl::StrAppend(&cluster_desc, " agent ", f);
     for (const std::string& f : a.coordinator_flags) absl::StrAppend(&cluster_desc, " coordinator ", f);
+    absl::StrAppend(&cluster_desc, ", UCX_TLS=", a.ucx_tls);
+    if (hosts) absl::StrAppend(&cluster_desc, "; ", hosts->Describe());
   } else {
     cluster_desc = absl::StrCat("coordinator ", a.coordinator);
   }
+  // Agents populate their arenas in the background at start-up (docs/agent.md,
+  // "Arena prefault"): wait for that, so the timed phase measures puts into a
+  // prepared arena, and report what it cost on a line of its own.
+  std::string prefault_line, prefault_json = "null";
+  if (!a.agent_http.empty()) {
+    auto p = WaitForArenaPrefault(a.agent_http, kPrefaultTimeout);
+    if (p.ok()) {
+      prefault_line = ArenaPrefaultText(*p);
+      prefault_json = ArenaPrefaultJson(*p);
+    } else {
+      prefault_line = absl::StrCat("arena prefault: unknown (", p.status().message(), ")");
+    }
+  }
+  auto print_prefault = [&] {
+    if (!prefault_line.empty()) std::printf("%s\n", prefault_line.c_str());
+    std::fflush(stdout);
+  };
   std::string credential = a.token;
   if (a.has_tenant) {
     auto c = TenantCredential(a.token, a.tenant);
@@ -383,7 +434,8 @@ int Main(int argc, char** argv) {
 
   std::string json = absl::StrCat("{\"mode\":\"", a.mode, "\",\"block_bytes\":", a.block_bytes,
                                   ",\"clients\":", a.clients, ",\"threads\":", a.threads,
-                                  ",\"load_avg_1m\":", LoadAverage(), ",\"nodes\":", nodes, ",");
+                                  ",\"load_avg_1m\":", LoadAverage(), ",\"nodes\":", nodes,
+                                  ",\"arena_prefault\":", prefault_json, ",");
   std::vector<std::vector<BlockKey>> sample_chains;  // for a Lookup-based balance
 
   if (trace_mode) {
@@ -397,7 +449,7 @@ int Main(int argc, char** argv) {
     std::printf("kvf-bench trace %s: %zu of %zu requests, %s blocks, %d client(s) x %d thread(s); cluster: %s\n",
                 a.trace_file.c_str(), a.max_requests ? std::min(a.max_requests, trace.requests.size()) : trace.requests.size(),
                 trace.requests.size(), HumanBytes(a.block_bytes).c_str(), a.clients, a.threads, cluster_desc.c_str());
-    std::fflush(stdout);
+    print_prefault();
     auto r = RunKvfTrace(clients, *ns, trace, o);
     if (!r.ok()) {
       std::fprintf(stderr, "kvf-bench: trace: %s\n", r.status().ToString().c_str());
@@ -446,24 +498,29 @@ int Main(int argc, char** argv) {
                 a.mode.c_str(), HumanBytes(a.block_bytes).c_str(), a.batch, a.clients, a.threads, a.keys,
                 a.seconds, o.mode == Mode::kMixed ? absl::StrFormat(", %.0f%% reads", 100 * a.read_fraction).c_str() : "",
                 cluster_desc.c_str());
-    std::fflush(stdout);
+    print_prefault();
     auto kvf = RunKvfSynthetic(clients, *ns, o);
     if (!kvf.ok()) {
       std::fprintf(stderr, "kvf-bench: %s: %s\n", a.mode.c_str(), kvf.status().ToString().c_str());
       return 1;
     }
     std::optional<SyntheticResult> redis;
-    std::string redis_note, redis_version;
+    std::string redis_note, redis_version, redis_where;
     const bool want_redis = a.compare_redis.value_or(true);
     if (want_redis) {
       RedisServerOptions ro;
       ro.io_threads = a.redis_io_threads;
+      if (hosts) {
+        ro.host = hosts->peer_address();
+        ro.netns = hosts->peer_netns();
+      }
       auto server = RedisServer::Start(ro);
       if (!server.ok()) {
         redis_note = absl::StrCat("Redis comparison skipped: ", server.status().message());
       } else {
         redis_version = (*server)->version();
-        auto r = RunRedisSynthetic((*server)->port(), o);
+        redis_where = (*server)->host();
+        auto r = RunRedisSynthetic((*server)->host(), (*server)->port(), o);
         if (r.ok()) {
           redis = std::move(*r);
         } else {
@@ -474,10 +531,30 @@ int Main(int argc, char** argv) {
       redis_note = "Redis comparison off (--no-compare-redis)";
     }
     double perftest_gbps = 0;
-    const char* perftest_test = o.mode == Mode::kPut ? "ucp_put_bw" : o.mode == Mode::kGet ? "ucp_get" : nullptr;
+    std::string perftest_note;
+    // Between hosts the reference is two-sided (tag_bw): what the same TCP
+    // path carries, whichever way the bytes go.
+    const char* perftest_test = o.mode == Mode::kMixed ? nullptr
+                                : hosts                ? "tag_bw"
+                                : o.mode == Mode::kPut ? "ucp_put_bw"
+                                                       : "ucp_get";
     if (perftest_test != nullptr && a.compare_perftest.value_or(a.local > 0)) {
-      perftest_gbps = Perftest(a.ucx_tls.empty() ? "posix,cma,self" : a.ucx_tls, perftest_test,
-                               a.block_bytes, 16, 2000).first / 1e3;
+      PerftestOptions po;
+      po.tls = a.ucx_tls.empty() ? "posix,cma,self" : a.ucx_tls;
+      po.test = perftest_test;
+      po.size = a.block_bytes;
+      po.outstanding = 16;
+      po.iters = 2000;
+      if (hosts) {
+        // Agent 0's host serves; this process's host (the client's) sends.
+        po.server_netns = hosts->agent_netns(0);
+        po.server_address = hosts->agent_address(0);
+        po.iters = static_cast<int>(std::clamp<size_t>((2ull << 30) / a.block_bytes, 200, 20000));
+        perftest_note = ", server on agent 0's host, client on this one";
+      }
+      const PerftestResult r = RunPerftest(po);
+      perftest_gbps = r.mbps / 1e3;
+      if (perftest_gbps <= 0) std::fprintf(stderr, "kvf-bench: ucx_perftest: %s\n", r.error.c_str());
     }
 
     std::printf("  %-10s %-5s %10s %10s %8s %9s %9s %9s %8s\n", "system", "op", "calls/s", "blocks/s", "GB/s",
@@ -510,19 +587,25 @@ int Main(int argc, char** argv) {
         first = false;
       }
       absl::StrAppend(&json, "}");
-      std::printf("  redis: %s on 127.0.0.1 (TCP), %d connections, %zu commands pipelined per call, io-threads %d\n",
-                  redis_version.c_str(), a.clients * a.threads, a.batch, a.redis_io_threads);
+      std::printf("  redis: %s on %s (TCP%s), %d connections, %zu commands pipelined per call, io-threads %d\n",
+                  redis_version.c_str(), redis_where.c_str(), hosts ? ", a host of its own" : "",
+                  a.clients * a.threads, a.batch, a.redis_io_threads);
     } else {
       std::printf("  %s\n", redis_note.c_str());
       absl::StrAppend(&json, ",\"redis_skipped\":\"", redis_note, "\"");
     }
+    double perftest_ratio = 0;
     if (perftest_gbps > 0) {
       const OpStats& s = o.mode == Mode::kPut ? kvf->put : kvf->get;
-      std::printf("  ucx_perftest %s, %s, 16 outstanding, UCX_TLS=%s: %.2f GB/s (kvfabric at %.0f%% of it)\n",
-                  perftest_test, HumanBytes(a.block_bytes).c_str(), a.ucx_tls.c_str(), perftest_gbps,
-                  100.0 * s.bytes / kvf->seconds / 1e9 / perftest_gbps);
+      perftest_ratio = s.bytes / kvf->seconds / 1e9 / perftest_gbps;
+      std::printf("  ucx_perftest %s, %s, 16 outstanding, UCX_TLS=%s%s: %.2f GB/s\n", perftest_test,
+                  HumanBytes(a.block_bytes).c_str(), a.ucx_tls.c_str(), perftest_note.c_str(), perftest_gbps);
+      std::printf("  ratio kvfabric/ucx_perftest %s %s throughput: %.2fx\n", perftest_test,
+                  o.mode == Mode::kPut ? "put" : "get", perftest_ratio);
     }
-    absl::StrAppend(&json, ",\"perftest_gbps\":", perftest_gbps, ",");
+    absl::StrAppend(&json, ",\"perftest_test\":\"", perftest_test ? perftest_test : "",
+                    "\",\"perftest_gbps\":", perftest_gbps, ",\"perftest_ratio\":", perftest_ratio,
+                    ",\"netns\":", hosts ? "true" : "false", ",");
     if (o.mode != Mode::kPut) {
       for (uint64_t c = 0; c < std::min<uint64_t>(64, a.keys / a.batch); ++c) {
         std::vector<BlockKey> chain;
@@ -561,6 +644,7 @@ int Main(int argc, char** argv) {
   }
   owned.clear();    // clients before the cluster they talk to
   cluster.reset();  // kills the local cluster
+  hosts.reset();    // then its namespaces (--netns)
   return 0;
 }
 

@@ -78,17 +78,20 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const RedisServe
   }
   absl::Status last = absl::UnavailableError("redis-server did not start");
   for (int attempt = 0; attempt < 5; ++attempt) {
+    // Free here; in another namespace (nothing else listens there) a clash
+    // is retried like any other.
     KVF_ASSIGN_OR_RETURN(const int port, FreePort());
     const std::vector<std::string> args = {
-        binary, "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+        binary, "--port", std::to_string(port), "--bind", options.host, "--save", "",
         "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
         "--io-threads", std::to_string(std::max(1, options.io_threads)), "--loglevel", "warning",
         "--logfile", ""};
     launch::SpawnOptions spawn;
     spawn.argv = args;
     spawn.in = spawn.out = spawn.err = launch::Stdio::Null();
+    spawn.netns = options.netns;
     KVF_ASSIGN_OR_RETURN(launch::ChildProcess child, launch::ChildProcess::Spawn(spawn));
-    std::unique_ptr<RedisServer> server(new RedisServer(std::move(child), port));
+    std::unique_ptr<RedisServer> server(new RedisServer(std::move(child), options.host, port));
     // Poll until it answers PING, or it exits (the port was taken meanwhile).
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     bool exited = false;
@@ -99,7 +102,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(const RedisServe
             absl::StrCat("redis-server on port ", port, " ", exit->ToString()));
         break;
       }
-      auto conn = RespConnection::Connect("127.0.0.1", port);
+      auto conn = RespConnection::Connect(options.host, port);
       if (conn.ok()) {
         const std::vector<std::string> ping = {"PING"};
         auto pong = (*conn)->Command(ping);

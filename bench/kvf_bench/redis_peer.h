@@ -30,11 +30,17 @@ absl::StatusOr<std::string> FindRedisServer();
 struct RedisServerOptions {
   std::string binary;   // empty: FindRedisServer()
   int io_threads = 1;   // redis-server --io-threads (1: Redis's default)
+  // The address Redis binds, and the network namespace (a name under
+  // /var/run/netns) it runs in; empty: this process's. With a namespace,
+  // `host` must be an address of that namespace this process reaches
+  // (kvf-bench --netns: the peer host of bench/common/netns_hosts.h).
+  std::string host = "127.0.0.1";
+  std::string netns;
 };
 
-// One redis-server child bound to 127.0.0.1 on a port the kernel picked (bind
-// port 0, read it, close, start Redis on it; retried on a collision), with
-// persistence off (--save '' --appendonly no). The child dies with kvf-bench
+// One redis-server child bound to options.host on a port the kernel picked
+// (bind port 0, read it, close, start Redis on it; retried on a collision),
+// with persistence off (--save '' --appendonly no). The child dies with kvf-bench
 // even on a crash (launch::ChildProcess); the destructor SIGTERMs it, then
 // SIGKILLs it if it lingers 5 s.
 //
@@ -48,14 +54,17 @@ class RedisServer {
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
+  const std::string& host() const { return host_; }
   int port() const { return port_; }
   pid_t pid() const { return child_.pid(); }
   // "redis-server 7.0.15" (from INFO), or "" when it could not be asked.
   const std::string& version() const { return version_; }
 
  private:
-  RedisServer(launch::ChildProcess child, int port) : child_(std::move(child)), port_(port) {}
+  RedisServer(launch::ChildProcess child, std::string host, int port)
+      : child_(std::move(child)), host_(std::move(host)), port_(port) {}
   launch::ChildProcess child_;
+  std::string host_;
   int port_ = 0;
   std::string version_;
 };

@@ -200,13 +200,14 @@ absl::StatusOr<SyntheticResult> RunKvfSynthetic(absl::Span<Client* const> client
   return result;
 }
 
-absl::StatusOr<SyntheticResult> RunRedisSynthetic(int port, const SyntheticOptions& o) {
+absl::StatusOr<SyntheticResult> RunRedisSynthetic(const std::string& host, int port,
+                                                  const SyntheticOptions& o) {
   const size_t batch = std::max<size_t>(1, o.batch);
   const uint64_t chains = std::max<uint64_t>(1, o.keys / batch);
   const int workers = o.clients * o.threads;
   std::vector<std::unique_ptr<RespConnection>> conns(workers);
   for (auto& c : conns) {
-    KVF_ASSIGN_OR_RETURN(c, RespConnection::Connect("127.0.0.1", port));
+    KVF_ASSIGN_OR_RETURN(c, RespConnection::Connect(host, port));
   }
   auto keys_of = [&](uint64_t chain) {
     std::vector<std::string> keys(batch);

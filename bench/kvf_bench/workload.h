@@ -62,10 +62,11 @@ absl::StatusOr<SyntheticResult> RunKvfSynthetic(absl::Span<Client* const> client
                                                 const Namespace& ns,
                                                 const SyntheticOptions& options);
 
-// The same traffic against Redis on 127.0.0.1:`port`: clients x threads
+// The same traffic against Redis at `host`:`port`: clients x threads
 // connections, `batch` commands pipelined per call. Puts SET keys of the key
 // space (Redis overwrites in place; fresh keys would grow it without bound).
-absl::StatusOr<SyntheticResult> RunRedisSynthetic(int port, const SyntheticOptions& options);
+absl::StatusOr<SyntheticResult> RunRedisSynthetic(const std::string& host, int port,
+                                                  const SyntheticOptions& options);
 
 struct TraceOptions {
   size_t block_bytes = 64 * 1024;

@@ -16,14 +16,16 @@ using protocol::ErrorResponse;
 using protocol::FrameType;
 
 DataPlane::DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout,
-                     std::string credential)
+                     std::string credential, DataLane lane)
     : transport_(transport),
       maps_(maps),
       timeout_(timeout),
       credential_(std::move(credential)),
-      tenant_(CredentialTenant(credential_, &tenant_name_)) {
+      tenant_(CredentialTenant(credential_, &tenant_name_)),
+      lane_(lane) {
   std::random_device rd;
   next_request_id_ = (uint64_t{rd()} << 32) | rd();
+  next_tag_ = (uint64_t{rd()} << 32) | rd();
 }
 
 DataPlane::~DataPlane() {
@@ -463,6 +465,131 @@ absl::Status DataPlane::Transfer(NodeId node, const RemoteDescriptor& descriptor
           s.code(), absl::StrCat("transfer with node ", node, ": ", std::string(s.message()))));
     }
     return absl::OkStatus();
+  }
+}
+
+bool DataPlane::TwoSidedTo(NodeId node) {
+  if (tenant_ || !transport_->capabilities().two_sided || lane_ == DataLane::kOneSided) {
+    return false;
+  }
+  if (lane_ == DataLane::kTwoSided) return true;
+  absl::StatusOr<PeerId> peer = PeerFor(node);
+  return peer.ok() && !transport_->NativeOneSided(*peer);
+}
+
+absl::StatusOr<protocol::GetResponse> DataPlane::Fetch(NodeId node, const NamespaceState& ns,
+                                                       protocol::GetRequest get,
+                                                       absl::Span<const BlockBuffer> dst,
+                                                       const std::vector<uint32_t>& items,
+                                                       std::vector<absl::Status>* received) {
+  protocol::FetchRequest req;
+  req.keys = std::move(get.keys);
+  req.has_min_version = get.has_min_version;
+  req.min_version = get.min_version;
+  const size_t n = req.keys.size();
+  // One receive (one request) per block, so those the answer says nothing
+  // comes for can be withdrawn alone.
+  std::vector<std::unique_ptr<TransferRequest>> recvs(n);
+  req.tags.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    const BlockBuffer& b = dst[items[k]];
+    req.tags[k] = next_tag_.fetch_add(1, std::memory_order_relaxed);
+    TransferBatch batch;
+    batch.kind = TransferKind::kRecv;
+    batch.ops.push_back({b.data, b.size, 0, req.tags[k]});
+    absl::StatusOr<std::unique_ptr<TransferRequest>> r = transport_->Post(std::move(batch));
+    if (!r.ok()) {
+      return absl::Status(r.status().code(), absl::StrCat("posting a receive for node ", node,
+                                                          ": ", r.status().message()));
+    }
+    recvs[k] = std::move(*r);
+  }
+  absl::StatusOr<protocol::GetResponse> resp = Send<protocol::GetResponse>(node, ns, std::move(req));
+  if (!resp.ok()) return resp.status();  // nothing was sent: the receives are withdrawn
+  if (resp->entries.size() != n || !resp->descriptors.empty() || resp->lease_id != 0) {
+    return absl::InternalError(
+        absl::StrCat("node ", node, " answered a FetchRequest with a get's lease or wrong entries"));
+  }
+  received->assign(n, absl::OkStatus());
+  const absl::Time deadline = absl::Now() + timeout_;
+  for (size_t k = 0; k < n; ++k) {
+    if (resp->entries[k].code != absl::StatusCode::kOk) {
+      recvs[k].reset();  // nothing comes for it
+      (*received)[k] = absl::Status(resp->entries[k].code, "not served");
+      continue;
+    }
+    absl::Status s = recvs[k]->Wait(deadline);
+    if (s.ok()) continue;
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) recvs[k]->Cancel();
+    recvs[k].reset();
+    (*received)[k] = MarkUnreachable(absl::Status(
+        s.code(), absl::StrCat("receiving a block from node ", node, ": ", s.message())));
+  }
+  return resp;
+}
+
+absl::StatusOr<protocol::ReserveResponse> DataPlane::Store(NodeId node, const NamespaceState& ns,
+                                                           protocol::ReserveRequest req,
+                                                           std::vector<uint64_t>* tags) {
+  protocol::StoreRequest store;
+  store.entries = std::move(req.entries);
+  store.tags.resize(store.entries.size());
+  for (uint64_t& t : store.tags) t = next_tag_.fetch_add(1, std::memory_order_relaxed);
+  *tags = store.tags;
+  absl::StatusOr<protocol::ReserveResponse> resp =
+      Send<protocol::ReserveResponse>(node, ns, std::move(store));
+  if (resp.ok() && !resp->descriptors.empty()) {
+    return absl::InternalError(absl::StrCat("node ", node, " answered a StoreRequest with descriptors"));
+  }
+  return resp;
+}
+
+absl::Status DataPlane::SendBlocks(NodeId node, const std::vector<WriteItem>& items) {
+  KVF_ASSIGN_OR_RETURN(PeerId peer, PeerFor(node));
+  TransferBatch batch;
+  batch.kind = TransferKind::kSend;
+  batch.peer = peer;
+  for (const WriteItem& it : items) {
+    batch.ops.push_back({const_cast<void*>(it.src), it.size, 0, it.tag});
+  }
+  auto req = transport_->Post(std::move(batch));
+  if (!req.ok()) {
+    return MarkUnreachable(absl::Status(
+        req.status().code(), absl::StrCat("sending to node ", node, ": ", req.status().message())));
+  }
+  absl::Status s = (*req)->Wait(absl::Now() + timeout_);
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) (*req)->Cancel();
+    req->reset();
+    return MarkUnreachable(
+        absl::Status(s.code(), absl::StrCat("sending to node ", node, ": ", s.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<protocol::CommitResponse> DataPlane::CommitSent(NodeId node,
+                                                               const NamespaceState& ns,
+                                                               protocol::CommitRequest commit) {
+  const std::vector<uint64_t> ids = commit.reservation_ids;
+  KVF_ASSIGN_OR_RETURN(protocol::CommitResponse out,
+                       Send<protocol::CommitResponse>(node, ns, commit));
+  if (out.results.size() != ids.size()) return out;  // the caller reports the count
+  // Each retry is a round trip behind the sends this client already saw
+  // complete, so the bytes are at most in the agent's receive queue.
+  const absl::Time deadline = absl::Now() + timeout_;
+  while (true) {
+    std::vector<size_t> again;
+    for (size_t k = 0; k < ids.size(); ++k) {
+      if (out.results[k].code == absl::StatusCode::kUnavailable) again.push_back(k);
+    }
+    if (again.empty() || absl::Now() >= deadline) return out;
+    protocol::CommitRequest retry = commit;
+    retry.reservation_ids.clear();
+    for (size_t k : again) retry.reservation_ids.push_back(ids[k]);
+    KVF_ASSIGN_OR_RETURN(protocol::CommitResponse r,
+                         Send<protocol::CommitResponse>(node, ns, std::move(retry)));
+    if (r.results.size() != again.size()) return out;
+    for (size_t m = 0; m < again.size(); ++m) out.results[again[m]] = r.results[m];
   }
 }
 

@@ -24,6 +24,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "client/client.h"
 #include "client/internal/map_watcher.h"
 #include "common/namespace.h"
 #include "common/status_macros.h"
@@ -42,7 +44,7 @@ class DataPlane {
  public:
   // `credential`: the cluster token or a tenant credential (common/credentials.h).
   DataPlane(Transport* transport, MapWatcher* maps, absl::Duration timeout,
-            std::string credential);
+            std::string credential, DataLane lane = DataLane::kAuto);
   ~DataPlane();
 
   // Sends `req` to `node` (the header is filled here) and decodes the typed
@@ -130,6 +132,7 @@ class DataPlane {
     uint64_t reservation_id = 0;
     const void* src = nullptr;
     uint32_t size = 0;
+    uint64_t tag = 0;  // SendBlocks: the Store's tag for this block
   };
   absl::Status WriteThrough(NodeId node, const NamespaceState& ns,
                             const std::vector<WriteItem>& items);
@@ -156,6 +159,36 @@ class DataPlane {
   // Posts `batch` against `descriptor` of `node` and waits for it; re-imports
   // once when the import went stale. Transfer failures are marked unreachable.
   absl::Status Transfer(NodeId node, const RemoteDescriptor& descriptor, TransferBatch batch);
+
+  // Whether gets and puts with `node` take the two-sided lane: per the DataLane, and
+  // for kAuto where the transport only emulates one-sided access to it.
+  // Never for a tenant (its agent worker has no tagged messages).
+  bool TwoSidedTo(NodeId node);
+
+  // The two-sided lane for one node's get batch: posts one tagged receive
+  // per key of `req` (into dst[items[k]], its capacity the limit), sends the
+  // FetchRequest and waits for the bytes of every OK entry. On success
+  // (*received)[k] says whether block k's bytes landed (OK) or why not; the
+  // receives of entries that are not OK are withdrawn. The answer's errors
+  // are Send's; receives that time out mark the node unreachable.
+  absl::StatusOr<protocol::GetResponse> Fetch(NodeId node, const NamespaceState& ns,
+                                              protocol::GetRequest req,
+                                              absl::Span<const BlockBuffer> dst,
+                                              const std::vector<uint32_t>& items,
+                                              std::vector<absl::Status>* received);
+
+  // The two-sided lane for one node's put batch. Store sends `req`'s entries
+  // as a StoreRequest with fresh tags (*tags, one per entry); the agent
+  // posts a receive into each page it reserves. SendBlocks sends each item
+  // as one tagged message and waits for the sends. CommitSent commits, and
+  // commits again the blocks whose bytes the agent still saw arriving
+  // (UNAVAILABLE), until they land or the data timeout passes.
+  absl::StatusOr<protocol::ReserveResponse> Store(NodeId node, const NamespaceState& ns,
+                                                  protocol::ReserveRequest req,
+                                                  std::vector<uint64_t>* tags);
+  absl::Status SendBlocks(NodeId node, const std::vector<WriteItem>& items);
+  absl::StatusOr<protocol::CommitResponse> CommitSent(NodeId node, const NamespaceState& ns,
+                                                      protocol::CommitRequest commit);
 
   Transport* transport() const { return transport_; }
   absl::Duration timeout() const { return timeout_; }
@@ -199,7 +232,9 @@ class DataPlane {
   const std::string credential_;
   std::string tenant_name_;
   const bool tenant_;  // credential_ is a tenant credential
+  const DataLane lane_;
   std::atomic<uint64_t> next_request_id_;
+  std::atomic<uint64_t> next_tag_;  // receive tags, unique on this transport
 
   absl::Mutex mu_;
   absl::flat_hash_map<NodeId, Peer> peers_ ABSL_GUARDED_BY(mu_);

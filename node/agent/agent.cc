@@ -1,10 +1,14 @@
 #include "node/agent/agent.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <pthread.h>
@@ -13,7 +17,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -72,6 +78,112 @@ absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options,
                 << (devices->empty() ? "all" : *devices);
   return devices;
 }
+
+// Populates the arena on a thread of its own (`kvf-prefault`) so its pages
+// exist and are mapped before puts write them (docs/agent.md, "Arena
+// prefault"): MADV_HUGEPAGE (best effort), then MADV_POPULATE_WRITE a chunk at
+// a time. That faults pages in as a write would but writes nothing, so the
+// agent serves (and blocks land in the arena) while it runs.
+// Thread-safety: progress() from any thread; Stop() and the destructor from
+// one.
+class ArenaPrefaulter {
+ public:
+  // Starts at once. [data, data + size) must stay mapped until Stop().
+  ArenaPrefaulter(void* data, size_t size)
+      : data_(static_cast<char*>(data)), size_(size), start_(absl::Now()) {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "kvf-prefault");
+      Run();
+    });
+  }
+  ~ArenaPrefaulter() { Stop(); }
+  ArenaPrefaulter(const ArenaPrefaulter&) = delete;
+  ArenaPrefaulter& operator=(const ArenaPrefaulter&) = delete;
+
+  // Returns within one chunk's madvise (~20 ms for new 4 KiB pages, ~0.1 s
+  // where the kernel compacts memory for huge pages).
+  void Stop() {
+    stop_.store(true, std::memory_order_relaxed);
+    if (thread_.joinable()) thread_.join();
+  }
+  ArenaPrefaultProgress progress() const {
+    ArenaPrefaultProgress p;
+    p.running = running_.load(std::memory_order_acquire);
+    p.bytes = bytes_.load(std::memory_order_relaxed);
+    p.seconds = p.running ? absl::ToDoubleSeconds(absl::Now() - start_)
+                          : absl::ToDoubleSeconds(absl::Nanoseconds(nanos_.load()));
+    return p;
+  }
+
+ private:
+  // 16 MiB: madvise holds the mm's lock (shared) for the whole call, so a
+  // chunk bounds how long an mmap elsewhere in the process waits (~20 ms at
+  // 1.2 s/GiB for new pages), and how long Stop() waits.
+  static constexpr size_t kChunk = size_t{16} << 20;
+
+  void Run() {
+#ifndef MADV_POPULATE_WRITE
+    constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack it
+#endif
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t base = reinterpret_cast<uintptr_t>(data_);
+    char* const begin = reinterpret_cast<char*>((base + page - 1) & ~(page - 1));
+    char* const end = reinterpret_cast<char*>((base + size_) & ~(page - 1));
+#ifdef MADV_HUGEPAGE
+    // Matters only for pages the populate below allocates, in memory that
+    // may use huge pages on request (anonymous memory under THP "madvise",
+    // shared memory under huge=advise). UCX's posix segments are allocated
+    // (written) before this, so their page size is the tmpfs mount's huge=
+    // (docs/operating.md, "Arena memory"); there it changes nothing.
+    if (end > begin && madvise(begin, end - begin, MADV_HUGEPAGE) != 0) {
+      KVF_LOG(INFO) << "agent: madvise(MADV_HUGEPAGE) on the arena: " << std::strerror(errno)
+                    << "; 4 KiB pages";
+    }
+#endif
+    bool complete = true;
+    for (char* p = begin; p < end;) {
+      if (stop_.load(std::memory_order_relaxed)) {
+        complete = false;
+        break;
+      }
+      const size_t n = std::min<size_t>(kChunk, end - p);
+      if (madvise(p, n, MADV_POPULATE_WRITE) != 0) {
+        const int error = errno;
+        if (error == EINTR || error == EAGAIN) continue;  // try the chunk again
+        if (error == EINVAL) {
+          KVF_LOG(WARNING) << "agent: this kernel has no MADV_POPULATE_WRITE (Linux 5.14+); the "
+                              "arena is not prefaulted and puts pay for first touches";
+        } else {
+          KVF_LOG(WARNING) << "agent: arena prefault stopped after " << bytes_.load()
+                           << " bytes: madvise(MADV_POPULATE_WRITE): " << std::strerror(error);
+        }
+        complete = false;
+        break;
+      }
+      p += n;
+      bytes_.fetch_add(n, std::memory_order_relaxed);
+    }
+    const absl::Duration took = absl::Now() - start_;
+    nanos_.store(absl::ToInt64Nanoseconds(took));
+    if (complete) {
+      const double bytes = static_cast<double>(bytes_.load());
+      KVF_LOG(INFO) << "arena prefaulted: "
+                    << (bytes >= (1 << 30) ? absl::StrFormat("%.2f GiB", bytes / (1 << 30))
+                                           : absl::StrFormat("%.0f MiB", bytes / (1 << 20)))
+                    << absl::StrFormat(" in %.2f s", absl::ToDoubleSeconds(took));
+    }
+    running_.store(false, std::memory_order_release);
+  }
+
+  char* const data_;
+  const size_t size_;
+  const absl::Time start_;
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<int64_t> nanos_{0};  // in all, once ended
+  std::atomic<bool> running_{true};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 // AgentControl: the coordinator hands this agent migration tasks and the
 // global eviction cutoff.
@@ -143,6 +255,7 @@ class AgentImpl final : public Agent {
   // The worker tenants' clients use: messages only (no one-sided access).
   std::unique_ptr<Transport> tenant_transport_;
   std::unique_ptr<MemoryRegion> arena_;
+  std::unique_ptr<ArenaPrefaulter> prefaulter_;  // null when off; stopped before arena_ goes
   std::unique_ptr<ShardStore> store_;
   std::unique_ptr<MemoryPressure> pressure_;  // null when off
   std::unique_ptr<DataPlane> data_plane_;
@@ -203,6 +316,9 @@ absl::Status AgentImpl::Init() {
     return absl::InvalidArgumentError("host_bytes must be at least 16 MiB");
   }
   KVF_ASSIGN_OR_RETURN(arena_, transport_->AllocateMemory(host_bytes, MemoryType::kHost));
+  if (options_.prefault_arena) {
+    prefaulter_ = std::make_unique<ArenaPrefaulter>(arena_->data(), arena_->size());
+  }
   ShardStoreOptions so;
   so.host_bytes = host_bytes;
   so.host_memory = static_cast<std::byte*>(arena_->data());
@@ -269,7 +385,10 @@ absl::Status AgentImpl::Init() {
     KVF_RETURN_IF_ERROR(SplitHostPort(options_.http_listen, &host, &port));
     HttpHandlers handlers;
     handlers.metrics = [this] {
-      return AgentMetricsText(*store_, *data_plane_, *replicator_, *migrator_, pressure_.get());
+      std::optional<ArenaPrefaultProgress> prefault;
+      if (prefaulter_) prefault = prefaulter_->progress();
+      return AgentMetricsText(*store_, *data_plane_, *replicator_, *migrator_, pressure_.get(),
+                              prefault ? &*prefault : nullptr);
     };
     handlers.health = [this]() -> absl::StatusOr<std::string> {
       {
@@ -501,6 +620,7 @@ void AgentImpl::Shutdown(bool leave) {
     stopping_ = true;
   }
   if (data_plane_) data_plane_->SetServing(false);
+  if (prefaulter_) prefaulter_->Stop();  // kept for /metrics until http_ stops
   if (heartbeats_.joinable()) heartbeats_.join();
   if (maintenance_.joinable()) maintenance_.join();
   if (leave && link_ && node_id() != kNoNode) {
@@ -517,6 +637,7 @@ void AgentImpl::Shutdown(bool leave) {
   data_plane_.reset();  // unpins outstanding leases
   peers_.reset();
   store_.reset();
+  prefaulter_.reset();
   arena_.reset();
   tenant_transport_.reset();
   transport_.reset();

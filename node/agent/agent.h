@@ -32,6 +32,12 @@ struct AgentOptions {
   std::string http_listen = "127.0.0.1:0";   // /metrics, /healthz; empty: off
   std::string failure_domain;                // rack/host/zone; empty: the host name
   uint64_t host_bytes = uint64_t{1} << 30;   // the host tier
+  // Populate the whole host tier's arena at start-up, on a background thread
+  // (MADV_POPULATE_WRITE, after MADV_HUGEPAGE), so that puts do not pay for
+  // first touches of its pages. Commits host_bytes of RAM at start-up instead
+  // of as blocks arrive. The agent serves while it runs (docs/agent.md,
+  // "Arena prefault").
+  bool prefault_arena = true;
   // The disk (SSD) tier: a directory and the bytes of the log file in it;
   // none when disk_path is empty (docs/shard-store.md, "Disk tier"). An agent
   // restarted over the same directory serves its immutable blocks again.

@@ -30,7 +30,7 @@ class Page {
 
 std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
                              const Replicator& replicator, const Migrator& migrator,
-                             const MemoryPressure* pressure) {
+                             const MemoryPressure* pressure, const ArenaPrefaultProgress* prefault) {
   const ShardStoreStats s = store.Stats();
   Page p;
   p.Help("kvf_agent_epoch", "gauge", "Cluster map epoch this agent serves at.");
@@ -40,6 +40,16 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
     p.Line("kvf_agent_tier_capacity_bytes", t.capacity_bytes,
            absl::StrCat("tier=\"", std::string(TierName(t.kind)), "\""));
   }
+  const ArenaPrefaultProgress pf = prefault != nullptr ? *prefault : ArenaPrefaultProgress{};
+  p.Help("kvf_agent_arena_prefault_bytes", "gauge",
+         "Bytes of the host arena populated (allocated and mapped) at start-up so far.");
+  p.Line("kvf_agent_arena_prefault_bytes", pf.bytes);
+  p.Help("kvf_agent_arena_prefault_seconds", "gauge",
+         "Seconds the arena's prefault has taken (in all, once it ended).");
+  p.Line("kvf_agent_arena_prefault_seconds", pf.seconds);
+  p.Help("kvf_agent_arena_prefault_running", "gauge",
+         "1 while the arena is being prefaulted; 0 once done, stopped, or off.");
+  p.Line("kvf_agent_arena_prefault_running", pf.running ? 1 : 0);
   p.Help("kvf_agent_tier_used_bytes", "gauge", "Pages handed out per memory tier.");
   for (const TierStats& t : s.tiers) {
     p.Line("kvf_agent_tier_used_bytes", t.used_bytes,

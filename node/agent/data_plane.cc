@@ -21,20 +21,20 @@ using protocol::FrameHeader;
 constexpr size_t kMaxKnownVersions = 1 << 20;
 constexpr absl::Duration kTombstoneTtl = absl::Seconds(2);
 
-FrameHeader Reply(const FrameHeader& request, uint64_t epoch) {
+}  // namespace
+
+FrameHeader DataPlane::Reply(const FrameHeader& request, uint64_t epoch) {
   FrameHeader h = request;
   h.sender_epoch = epoch;
   return h;
 }
 
-std::vector<uint64_t> HashesOf(const std::vector<protocol::KeyRef>& keys) {
+std::vector<uint64_t> DataPlane::HashesOf(const std::vector<protocol::KeyRef>& keys) {
   std::vector<uint64_t> out;
   out.reserve(keys.size());
   for (const auto& k : keys) out.push_back(k.placement_hash);
   return out;
 }
-
-}  // namespace
 
 std::string_view DataOpName(DataOp op) {
   switch (op) {
@@ -49,6 +49,8 @@ std::string_view DataOpName(DataOp op) {
     case DataOp::kHello: return "hello";
     case DataOp::kRead: return "read";
     case DataOp::kWrite: return "write";
+    case DataOp::kFetch: return "fetch";
+    case DataOp::kStore: return "store";
   }
   return "unknown";
 }
@@ -99,6 +101,8 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
   if (options.read_holds.hold > absl::ZeroDuration() && options.read_holds.max_held_bytes > 0) {
     holds_ = std::make_unique<ReadHolds>(store_, options.read_holds);
   }
+  absl::MutexLock l(&fetch_guard_->mu);
+  fetch_guard_->plane = this;
 }
 
 ReadHoldStats DataPlane::read_holds() const {
@@ -106,6 +110,10 @@ ReadHoldStats DataPlane::read_holds() const {
 }
 
 DataPlane::~DataPlane() {
+  {
+    absl::MutexLock l(&fetch_guard_->mu);  // waits for a Fetch callback in flight
+    fetch_guard_->plane = nullptr;
+  }
   // Requests arriving from now on are refused without touching this object.
   for (uint16_t type = 1; type <= protocol::kMaxFrameType; ++type) {
     (void)RegisterEverywhere(type, [](std::string_view) -> absl::StatusOr<std::string> {
@@ -191,6 +199,9 @@ uint64_t DataPlane::active_batch_leases() const {
 void DataPlane::Sweep() {
   const absl::Time now = absl::Now();
   std::vector<uint64_t> unpin;
+  // Stores that expired: their receives are withdrawn (outside mu_), then
+  // their pages released, so no late message lands in a reused page.
+  std::vector<std::pair<uint64_t, std::shared_ptr<TransferRequest>>> withdrawn;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
@@ -205,6 +216,7 @@ void DataPlane::Sweep() {
     for (auto it = reservations_.begin(); it != reservations_.end();) {
       if (it->second.expires <= now) {
         ReleaseUsage(it->second.tenant, it->second.counted, &TenantUsage::reservations);
+        if (it->second.recv != nullptr) withdrawn.push_back({it->first, std::move(it->second.recv)});
         reservations_.erase(it++);
       } else {
         ++it;
@@ -213,6 +225,10 @@ void DataPlane::Sweep() {
     absl::erase_if(removed_, [&](const auto& r) { return r.second + kTombstoneTtl <= now; });
   }
   for (uint64_t l : unpin) (void)store_->Unpin(l);
+  for (auto& [id, recv] : withdrawn) {
+    recv.reset();  // cancels a receive still posted and waits for UCX to let go
+    (void)store_->Abort(id);
+  }
   store_->ExpireLeases();
   sessions_.Expire();
 }
@@ -252,6 +268,15 @@ absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove
       DataOp::kRelease, [this](const auto& r, const Session& s) { return OnRelease(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::ReserveRequest>(
       DataOp::kReserve, [this](const auto& r, const Session& s) { return OnReserve(r, s); }));
+  if (transport_->capabilities().two_sided) {  // Store posts receives: main transport only
+    KVF_RETURN_IF_ERROR(transport_->RegisterHandler(
+        static_cast<uint16_t>(protocol::FrameType::kStoreRequest), [this](std::string_view bytes) {
+          return Serve<protocol::StoreRequest>(
+              DataOp::kStore, bytes, [this](const auto& r, const Session& s) {
+                return ReserveEntries(r.header, r.entries, s, &r.tags);
+              });
+        }));
+  }
   KVF_RETURN_IF_ERROR(Handle<protocol::CommitRequest>(
       DataOp::kCommit, [this](const auto& r, const Session& s) { return OnCommit(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::RemoveRequest>(
@@ -260,6 +285,17 @@ absl::Status DataPlane::Start(CommitListener on_commit, RemoveListener on_remove
       DataOp::kRead, [this](const auto& r, const Session& s) { return OnRead(r, s); }));
   KVF_RETURN_IF_ERROR(Handle<protocol::WriteRequest>(
       DataOp::kWrite, [this](const auto& r, const Session& s) { return OnWrite(r, s); }));
+  // The two-sided lane: the main transport only (the tenants' messages-only
+  // transport has no tagged messages; tenants read through the agent).
+  if (transport_->capabilities().two_sided) {
+    KVF_RETURN_IF_ERROR(transport_->RegisterDataHandler(
+        static_cast<uint16_t>(protocol::FrameType::kFetchRequest),
+        [this](std::string_view bytes, ReplySends* sends) {
+          return Serve<protocol::FetchRequest>(
+              DataOp::kFetch, bytes,
+              [this, sends](const auto& r, const Session& s) { return OnFetch(r, s, sends); });
+        }));
+  }
   return Handle<protocol::InvalidateRequest>(
       DataOp::kInvalidate, [this](const auto& r, const Session& s) { return OnInvalidate(r, s); });
 }
@@ -300,47 +336,50 @@ absl::StatusOr<std::string> DataPlane::OnHello(std::string_view bytes) {
 
 template <typename Req, typename Fn>
 absl::Status DataPlane::Handle(DataOp op, Fn fn) {
-  return RegisterEverywhere(
-      static_cast<uint16_t>(Req::kType),
-      [this, op, fn](std::string_view bytes) -> absl::StatusOr<std::string> {
-        const absl::Time start = absl::Now();
-        const uint64_t epoch = this->epoch();
-        absl::StatusOr<Req> req = Req::Decode(bytes);
-        absl::StatusOr<std::string> out;
-        if (!req.ok()) {
-          ++bad_frames_;
-          absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
-          out = ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
-                    .Encode();
-        } else if (absl::StatusOr<std::shared_ptr<const Session>> session =
-                       sessions_.Find(req->header.session);
-                   !session.ok()) {
-          ++unauthenticated_;
-          out = ErrorResponse::FromStatus(req->header, session.status(), epoch).Encode();
-        } else if (op == DataOp::kInvalidate && !(*session)->is_agent()) {
-          ++permission_denied_;
-          out = ErrorResponse::FromStatus(
-                    req->header,
-                    absl::PermissionDeniedError(absl::StrCat(
-                        std::string(protocol::FrameTypeName(Req::kType)),
-                        " is only accepted from agents")),
-                    epoch)
-                    .Encode();
-        } else if (absl::Status s = op == DataOp::kRegister ? absl::OkStatus()
-                                                             : CheckHeader(req->header, **session);
-                   !s.ok()) {
-          out = ErrorResponse::FromStatus(req->header, s, epoch).Encode();
-        } else {
-          out = fn(*req, **session);
-          if (!out.ok()) out = ErrorResponse::FromStatus(req->header, out.status(), epoch).Encode();
-        }
-        if (!req.ok() || (out.ok() && protocol::DecodeHeader(*out).ok() &&
-                          protocol::DecodeHeader(*out)->type == protocol::FrameType::kErrorResponse)) {
-          ++errors_[static_cast<int>(op)];
-        }
-        latency_[static_cast<int>(op)].Record(absl::Now() - start);
-        return out;
-      });
+  return RegisterEverywhere(static_cast<uint16_t>(Req::kType),
+                            [this, op, fn](std::string_view bytes) {
+                              return Serve<Req>(op, bytes, fn);
+                            });
+}
+
+template <typename Req, typename Fn>
+absl::StatusOr<std::string> DataPlane::Serve(DataOp op, std::string_view bytes, const Fn& fn) {
+  const absl::Time start = absl::Now();
+  const uint64_t epoch = this->epoch();
+  absl::StatusOr<Req> req = Req::Decode(bytes);
+  absl::StatusOr<std::string> out;
+  if (!req.ok()) {
+    ++bad_frames_;
+    absl::StatusOr<protocol::ParsedHeader> h = protocol::DecodeHeader(bytes);
+    out = ErrorResponse::FromStatus(h.ok() ? h->header : FrameHeader{}, req.status(), epoch)
+              .Encode();
+  } else if (absl::StatusOr<std::shared_ptr<const Session>> session =
+                 sessions_.Find(req->header.session);
+             !session.ok()) {
+    ++unauthenticated_;
+    out = ErrorResponse::FromStatus(req->header, session.status(), epoch).Encode();
+  } else if (op == DataOp::kInvalidate && !(*session)->is_agent()) {
+    ++permission_denied_;
+    out = ErrorResponse::FromStatus(
+              req->header,
+              absl::PermissionDeniedError(absl::StrCat(
+                  std::string(protocol::FrameTypeName(Req::kType)), " is only accepted from agents")),
+              epoch)
+              .Encode();
+  } else if (absl::Status s = op == DataOp::kRegister ? absl::OkStatus()
+                                                       : CheckHeader(req->header, **session);
+             !s.ok()) {
+    out = ErrorResponse::FromStatus(req->header, s, epoch).Encode();
+  } else {
+    out = fn(*req, **session);
+    if (!out.ok()) out = ErrorResponse::FromStatus(req->header, out.status(), epoch).Encode();
+  }
+  if (!req.ok() || (out.ok() && protocol::DecodeHeader(*out).ok() &&
+                    protocol::DecodeHeader(*out)->type == protocol::FrameType::kErrorResponse)) {
+    ++errors_[static_cast<int>(op)];
+  }
+  latency_[static_cast<int>(op)].Record(absl::Now() - start);
+  return out;
 }
 
 absl::Status DataPlane::CheckHeader(const FrameHeader& h, const Session& session) {
@@ -467,119 +506,40 @@ absl::StatusOr<std::string> DataPlane::OnLookup(const protocol::LookupRequest& r
   return resp.Encode();
 }
 
-absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, const Session& s) {
-  std::string wrong;
-  if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
-  const NamespaceId ns = r.header.namespace_id;
-  const std::string tenant = TenantOf(ns);  // CheckHeader found it
-  if (!s.cluster) {
-    absl::MutexLock lock(&mu_);
-    if (usage_[tenant].read_leases >= options_.tenant_limits.read_leases) {
-      return Exhausted(LimitedResource::kReadLeases, tenant, options_.tenant_limits.read_leases);
-    }
-  }
-  protocol::GetResponse resp;
-  resp.header = Reply(r.header, epoch());
-  resp.entries.resize(r.keys.size());
-  // Trusted peers read the arena one-sided; a tenant reads through the agent.
-  const bool through_agent = !s.cluster;
-  if (!through_agent) resp.descriptors.push_back(arena_->descriptor());
-  BatchLease batch;
-  batch.grants.resize(r.keys.size());
-  batch.expires = absl::Now() + options_.get_lease;
-  const bool fenced = LeaseLapsed();
-  for (size_t i = 0; i < r.keys.size(); ++i) {
-    protocol::GetEntry& e = resp.entries[i];
-    absl::StatusOr<Lease> lease = store_->Pin(ns, r.keys[i].key, options_.get_lease);
-    if (!lease.ok()) {
-      e.code = lease.status().code();
-      continue;
-    }
-    absl::StatusCode refuse = absl::StatusCode::kOk;
-    if (fenced && lease->info.mutable_entry) {
-      ++fenced_refusals_;
-      refuse = absl::StatusCode::kUnavailable;
-    } else if (IsStale(ns, r.keys[i].key, lease->info.version)) {
-      ++stale_refusals_;
-      refuse = absl::StatusCode::kAborted;
-    } else if (r.has_min_version && lease->info.version < r.min_version) {
-      refuse = absl::StatusCode::kFailedPrecondition;
-    }
-    absl::StatusOr<uint64_t> offset = ArenaOffset(lease->location);
-    if (refuse == absl::StatusCode::kOk && !offset.ok()) refuse = offset.status().code();
-    if (refuse != absl::StatusCode::kOk) {
-      (void)store_->Unpin(lease->id);
-      e.code = refuse;
-      continue;
-    }
-    const auto size = static_cast<uint32_t>(lease->info.size);
-    e.location = protocol::BlockLocation{0, through_agent ? 0 : *offset, size};
-    batch.grants[i] = Grant{*offset, size};
-    e.version = lease->info.version;
-    e.codec = lease->info.codec;
-    batch.store_leases.push_back(lease->id);
-  }
-  // The get pinned what it serves: the lookup's holds on these blocks end.
-  if (holds_ != nullptr) {
-    std::vector<BlockKey> keys;
-    keys.reserve(r.keys.size());
-    for (const auto& k : r.keys) keys.push_back(k.key);
-    holds_->Release(ns, keys);
-  }
-  resp.lease_ttl_us = static_cast<uint64_t>(absl::ToInt64Microseconds(options_.get_lease));
-  if (!batch.store_leases.empty()) {
-    batch.tenant = tenant;
-    batch.ns = ns;
-    batch.counted = !s.cluster;
-    absl::MutexLock lock(&mu_);
-    // Ids are sequential: a Release of another tenant's lease is ignored
-    // (OnRelease), so guessing one gains nothing.
-    resp.lease_id = next_lease_++;
-    if (batch.counted) ++usage_[tenant].read_leases;
-    leases_.emplace(resp.lease_id, std::move(batch));
-  }
-  absl::StatusOr<std::string> out = resp.Encode();
-  if (!out.ok() && resp.lease_id != 0) {
-    (void)OnRelease(protocol::ReleaseRequest{r.header, resp.lease_id}, s);
-  }
-  return out;
-}
-
-absl::StatusOr<std::string> DataPlane::OnRelease(const protocol::ReleaseRequest& r,
-                                                 const Session& s) {
-  std::vector<uint64_t> unpin;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = leases_.find(r.lease_id);
-    // Another tenant's lease is left alone, as if unknown.
-    if (it != leases_.end() && s.MayUse(it->second.tenant)) {
-      unpin = std::move(it->second.store_leases);
-      ReleaseUsage(it->second.tenant, it->second.counted, &TenantUsage::read_leases);
-      leases_.erase(it);
-    }
-  }
-  // An unknown lease already expired: releasing it is harmless.
-  for (uint64_t l : unpin) (void)store_->Unpin(l);
-  return protocol::AckResponse{Reply(r.header, epoch())}.Encode();
-}
-
 absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest& r,
                                                  const Session& s) {
+  return ReserveEntries(r.header, r.entries, s, nullptr);
+}
+
+absl::StatusOr<std::string> DataPlane::ReserveEntries(
+    const protocol::FrameHeader& header, const std::vector<protocol::ReserveEntry>& entries,
+    const Session& s, const std::vector<uint64_t>* tags) {
+  if (tags != nullptr && !s.cluster) {
+    ++permission_denied_;
+    return absl::PermissionDeniedError(
+        "StoreRequest is for trusted sessions; a tenant writes through the agent (WriteRequest)");
+  }
   std::vector<uint64_t> hashes;
-  for (const auto& e : r.entries) hashes.push_back(e.placement_hash);
+  for (const auto& e : entries) hashes.push_back(e.placement_hash);
   std::string wrong;
-  if (!CheckOwner(r.header, s, hashes, &wrong).ok()) return wrong;
-  const NamespaceId ns = r.header.namespace_id;
+  if (!CheckOwner(header, s, hashes, &wrong).ok()) return wrong;
+  const NamespaceId ns = header.namespace_id;
   const std::string tenant = TenantOf(ns);  // CheckHeader found it
   protocol::ReserveResponse resp;
-  resp.header = Reply(r.header, epoch());
-  resp.results.resize(r.entries.size());
-  const bool through_agent = !s.cluster;  // as in OnGet
-  if (!through_agent) resp.descriptors.push_back(arena_->descriptor());
-  const absl::Time expires = absl::Now() + options_.reservation_ttl;
+  resp.header = Reply(header, epoch());
+  resp.results.resize(entries.size());
+  // Trusted peers write the arena one-sided, or send (Store); a tenant
+  // writes through the agent.
+  const bool no_descriptors = !s.cluster || tags != nullptr;
+  if (!no_descriptors) resp.descriptors.push_back(arena_->descriptor());
+  // A Store's reservation is withdrawn by Sweep at half the TTL (its receive
+  // first, then the page), well before the store would expire the page
+  // under a receive still posted into it.
+  const absl::Time expires =
+      absl::Now() + (tags != nullptr ? options_.reservation_ttl / 2 : options_.reservation_ttl);
   const bool fenced = LeaseLapsed();
-  for (size_t i = 0; i < r.entries.size(); ++i) {
-    const protocol::ReserveEntry& in = r.entries[i];
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const protocol::ReserveEntry& in = entries[i];
     protocol::ReserveResult& out = resp.results[i];
     if (in.has_version && !s.is_agent() &&
         !TagAccepted(in.version_tag, ns, in.key, in.version)) {
@@ -648,6 +608,20 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       out.code = offset.status().code();
       continue;
     }
+    const auto size = static_cast<uint32_t>(res->location.size);
+    std::shared_ptr<TransferRequest> recv;
+    if (tags != nullptr) {
+      TransferBatch b;
+      b.kind = TransferKind::kRecv;
+      b.ops.push_back({static_cast<char*>(arena_->data()) + *offset, size, 0, (*tags)[i]});
+      absl::StatusOr<std::unique_ptr<TransferRequest>> posted = transport_->Post(std::move(b));
+      if (!posted.ok()) {
+        (void)store_->Abort(res->id);
+        out.code = absl::StatusCode::kUnavailable;
+        continue;
+      }
+      recv = std::move(*posted);
+    }
     absl::MutexLock lock(&mu_);
     if (!s.cluster && usage_[tenant].reservations >= options_.tenant_limits.reservations) {
       (void)store_->Abort(res->id);
@@ -656,11 +630,12 @@ absl::StatusOr<std::string> DataPlane::OnReserve(const protocol::ReserveRequest&
       continue;
     }
     if (!s.cluster) ++usage_[tenant].reservations;
-    const auto size = static_cast<uint32_t>(res->location.size);
     out.reservation_id = res->id;
-    out.location = protocol::BlockLocation{0, through_agent ? 0 : *offset, size};
-    reservations_.emplace(res->id, Reservation{tenant, !s.cluster, *offset, size, ns, in.key,
-                                               in.placement_hash, expires, in.has_version});
+    out.location = protocol::BlockLocation{0, no_descriptors ? 0 : *offset, size};
+    reservations_.emplace(res->id,
+                          Reservation{tenant, !s.cluster, *offset, size, ns, in.key,
+                                      in.placement_hash, expires, in.has_version, false,
+                                      std::move(recv)});
   }
   return resp.Encode();
 }
@@ -682,10 +657,22 @@ absl::StatusOr<std::string> DataPlane::OnCommit(const protocol::CommitRequest& r
         resp.results[i].code = absl::StatusCode::kNotFound;
         continue;
       }
+      // A Store's bytes may still be arriving (a tagged message and this
+      // commit need not come in order): the caller commits it again.
+      if (it->second.recv != nullptr && it->second.recv->state() == TransferState::kInProgress) {
+        resp.results[i].code = absl::StatusCode::kUnavailable;
+        continue;
+      }
       res = it->second;
       ReleaseUsage(res.tenant, res.counted, &TenantUsage::reservations);
       reservations_.erase(it);
     }
+    if (res.recv != nullptr && res.recv->state() != TransferState::kDone) {
+      (void)store_->Abort(id);  // the bytes never landed whole
+      resp.results[i].code = absl::StatusCode::kDataLoss;
+      continue;
+    }
+    res.recv.reset();
     if (res.removed) {
       (void)store_->Abort(id);
       resp.results[i].code = absl::StatusCode::kAborted;  // removed while this copy was in flight

@@ -22,8 +22,14 @@
 //    newer map is trusted).
 //  * Get pins every block under one batch lease and hands out offsets into the
 //    transport-registered arena; Release (or the lease's expiry) unpins.
+//  * Fetch (the two-sided lane, for peers whose one-sided access the fabric
+//    only emulates, e.g. UCX over TCP) pins the same way and sends each
+//    block's bytes back as a tagged message ahead of the answer; the pins go
+//    when the sends complete. Trusted sessions only, on the main transport.
 //  * Reserve/Commit are the store's two-phase put with the arena as the RMA
-//    target. A client commit (no_fanout = false) hands the committed keys to
+//    target. Store is Reserve on the two-sided lane: the agent posts a
+//    tagged receive into each reserved page and the peer sends the bytes; a
+//    Commit that finds them still arriving answers UNAVAILABLE for the block. A client commit (no_fanout = false) hands the committed keys to
 //    the commit listener (the replicator), which invalidates and syncs the
 //    other owners.
 //  * Invalidate records a newer version than the stored one: the stale copy is
@@ -95,9 +101,9 @@ struct Ownership {
 
 enum class DataOp {
   kLookup, kGet, kRelease, kReserve, kCommit, kRemove, kInvalidate, kRegister, kHello,
-  kRead, kWrite
+  kRead, kWrite, kFetch, kStore
 };
-inline constexpr int kNumDataOps = 11;
+inline constexpr int kNumDataOps = 13;
 std::string_view DataOpName(DataOp op);
 
 struct DataPlaneOptions {
@@ -207,6 +213,10 @@ class DataPlane {
     absl::Time expires;
     bool copy = false;     // carries a version: a primary's sync, a migration, ack=all
     bool removed = false;  // a copy whose key was removed since: never committed
+    // A Store's tagged receive into the page (the two-sided lane); null for
+    // a Reserve. Withdrawn before the page can be released (never under
+    // mu_: destroying it takes the transport's worker lock).
+    std::shared_ptr<TransferRequest> recv;
   };
   struct KeyOf {
     NamespaceId ns;
@@ -225,8 +235,25 @@ class DataPlane {
     size_t reservations = 0;
   };
 
+  // The answer's header: the request's, with this agent's map epoch.
+  static protocol::FrameHeader Reply(const protocol::FrameHeader& request, uint64_t epoch);
+  // The placement hashes of `keys`, for CheckOwner.
+  static std::vector<uint64_t> HashesOf(const std::vector<protocol::KeyRef>& keys);
   template <typename Req, typename Fn>
   absl::Status Handle(DataOp op, Fn fn);
+  // Handle's checks, then fn(request, session), for one frame of `bytes`.
+  template <typename Req, typename Fn>
+  absl::StatusOr<std::string> Serve(DataOp op, std::string_view bytes, const Fn& fn);
+  // Pins `keys` for a Get or Fetch answer: fills resp.entries (locations in
+  // the arena when `descriptors`, else {0, 0, size}) and returns the batch
+  // lease of what it pinned (store_leases empty when nothing was).
+  BatchLease PinBatch(NamespaceId ns, const std::vector<protocol::KeyRef>& keys,
+                      bool has_min_version, const Version& min_version, bool descriptors,
+                      protocol::GetResponse* resp);
+  // Files `batch` under a new lease id (0 when it pinned nothing).
+  uint64_t AddLease(BatchLease batch, bool counted, const std::string& tenant, NamespaceId ns);
+  // Unpins lease `id` if it is still there (Release, and the end of a Fetch's sends).
+  void ReleaseLease(uint64_t id);
   // Namespace, fingerprint, tenant and serving checks common to every request.
   absl::Status CheckHeader(const protocol::FrameHeader& h, const Session& session);
   // OK, or the WRONG_OWNER error frame's status for the first foreign hash.
@@ -244,11 +271,18 @@ class DataPlane {
   absl::StatusOr<std::string> OnGet(const protocol::GetRequest& r, const Session& s);
   absl::StatusOr<std::string> OnRelease(const protocol::ReleaseRequest& r, const Session& s);
   absl::StatusOr<std::string> OnReserve(const protocol::ReserveRequest& r, const Session& s);
+  // Reserve and Store: with `tags` (Store) the answer has no descriptors and
+  // each new reservation gets a tagged receive into its page.
+  absl::StatusOr<std::string> ReserveEntries(const protocol::FrameHeader& header,
+                                             const std::vector<protocol::ReserveEntry>& entries,
+                                             const Session& s, const std::vector<uint64_t>* tags);
   absl::StatusOr<std::string> OnCommit(const protocol::CommitRequest& r, const Session& s);
   absl::StatusOr<std::string> OnRemove(const protocol::RemoveRequest& r, const Session& s);
   absl::StatusOr<std::string> OnInvalidate(const protocol::InvalidateRequest& r, const Session& s);
   absl::StatusOr<std::string> OnRead(const protocol::ReadRequest& r, const Session& s);
   absl::StatusOr<std::string> OnWrite(const protocol::WriteRequest& r, const Session& s);
+  absl::StatusOr<std::string> OnFetch(const protocol::FetchRequest& r, const Session& s,
+                                      ReplySends* sends);
 
   ShardStore* const store_;
   Transport* const transport_;
@@ -283,6 +317,15 @@ class DataPlane {
   // Newest version heard of (Invalidate) for keys whose stored copy is older.
   absl::flat_hash_map<KeyOf, Version> known_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, TenantUsage> usage_ ABSL_GUARDED_BY(mu_);
+
+  // What a Fetch's send-completion callback reaches this object through:
+  // cleared (under its mutex) by the destructor, so a send completing during
+  // shutdown finds no data plane instead of a freed one.
+  struct FetchGuard {
+    absl::Mutex mu;
+    DataPlane* plane ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<FetchGuard> fetch_guard_ = std::make_shared<FetchGuard>();
 
   std::array<LatencyHistogram, kNumDataOps> latency_;
   std::array<std::atomic<uint64_t>, kNumDataOps> errors_{};

@@ -1,6 +1,8 @@
-// The data plane's Read and Write: block bytes copied by the agent for
-// sessions that are not given the arena's descriptor (tenants), checked
-// against what they were granted (data_plane.h, "Memory grants").
+// The data plane's byte movers: Read and Write, block bytes copied by the
+// agent for sessions that are not given the arena's descriptor (tenants),
+// checked against what they were granted (data_plane.h, "Memory grants");
+// and Fetch, block bytes sent by the agent as tagged messages to a trusted
+// peer whose one-sided access the fabric only emulates (the two-sided lane).
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +72,45 @@ absl::StatusOr<std::string> DataPlane::OnWrite(const protocol::WriteRequest& r, 
     at += range.length;
   }
   return ack.Encode();
+}
+
+absl::StatusOr<std::string> DataPlane::OnFetch(const protocol::FetchRequest& r, const Session& s,
+                                               ReplySends* sends) {
+  if (!s.cluster) {
+    ++permission_denied_;
+    return absl::PermissionDeniedError(
+        "FetchRequest is for trusted sessions; a tenant reads through the agent (ReadRequest)");
+  }
+  std::string wrong;
+  if (!CheckOwner(r.header, s, HashesOf(r.keys), &wrong).ok()) return wrong;
+  const NamespaceId ns = r.header.namespace_id;
+  protocol::GetResponse resp;
+  resp.header = Reply(r.header, epoch());
+  BatchLease batch = PinBatch(ns, r.keys, r.has_min_version, r.min_version,
+                              /*descriptors=*/false, &resp);
+  std::vector<TransferOp> ops;
+  const auto* base = static_cast<const char*>(arena_->data());
+  for (size_t i = 0; i < batch.grants.size(); ++i) {
+    const Grant& g = batch.grants[i];
+    if (g.size == 0) continue;
+    ops.push_back({const_cast<char*>(base + g.offset), g.size, 0, r.tags[i]});
+  }
+  // The caller sees no lease: the pins last until the sends are done (or the
+  // lease expires, as a Get's would, if they never complete).
+  const uint64_t lease = AddLease(std::move(batch), /*counted=*/false, TenantOf(ns), ns);
+  absl::StatusOr<std::string> out = resp.Encode();
+  if (!out.ok()) {
+    ReleaseLease(lease);
+    return out;
+  }
+  if (lease != 0) {
+    sends->ops = std::move(ops);
+    sends->done = [guard = fetch_guard_, lease](absl::Status) {
+      absl::MutexLock l(&guard->mu);
+      if (guard->plane != nullptr) guard->plane->ReleaseLease(lease);
+    };
+  }
+  return out;
 }
 
 }  // namespace kvf

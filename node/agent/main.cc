@@ -29,6 +29,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:0", "AgentControl gRPC host:port; port
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:0", "/metrics and /healthz; empty turns it off");
 ABSL_FLAG(std::string, failure_domain, "", "rack/host/zone replicas avoid sharing; default host name");
 ABSL_FLAG(uint64_t, host_bytes, uint64_t{1} << 30, "bytes of host memory for blocks");
+ABSL_FLAG(bool, prefault_arena, true,
+          "populate the whole host arena in the background at start-up, so puts do not pay for "
+          "first touches of its pages; commits --host_bytes of RAM at once");
 ABSL_FLAG(std::string, eviction_policy, "lru", "lru, lfu, fifo, s3fifo, chain or chain-lru");
 ABSL_FLAG(std::string, disk_path, "",
           "directory of the disk (SSD) tier; empty: none. A restart over it serves its blocks again");
@@ -115,6 +118,7 @@ int Run(const GivenFlags& given) {
   options.http_listen = c->http_listen();
   options.failure_domain = c->failure_domain();
   options.host_bytes = c->host_bytes();
+  options.prefault_arena = c->prefault_arena();
   options.eviction_policy = c->eviction_policy();
   options.disk_path = c->disk_path();
   options.disk_bytes = c->disk_bytes();

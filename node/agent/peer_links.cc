@@ -50,6 +50,16 @@ absl::StatusOr<PeerId> PeerLinks::PeerLocked(NodeId node, Link& link) {
   return link.peer;
 }
 
+absl::StatusOr<PeerId> PeerLinks::Peer(NodeId node) {
+  absl::MutexLock l(&mu_);
+  return PeerLocked(node, links_[node]);
+}
+
+bool PeerLinks::NativeOneSided(NodeId node) {
+  absl::StatusOr<PeerId> peer = Peer(node);
+  return !peer.ok() || transport_->NativeOneSided(*peer);
+}
+
 absl::StatusOr<std::string> PeerLinks::Call(NodeId node, const NamespaceSpec& spec,
                                             uint16_t type, const std::string& frame,
                                             absl::Time deadline) {

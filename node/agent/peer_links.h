@@ -77,6 +77,12 @@ class PeerLinks {
   // After a transfer or call failure: the next use reconnects.
   void Reset(NodeId node);
 
+  // The transport peer of `node`, connecting as needed (for two-sided
+  // sends), and whether one-sided access to it is native or emulated
+  // (Transport::NativeOneSided).
+  absl::StatusOr<PeerId> Peer(NodeId node);
+  bool NativeOneSided(NodeId node);
+
   // A connection whose session is open and whose peer knows a namespace.
   struct Ready {
     PeerId peer = 0;

@@ -255,8 +255,19 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
       for (const Lease& l : leases) (void)store_->Unpin(l.id);
     };
     if (reserve.entries.empty()) continue;
+    // The two-sided lane where one-sided access to `to` is emulated (UCX
+    // over TCP): Store, the bytes as tagged messages, commit (again while the
+    // replica still sees them arriving).
+    const bool two_sided = transport_->capabilities().two_sided && !peers_->NativeOneSided(to);
+    protocol::StoreRequest store;
+    if (two_sided) {
+      store.header = reserve.header;
+      store.entries = reserve.entries;
+      for (size_t i = 0; i < store.entries.size(); ++i) store.tags.push_back(next_tag_++);
+    }
     absl::StatusOr<protocol::ReserveResponse> reserved =
-        peers_->Exchange<protocol::ReserveResponse>(to, spec, reserve, deadline);
+        two_sided ? peers_->Exchange<protocol::ReserveResponse>(to, spec, store, deadline)
+                  : peers_->Exchange<protocol::ReserveResponse>(to, spec, reserve, deadline);
     if (!reserved.ok()) {
       unpin();
       return reserved.status();
@@ -274,6 +285,14 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
       if (r.code != absl::StatusCode::kOk) continue;
       if (r.already_present) {
         ++result.blocks;
+        continue;
+      }
+      if (two_sided) {
+        TransferBatch& b = batches[0];
+        b.kind = TransferKind::kSend;
+        b.ops.push_back(TransferOp{leases[i].location.address, r.location.size, 0, store.tags[i]});
+        commit.reservation_ids.push_back(r.reservation_id);
+        result.bytes += r.location.size;
         continue;
       }
       const uint32_t d = r.location.descriptor_index;
@@ -297,6 +316,14 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
     }
     for (auto& [d, batch] : batches) {
       if (!failed.ok()) break;
+      if (two_sided) {
+        absl::StatusOr<PeerId> peer = peers_->Peer(to);
+        if (!peer.ok()) {
+          failed = peer.status();
+          break;
+        }
+        batch.peer = *peer;
+      }
       absl::StatusOr<std::unique_ptr<TransferRequest>> req = transport_->Post(std::move(batch));
       if (!req.ok()) {
         failed = req.status();
@@ -315,10 +342,22 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
       return failed;
     }
     if (commit.reservation_ids.empty()) continue;
-    KVF_ASSIGN_OR_RETURN(protocol::CommitResponse committed,
-                         peers_->Exchange<protocol::CommitResponse>(to, spec, commit, deadline));
-    for (const protocol::CommitResult& c : committed.results) {
-      if (c.code == absl::StatusCode::kOk) ++result.blocks;
+    // On the two-sided lane a block whose bytes the replica still sees
+    // arriving answers UNAVAILABLE: commit those again (each round trip
+    // follows sends already complete here).
+    while (!commit.reservation_ids.empty()) {
+      KVF_ASSIGN_OR_RETURN(protocol::CommitResponse committed,
+                           peers_->Exchange<protocol::CommitResponse>(to, spec, commit, deadline));
+      std::vector<uint64_t> again;
+      for (size_t k = 0; k < committed.results.size(); ++k) {
+        const protocol::CommitResult& c = committed.results[k];
+        if (c.code == absl::StatusCode::kOk) ++result.blocks;
+        if (two_sided && c.code == absl::StatusCode::kUnavailable &&
+            k < commit.reservation_ids.size() && absl::Now() < deadline) {
+          again.push_back(commit.reservation_ids[k]);
+        }
+      }
+      commit.reservation_ids = std::move(again);
     }
   }
   return result;

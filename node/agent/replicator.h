@@ -19,6 +19,7 @@
 #define KVF_NODE_AGENT_REPLICATOR_H_
 
 #include <atomic>
+#include <random>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -108,6 +109,10 @@ class Replicator {
   LatencyHistogram invalidation_latency_;
   LatencyHistogram sync_latency_;
   std::atomic<uint64_t> sync_failures_{0};
+  // Tags of this agent's two-sided pushes: a random start, so two senders'
+  // tags do not meet at one receiver (UCX matches a tag from any sender).
+  std::atomic<uint64_t> next_tag_{(uint64_t{std::random_device{}()} << 32) |
+                                  std::random_device{}()};
   std::thread thread_;
 };
 

@@ -1,6 +1,8 @@
 // libkvfabric against a real cluster on loopback: kvf-coordinator and four
 // kvf-agent processes (tests/cluster/local_cluster.h). Round trips are
-// byte-exact; every refusal is an error, never bytes.
+// byte-exact; every refusal is an error, never bytes. Registered twice: as
+// kvf_client_integration_test_netns every process is on a host of its own,
+// UCX over TCP (netns_hosts.h).
 #include <algorithm>
 #include <optional>
 #include <set>

@@ -3,6 +3,9 @@
 // ends with no blocks), a node is SIGKILLed with R=2 (every block written with
 // ack=all stays readable from its replica and is re-replicated to 2 copies),
 // and the replicas of a mutable entry converge on the primary's version.
+// Registered twice: as kvf_cluster_change_test_netns every process is on a
+// host of its own, UCX over TCP (netns_hosts.h); a joining agent takes the
+// next spare host.
 #include <signal.h>
 
 #include <atomic>

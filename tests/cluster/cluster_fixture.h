@@ -2,6 +2,12 @@
 // of real processes, a connected kvf::Client, and helpers for random chains
 // and blocks. Subclass and override ClusterOptions() to change the shape.
 // Tests skip (with a message) when kvf-agent was not built.
+//
+// With KVF_TEST_NETNS=1 (the suites' `netns` registrations) the cluster is
+// spread over network namespaces, one host per process, with UCX over TCP
+// (netns_hosts.h); ClusterOptions() is placed on the hosts after the subclass
+// made it. A test that cannot run there skips with a reason:
+//   if (NetnsMode()) GTEST_SKIP() << "why";
 #ifndef KVF_TESTS_CLUSTER_CLUSTER_FIXTURE_H_
 #define KVF_TESTS_CLUSTER_CLUSTER_FIXTURE_H_
 
@@ -18,6 +24,7 @@
 #include "common/block_hash.h"
 #include "gtest/gtest.h"
 #include "tests/cluster/local_cluster.h"
+#include "tests/cluster/netns_hosts.h"
 
 namespace kvf::testing {
 
@@ -39,7 +46,10 @@ class ClusterTest : public ::testing::Test {
 
   void SetUp() override {
     if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
-    auto c = LocalCluster::Start(ClusterOptions());
+    LocalClusterOptions options = ClusterOptions();
+    PlaceInNetns(&options);
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto c = LocalCluster::Start(options);
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = std::move(*c);
     auto client = Client::Connect(MakeClientOptions());
@@ -47,6 +57,8 @@ class ClusterTest : public ::testing::Test {
     client_ = std::move(*client);
   }
 
+  // The client before the daemons it talks to; in netns mode the
+  // namespaces outlive every test (netns_hosts.h).
   void TearDown() override {
     if (HasFailure() && cluster_ != nullptr) {
       for (const AgentProcess& a : cluster_->agents()) {
@@ -56,6 +68,18 @@ class ClusterTest : public ::testing::Test {
     }
     client_.reset();
     cluster_.reset();
+  }
+
+  // The suite runs with hosts apart (KVF_TEST_NETNS).
+  static bool NetnsMode() { return NetnsHosts::Requested(); }
+
+  // In netns mode, places `options` on the hosts; skips the test where
+  // namespaces cannot be made, fails it on any other error.
+  static void PlaceInNetns(LocalClusterOptions* options) {
+    if (!NetnsMode()) return;
+    const absl::Status placed = NetnsHosts::Place(options);
+    if (absl::IsUnavailable(placed)) GTEST_SKIP() << "network namespaces unavailable: " << placed;
+    ASSERT_TRUE(placed.ok()) << placed;
   }
 
   static bool AgentBuilt() {
@@ -133,7 +157,10 @@ class SharedClusterTest : public ClusterTest {
   void SetUp() override {
     if (!AgentBuilt()) GTEST_SKIP() << "kvf-agent is not built; skipping cluster tests";
     if (Shared() == nullptr) {
-      auto c = LocalCluster::Start(ClusterOptions());
+      LocalClusterOptions options = ClusterOptions();
+      PlaceInNetns(&options);
+      if (IsSkipped() || HasFatalFailure()) return;
+      auto c = LocalCluster::Start(options);
       ASSERT_TRUE(c.ok()) << c.status();
       Shared() = std::move(*c);
     }

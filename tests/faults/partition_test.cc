@@ -1,17 +1,21 @@
 // A network partition (issue 12): the coordinator, each agent and the client
-// in network namespaces of their own joined by a bridge (netns_topology.h),
-// so nothing is shared but the network; UCX over TCP only. One agent's link is
-// cut while writes go on: it is marked down once its lease is gone and the
-// owners that remain take the overwrites. Its link comes back: it re-joins,
-// and readers with no memory of the writes never see an older round than the
-// last acknowledged one, from it or anyone; every block is back to R copies.
+// in network namespaces of their own joined by a bridge
+// (tools/launch/netns_topology.h), so nothing is shared but the network; UCX
+// over TCP only. One agent's link is cut while writes go on: it is marked down
+// once its lease is gone and the owners that remain take the overwrites. Its
+// link comes back: it re-joins, and readers with no memory of the writes never
+// see an older round than the last acknowledged one, from it or anyone; every
+// block is back to R copies.
 // Needs root (CI has it); skips with the reason elsewhere.
 #include "absl/time/clock.h"
 #include "tests/faults/fault_workload.h"
-#include "tests/faults/netns_topology.h"
+#include "tools/launch/netns_topology.h"
 
 namespace kvf::testing {
 namespace {
+
+using launch::EnterNetns;
+using launch::NetnsTopology;
 
 constexpr int kAgents = 3;
 constexpr int kCoordinatorHost = 0;
@@ -22,7 +26,9 @@ class PartitionTest : public FaultTest {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<NetnsTopology>> topo = NetnsTopology::Create(kAgents + 2);
-    if (absl::IsUnavailable(topo.status())) GTEST_SKIP() << topo.status();
+    if (absl::IsUnavailable(topo.status())) {
+      GTEST_SKIP() << "network namespaces unavailable: " << topo.status();
+    }
     ASSERT_TRUE(topo.ok()) << topo.status();
     topo_ = std::move(*topo);
     // This process is the client host: every thread it starts from here on
@@ -36,13 +42,9 @@ class PartitionTest : public FaultTest {
   }
   LocalClusterOptions ClusterOptions() override {
     LocalClusterOptions o = FaultTest::ClusterOptions();
-    o.host = topo_->host_address(kCoordinatorHost);
-    o.coordinator_netns = topo_->host_netns(kCoordinatorHost);
-    for (int i = 0; i < kAgents; ++i) {
-      o.agent_netns.push_back(topo_->host_netns(AgentHost(i)));
-      o.agent_hosts.push_back(topo_->host_address(AgentHost(i)));
-    }
-    o.ucx_tls = "tcp";  // no shared memory between "hosts"
+    std::vector<int> agent_hosts;
+    for (int i = 0; i < kAgents; ++i) agent_hosts.push_back(AgentHost(i));
+    launch::PlaceOnHosts(*topo_, kCoordinatorHost, agent_hosts, &o);  // UCX over TCP
     return o;
   }
 

@@ -30,9 +30,10 @@ class GpuTest : public ::testing::Test {
 };
 
 // One cudaMalloc allocation, freed on destruction. Test-only: failures are
-// reported through gtest. The allocation is rounded up to 16 bytes, as the
-// int4 encoder's 32-bit atomics require (kernels/core/cuda_ops.h), so
-// compute-sanitizer sees no access past it.
+// reported through gtest. The allocation is rounded up to 16 bytes (plus 16),
+// as the int4 encoder's 32-bit atomics on nibbles that two threads share
+// require (kernels/core/cuda_ops.h), so compute-sanitizer sees no access past
+// it even for a blob at an unaligned offset.
 class DevMem {
  public:
   explicit DevMem(size_t bytes) : bytes_(bytes) {

@@ -17,7 +17,7 @@ using AllFrames =
              ReserveRequest, ReserveResponse, CommitRequest, CommitResponse, RemoveRequest,
              RemoveResponse, InvalidateRequest, AckResponse, ErrorResponse,
              RegisterNamespaceRequest, HelloRequest, HelloResponse, ReadRequest, ReadResponse,
-             WriteRequest>;
+             WriteRequest, FetchRequest, StoreRequest>;
 
 // Calls f.template operator()<T>() for each frame type T.
 template <typename F, typename... Ts>

@@ -50,7 +50,11 @@ TEST(FrameHeaderRules, UnknownType) {
   EXPECT_EQ(static_cast<uint16_t>(FrameType::kReadRequest), 18);
   EXPECT_EQ(static_cast<uint16_t>(FrameType::kReadResponse), 19);
   EXPECT_EQ(static_cast<uint16_t>(FrameType::kWriteRequest), 20);
-  EXPECT_EQ(kMaxFrameType, static_cast<uint16_t>(FrameType::kWriteRequest));
+  EXPECT_EQ(FrameTypeName(FrameType::kFetchRequest), "FetchRequest");
+  EXPECT_EQ(static_cast<uint16_t>(FrameType::kFetchRequest), 21);
+  EXPECT_EQ(FrameTypeName(FrameType::kStoreRequest), "StoreRequest");
+  EXPECT_EQ(static_cast<uint16_t>(FrameType::kStoreRequest), 22);
+  EXPECT_EQ(kMaxFrameType, static_cast<uint16_t>(FrameType::kStoreRequest));
 }
 
 TEST(FrameHeaderRules, WrongTypeForDecode) {

@@ -351,5 +351,45 @@ TEST(StampSession, RefusesAShortFrame) {
   EXPECT_EQ(h->header.session, 9u);
 }
 
+// ---- FetchRequest (the two-sided lane) ------------------------------------------------
+
+TEST(FetchFrames, OneTagPerKey) {
+  FetchRequest m = Sample<FetchRequest>();
+  m.tags.pop_back();
+  ExpectEncodeRefused(m, "FetchRequest: 2 tags for 3 keys");
+  // A body one tag short (its count still says 3 keys) is refused by size.
+  std::string b = SampleBytes<FetchRequest>();
+  b.resize(b.size() - 8);
+  FixBodyLength(b);
+  ExpectInvalid<FetchRequest>(b, "FetchRequest");
+}
+
+TEST(FetchFrames, SharesGetRequestsRules) {
+  FetchRequest m = Sample<FetchRequest>();
+  m.has_min_version = false;
+  ExpectEncodeRefused(m, "min_version set without has_min_version");
+  m.min_version = {};
+  m.keys.assign(kMaxGetKeys + 1, m.keys[0]);
+  m.tags.assign(kMaxGetKeys + 1, 1);
+  ExpectEncodeRefused(m, "FetchRequest: key count 1025 exceeds 1024");
+  // The largest fetch fits a message.
+  m.keys.pop_back();
+  m.tags.pop_back();
+  EXPECT_FALSE(Encoded(m).empty());
+}
+
+TEST(StoreFrames, OneTagPerEntryAndReservesRules) {
+  StoreRequest m = Sample<StoreRequest>();
+  m.tags.push_back(3);
+  ExpectEncodeRefused(m, "StoreRequest: 3 tags for 2 entries");
+  std::string b = SampleBytes<StoreRequest>();
+  b.resize(b.size() - 8);
+  FixBodyLength(b);
+  ExpectInvalid<StoreRequest>(b, "StoreRequest");
+  m = Sample<StoreRequest>();
+  m.entries[0].version = {1, 1};  // without has_version
+  ExpectEncodeRefused(m, "entry 0: version or its tag set without has_version");
+}
+
 }  // namespace
 }  // namespace kvf::protocol

@@ -144,6 +144,12 @@ void Fill(GetRequest* m) {
   m->has_min_version = true;
   m->min_version = {5, 77};
 }
+void Fill(FetchRequest* m) {
+  m->keys = {Ref(7), Ref(8), Ref(9)};
+  m->tags = {0x1000, 0x1001, 0xfeedface00000002};
+  m->has_min_version = true;
+  m->min_version = {5, 77};
+}
 void Fill(GetResponse* m) {
   m->lease_id = 0xdeadbeef;
   m->lease_ttl_us = 10'000'000;
@@ -176,6 +182,12 @@ void Fill(ReserveRequest* m) {
                  .has_version = true,
                  .version = {6, 1},
                  .version_tag = 0x7a67'0000'0000'6001}};
+}
+void Fill(StoreRequest* m) {
+  ReserveRequest reserve;
+  Fill(&reserve);
+  m->entries = reserve.entries;
+  m->tags = {0x2000, 0x2001};
 }
 void Fill(ReserveResponse* m) {
   m->results = {{.code = absl::StatusCode::kOk,

@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "kernels/device.h"
 #include "transport/transport.h"
@@ -182,6 +183,26 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
       parked->store(false);
       return absl::DeadlineExceededError("parked for a minute and nobody killed this peer");
     });
+    // 6 (a data handler) sends back, as tagged messages, COUNT blocks of LEN
+    // bytes of Pattern(SEED) at offsets i * LEN with tags TAG + i, then
+    // answers "sent". Request: "SEED LEN TAG COUNT". The pattern buffer
+    // lives until the sends are done.
+    (void)transport->RegisterDataHandler(
+        6, [](std::string_view req, ReplySends* sends) -> absl::StatusOr<std::string> {
+          std::vector<std::string> f = absl::StrSplit(absl::string_view(req.data(), req.size()), ' ');
+          uint64_t seed = 0, len = 0, tag = 0, count = 0;
+          if (f.size() != 4 || !absl::SimpleAtoi(f[0], &seed) || !absl::SimpleAtoi(f[1], &len) ||
+              !absl::SimpleAtoi(f[2], &tag) || !absl::SimpleAtoi(f[3], &count)) {
+            return absl::InvalidArgumentError("want SEED LEN TAG COUNT");
+          }
+          auto bytes = std::make_shared<std::string>(len * count, '\0');
+          FillPattern(seed, 0, bytes->data(), bytes->size());
+          for (uint64_t i = 0; i < count; ++i) {
+            sends->ops.push_back({bytes->data() + i * len, len, 0, tag + i});
+          }
+          sends->done = [bytes](absl::Status) {};
+          return std::string("sent");
+        });
     if (!WriteMessage(fd, {"ready", transport->address()}).ok()) return;
   } else {
     if (!WriteMessage(fd, {"ready", ""}).ok()) return;
@@ -215,6 +236,26 @@ void ServePeer(int fd, const std::string& backend, const std::string& tls) {
       std::string d = r.region->descriptor().Serialize();
       regions.push_back(std::move(r));
       (void)WriteMessage(fd, {"ok", d, absl::StrCat(regions.size() - 1)});
+    } else if (c[0] == "trecv" && c.size() == 4) {  // trecv TAG LENGTH SEED -> "same"
+      // Receives one tagged message into fresh memory and compares it with
+      // Pattern(SEED).
+      uint64_t tag = 0, len = 0, seed = 0;
+      (void)absl::SimpleAtoi(c[1], &tag);
+      (void)absl::SimpleAtoi(c[2], &len);
+      (void)absl::SimpleAtoi(c[3], &seed);
+      std::string got(len, '\0');
+      TransferBatch b;
+      b.kind = TransferKind::kRecv;
+      b.ops.push_back({got.data(), len, 0, tag});
+      auto req = transport->Post(std::move(b));
+      absl::Status st = req.ok() ? (*req)->Wait(absl::Now() + absl::Seconds(30)) : req.status();
+      if (!st.ok()) {
+        reply_error(st);
+        continue;
+      }
+      std::string want(len, '\0');
+      FillPattern(seed, 0, want.data(), len);
+      (void)WriteMessage(fd, {"ok", got == want ? "same" : "differ"});
     } else if (c[0] == "parked" && c.size() == 1) {  // parked -> "1" once handler 5 runs
       (void)WriteMessage(fd, {"ok", parked->load() ? "1" : "0"});
     } else if (c[0] == "dereg" && c.size() == 2) {

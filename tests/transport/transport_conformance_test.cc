@@ -578,10 +578,15 @@ TEST_P(TransportConformance, BadInputIsAnErrorAndHarmsNothing) {
   TransferBatch no_remote;
   no_remote.ops = {{local.data(), 1, 0}};
   EXPECT_EQ(t->Post(std::move(no_remote)).status().code(), absl::StatusCode::kInvalidArgument);
-  TransferBatch two_sided;
+  TransferBatch two_sided;  // to a peer that does not exist
   two_sided.kind = TransferKind::kSend;
+  two_sided.peer = 12345;
   two_sided.ops = {{local.data(), 1, 0}};
-  EXPECT_EQ(t->Post(std::move(two_sided)).status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(t->Post(std::move(two_sided)).status().code(), absl::StatusCode::kNotFound);
+  TransferBatch empty_recv;
+  empty_recv.kind = TransferKind::kRecv;
+  empty_recv.ops = {{local.data(), 0, 0}};
+  EXPECT_EQ(t->Post(std::move(empty_recv)).status().code(), absl::StatusCode::kInvalidArgument);
 
   // Everything still works, for this peer and for a new one.
   ASSERT_TRUE(Transfer(*t, TransferKind::kGet, **remote, {{local.data(), local.size(), 0}}).ok());

@@ -199,6 +199,19 @@ absl::StatusOr<int> FreePort(const std::string& host) {
   return static_cast<int>(ntohs(addr.sin_port));
 }
 
+void PlaceOnHosts(const NetnsTopology& topology, int coordinator_host,
+                  const std::vector<int>& agent_hosts, LocalClusterOptions* options) {
+  options->host = topology.host_address(coordinator_host);
+  options->coordinator_netns = topology.host_netns(coordinator_host);
+  options->agent_netns.clear();
+  options->agent_hosts.clear();
+  for (const int host : agent_hosts) {
+    options->agent_netns.push_back(topology.host_netns(host));
+    options->agent_hosts.push_back(topology.host_address(host));
+  }
+  options->ucx_tls = "tcp";
+}
+
 bool PortOpen(const std::string& host_port) {
   const size_t colon = host_port.rfind(':');
   int port = 0;

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/cluster_map.h"
+#include "tools/launch/netns_topology.h"
 
 namespace kvf::launch {
 
@@ -115,6 +116,18 @@ struct LocalClusterOptions {
   // Children's KVF_LOG_LEVEL unless the environment sets one.
   std::string log_level = "WARNING";
 };
+
+// Spreads a cluster over the hosts of `topology` (netns_topology.h), so that
+// no two of its processes share a network, and no shared-memory path exists
+// between them: the coordinator (and etcd) on host `coordinator_host`, agent i
+// on host `agent_hosts[i]` (agents that StartAgent adds later take the next
+// entries; give spare hosts for them, since an agent past the end would run
+// in the caller's namespace on the coordinator's address), each listening on
+// its host's address, and UCX over TCP only. The caller stays where it is: a
+// process that is to be the client host enters its host (EnterNetns, on its
+// main thread) before it makes clients.
+void PlaceOnHosts(const NetnsTopology& topology, int coordinator_host,
+                  const std::vector<int>& agent_hosts, LocalClusterOptions* options);
 
 struct AgentProcess {
   pid_t pid = -1;  // -1 once stopped and reaped

@@ -1,6 +1,10 @@
 // UCX backend: peers. One endpoint per connection, created from the peer's
 // worker address; Reconnect swaps in a new one under the same PeerId; an
 // endpoint error marks the connection failed and fails its pending calls.
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "transport/ucx/ucx_internal.h"
@@ -28,6 +32,29 @@ void Conn::Close(absl::Status why) {
 void OnEndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* conn = static_cast<Conn*>(arg);
   conn->owner()->OnConnFailed(conn, status);
+}
+
+// UCX 1.13 has no query for an endpoint's lanes (ucp_ep_query learned
+// UCP_EP_ATTR_FIELD_TRANSPORTS in 1.14), but ucp_ep_print_info lists them:
+// an endpoint with RMA lanes of its own prints "put[i]"/"get[i]" protocol
+// lines; one whose RMA UCX emulates over active messages (TCP) prints none.
+// Unparseable output counts as native (the one-sided path stays).
+bool UcxTransport::HasNativeRma(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&text, &size);
+  if (f == nullptr) return true;
+  {
+    WorkerLock l(this);
+    ucp_ep_print_info(ep, f);
+  }
+  std::fclose(f);
+  const std::string_view info(text, size);
+  const bool native = info.find("put[") != std::string_view::npos ||
+                      info.find("get[") != std::string_view::npos ||
+                      info.find("lane[") == std::string_view::npos;
+  std::free(text);
+  return native;
 }
 
 absl::StatusOr<std::shared_ptr<Conn>> UcxTransport::OpenConn(PeerId id, std::string_view address) {
@@ -60,6 +87,7 @@ absl::StatusOr<std::shared_ptr<Conn>> UcxTransport::OpenConn(PeerId id, std::str
     }
   }
   KVF_RETURN_IF_ERROR(UcxError(st, "ucp_ep_create", absl::StrCat("to ", conn->label())));
+  conn->set_native_rma(HasNativeRma(raw_ep));
   conn->Attach(UcpEndpoint(worker_.get(), raw_ep));
   return conn;
 }

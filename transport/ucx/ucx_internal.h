@@ -4,6 +4,7 @@
 //   ucx_connections.cc  peers: endpoints, connect/reconnect, failure handling
 //   ucx_memory.cc       registration, allocation, descriptors, remote keys
 //   ucx_transfers.cc    get/put batches and their requests
+//   ucx_tagged.cc       send/receive batches, handlers' reply sends
 //   ucx_messages.cc     request/response frames over active messages
 //
 // Locking: never call into UCX while holding mu_ or calls_mu_. UCX callbacks
@@ -15,11 +16,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <ucp/api/ucp.h>
@@ -61,6 +64,11 @@ class Conn {
     absl::MutexLock l(&ep_mu_);
     ep_ = std::move(ep);
   }
+  // Whether the endpoint has RMA lanes of its own (shared memory, RDMA)
+  // rather than UCX's emulation over active messages (TCP). Set once after
+  // the endpoint is created.
+  bool native_rma() const { return native_rma_.load(std::memory_order_relaxed); }
+  void set_native_rma(bool v) { native_rma_.store(v, std::memory_order_relaxed); }
   absl::Status health() const {
     absl::MutexLock l(&status_mu_);
     return failure_;
@@ -92,6 +100,7 @@ class Conn {
   UcpEndpoint ep_ ABSL_GUARDED_BY(ep_mu_);
   mutable absl::Mutex status_mu_;
   absl::Status failure_ ABSL_GUARDED_BY(status_mu_);
+  std::atomic<bool> native_rma_{true};
 };
 
 // A registered (RegisterMemory) or UCX-allocated (AllocateMemory) region.
@@ -122,16 +131,23 @@ class UcxMemoryRegion final : public MemoryRegion {
   const RemoteDescriptor descriptor_;
 };
 
+// An imported region. Thread-safety: every method may be called
+// concurrently; Populate and the background populate share the granule
+// bitmap, whose bits are hints (a copy into an unpopulated page only faults).
 class UcxRemoteRegion final : public RemoteRegion {
  public:
   UcxRemoteRegion(std::shared_ptr<Conn> conn, RemoteDescriptor d, UcpRkey rkey, void* mapped)
       : conn_(std::move(conn)), descriptor_(std::move(d)), rkey_(std::move(rkey)), mapped_(mapped) {
     if (mapped_ != nullptr) {
-      const uint64_t words = (descriptor_.size / kGranule + 64) / 64;
+      granules_ = (descriptor_.size + kGranule - 1) / kGranule;
+      const uint64_t words = granules_ / 64 + 1;
       populated_ = std::make_unique<std::atomic<uint64_t>[]>(words);
       for (uint64_t i = 0; i < words; ++i) populated_[i].store(0, std::memory_order_relaxed);
     }
   }
+  // Stops the background populate and waits for it (at most one granule,
+  // ~0.1 ms) before the rkey, and with it the mapping, goes away.
+  ~UcxRemoteRegion() override;
   PeerId peer() const override { return conn_->id(); }
   const RemoteDescriptor& descriptor() const override { return descriptor_; }
   const std::shared_ptr<Conn>& conn() const { return conn_; }
@@ -147,15 +163,44 @@ class UcxRemoteRegion final : public RemoteRegion {
   // MADV_POPULATE_WRITE does the same work in the kernel without the traps.
   // Best effort: where it fails, the copy faults as before.
   void Populate(uint64_t offset, uint64_t length) const;
+  // Populates the whole mapping on a thread of its own (`kvf-populate`), a
+  // granule at a time in address order, after asking for transparent huge
+  // pages (best effort): one read per page, which maps it (writable: the
+  // mapping is a shared-memory segment) and changes nothing, so transfers
+  // run during it. Shares the bitmap with Populate, so a transfer finds the
+  // granules ahead of it done and skips them, and the thread skips those a
+  // transfer did. Called once, by ImportRemote; a no-op when the region is
+  // not mapped.
+  void PopulateInBackground();
+  // Granules (1 MiB) of the mapping, and those populated so far (by the
+  // background thread or by transfers; one that madvise failed on counts:
+  // it is not tried again). Zero for a region that is not mapped.
+  uint64_t granules() const { return granules_; }
+  uint64_t populated_granules() const { return populated_count_.load(std::memory_order_relaxed); }
+  // True once the background populate has ended (every granule done). False
+  // before it started, while it runs, and for a region that is not mapped.
+  bool background_populate_done() const { return populate_done_.load(std::memory_order_acquire); }
 
  private:
   static constexpr uint64_t kGranule = 1 << 20;
+  bool GranuleDone(uint64_t g) const;
+  void MarkGranule(uint64_t g) const;
+  // The whole pages of granule `g` inside the region: [first, second).
+  std::pair<char*, char*> GranulePages(uint64_t g) const;
+  void PopulateAll();
+
   std::shared_ptr<Conn> conn_;
   const RemoteDescriptor descriptor_;
   UcpRkey rkey_;  // destroyed before conn_ releases the endpoint
   void* const mapped_;
+  uint64_t granules_ = 0;
   // One bit per granule of the mapping: populated here already.
   mutable std::unique_ptr<std::atomic<uint64_t>[]> populated_;
+  mutable std::atomic<uint64_t> populated_count_{0};
+  std::atomic<bool> stop_populating_{false};
+  std::atomic<bool> populate_done_{false};
+  std::atomic<char> touched_{0};  // what the reads saw, so they are not optimised away
+  std::thread populator_;  // joined by the destructor
 };
 
 // Completion state of one posted batch. `outstanding` counts UCX requests
@@ -169,6 +214,9 @@ struct BatchState {
   std::atomic<bool> finished{false};
   std::atomic<int64_t> outstanding{1};
   std::string what;  // "ucp_get_nbx batch of 4 ops from peer 3 (...)"
+  // State the backend's callbacks use beside this one (a receive batch's
+  // outstanding requests); lives exactly as long as the batch.
+  std::shared_ptr<void> keep_alive;
 
   // One UCX request (or the poster, with OK) is done.
   void OpDone(absl::Status s);
@@ -207,8 +255,17 @@ struct PendingCall {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
+// A caller's lease on a batch (ucx_transfers.cc); *state receives its
+// BatchState. `cancel`: see UcxTransferRequest.
+std::unique_ptr<TransferRequest> MakeTransferRequest(UcxTransport* owner,
+                                                     std::shared_ptr<Conn> conn, std::string what,
+                                                     BatchState** state,
+                                                     std::function<void()> cancel = {});
+
 // UCX callbacks (C function pointers).
 void OnOpDone(void* request, ucs_status_t status, void* user_data);
+void OnTagRecvDone(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                   void* user_data);
 void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
 void OnFrameSent(void* request, ucs_status_t status, void* user_data);
 
@@ -234,6 +291,8 @@ class UcxTransport final : public Transport {
                                                              absl::Time deadline) override;
   absl::StatusOr<std::unique_ptr<TransferRequest>> Post(TransferBatch batch) override;
   absl::Status RegisterHandler(uint16_t type, MessageHandler handler) override;
+  absl::Status RegisterDataHandler(uint16_t type, DataMessageHandler handler) override;
+  bool NativeOneSided(PeerId peer) const override;
   absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
                                    absl::Time deadline) override;
   absl::Status CallAsync(PeerId peer, uint16_t type, std::string_view request, absl::Time deadline,
@@ -307,12 +366,18 @@ class UcxTransport final : public Transport {
   explicit UcxTransport(TransportConfig config) : config_(std::move(config)) {}
   absl::StatusOr<std::shared_ptr<Conn>> FindConn(PeerId peer) const;
   absl::StatusOr<std::shared_ptr<Conn>> OpenConn(PeerId id, std::string_view address);
+  bool HasNativeRma(ucp_ep_h ep);
   // Packs the rkey of `memh`, records the region and wraps it.
   absl::StatusOr<std::unique_ptr<MemoryRegion>> MakeRegion(void* data, size_t size, MemoryType type,
                                                            UcpMemh memh, const std::string& ctx);
   absl::StatusOr<std::unique_ptr<TransferRequest>> PostMapped(const TransferBatch& batch,
                                                               const UcxRemoteRegion& remote,
                                                               std::shared_ptr<Conn> conn);
+  // kSend/kRecv batches (ucx_tagged.cc).
+  absl::StatusOr<std::unique_ptr<TransferRequest>> PostTagged(const TransferBatch& batch);
+  // Posts a data handler's ReplySends on the requester's endpoint; runs
+  // sends.done when they complete (ucx_tagged.cc).
+  void SendReplyData(ucp_ep_h reply_ep, ReplySends sends);
   // INVALID_ARGUMENT for a reserved type (unless `internal`) or an oversize
   // message, naming `api`.
   static absl::Status CheckMessage(const char* api, uint16_t type, size_t size,
@@ -368,6 +433,8 @@ class UcxTransport final : public Transport {
   };
   absl::flat_hash_map<uint64_t, RegionInfo> regions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint16_t, std::shared_ptr<MessageHandler>> handlers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint16_t, std::shared_ptr<DataMessageHandler>> data_handlers_
+      ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
 
   absl::Mutex calls_mu_;

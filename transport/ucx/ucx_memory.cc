@@ -131,7 +131,11 @@ absl::StatusOr<std::unique_ptr<RemoteRegion>> UcxTransport::ImportRemote(
       ucp_rkey_ptr(rkey, d.address, &mapped) != UCS_OK) {
     mapped = nullptr;
   }
-  return std::make_unique<UcxRemoteRegion>(std::move(conn), d, std::move(owned), mapped);
+  auto region = std::make_unique<UcxRemoteRegion>(std::move(conn), d, std::move(owned), mapped);
+  // Page tables for the whole mapping, built off the transfer path: a put or
+  // get then pays no first-touch faults here (docs/transport.md).
+  region->PopulateInBackground();
+  return region;
 }
 
 absl::StatusOr<std::string> UcxTransport::ValidateRegion(std::string_view request) {

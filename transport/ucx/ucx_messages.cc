@@ -36,6 +36,7 @@ absl::Status UcxTransport::RegisterHandler(uint16_t type, MessageHandler handler
     return absl::InvalidArgumentError(absl::StrCat("RegisterHandler: type ", type, " is reserved"));
   }
   absl::MutexLock l(&mu_);
+  data_handlers_.erase(type);
   handlers_[type] = std::make_shared<MessageHandler>(std::move(handler));
   return absl::OkStatus();
 }
@@ -184,12 +185,30 @@ void UcxTransport::HandleRequest(const FrameHeader& h, std::string_view payload,
     response = ValidateRegion(payload);
   } else {
     std::shared_ptr<MessageHandler> handler;
+    std::shared_ptr<DataMessageHandler> data_handler;
     {
       absl::MutexLock l(&mu_);
       auto it = handlers_.find(h.type);
       if (it != handlers_.end()) handler = it->second;
+      auto dit = data_handlers_.find(h.type);
+      if (dit != data_handlers_.end()) data_handler = dit->second;
     }
-    if (handler == nullptr) {
+    if (data_handler != nullptr) {
+      ReplySends sends;
+      response = (*data_handler)(payload, &sends);
+      // The bytes go out ahead of the response, on the same endpoint.
+      if (!response.ok()) {
+        if (sends.done) sends.done(response.status());
+      } else if (reply_ep == nullptr) {
+        if (sends.done) {
+          sends.done(absl::FailedPreconditionError("a one-way message has no caller to send to"));
+        }
+      } else if (sends.ops.empty()) {
+        if (sends.done) sends.done(absl::OkStatus());
+      } else {
+        SendReplyData(reply_ep, std::move(sends));
+      }
+    } else if (handler == nullptr) {
       response = absl::UnimplementedError(
           absl::StrCat("'", config_.name, "' has no handler for message type ", h.type));
     } else {

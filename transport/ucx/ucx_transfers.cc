@@ -1,12 +1,17 @@
 // UCX backend: one-sided transfers. A batch is posted as one ucp_get_nbx or
 // ucp_put_nbx per op (plus one ucp_ep_flush_nbx for puts) and tracked by a
 // BatchState; UcxTransferRequest is the caller's lease on it.
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "transport/ucx/ucx_internal.h"
 #include "transport/ucx/ucx_status.h"
@@ -39,8 +44,12 @@ namespace {
 
 class UcxTransferRequest final : public TransferRequest {
  public:
-  UcxTransferRequest(UcxTransport* owner, std::shared_ptr<Conn> conn, std::string what)
-      : owner_(owner), conn_(std::move(conn)) {
+  // `cancel`, when set, replaces the default Cancel (closing the connection,
+  // the only way to withdraw one-sided operations): receives are cancelled
+  // one by one instead.
+  UcxTransferRequest(UcxTransport* owner, std::shared_ptr<Conn> conn, std::string what,
+                     std::function<void()> cancel = {})
+      : owner_(owner), conn_(std::move(conn)), cancel_(std::move(cancel)) {
     state_->what = std::move(what);
   }
   ~UcxTransferRequest() override {
@@ -78,6 +87,10 @@ class UcxTransferRequest final : public TransferRequest {
       if (state_->state != TransferState::kInProgress) return;
       state_->cancel_requested = true;
     }
+    if (cancel_) {
+      cancel_();
+      return;
+    }
     conn_->Close(absl::CancelledError(
         absl::StrCat(conn_->label(), ": connection reset by Cancel(); Reconnect() to reuse")));
   }
@@ -109,10 +122,21 @@ class UcxTransferRequest final : public TransferRequest {
 
   UcxTransport* const owner_;
   std::shared_ptr<Conn> conn_;
+  std::function<void()> cancel_;
   std::unique_ptr<BatchState> state_ = std::make_unique<BatchState>();
 };
 
 }  // namespace
+
+std::unique_ptr<TransferRequest> MakeTransferRequest(UcxTransport* owner,
+                                                     std::shared_ptr<Conn> conn, std::string what,
+                                                     BatchState** state,
+                                                     std::function<void()> cancel) {
+  auto request = std::make_unique<UcxTransferRequest>(owner, std::move(conn), std::move(what),
+                                                      std::move(cancel));
+  *state = request->batch();
+  return request;
+}
 
 void OnOpDone(void* request, ucs_status_t status, void* user_data) {
   auto* batch = static_cast<BatchState*>(user_data);
@@ -120,24 +144,94 @@ void OnOpDone(void* request, ucs_status_t status, void* user_data) {
   batch->OpDone(UcxError(status, "transfer", batch->what));
 }
 
-void UcxRemoteRegion::Populate(uint64_t offset, uint64_t length) const {
 #ifndef MADV_POPULATE_WRITE
-  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack it
+constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack it
 #endif
+
+namespace {
+constexpr uintptr_t kPage = 4096;
+}  // namespace
+
+bool UcxRemoteRegion::GranuleDone(uint64_t g) const {
+  return (populated_[g / 64].load(std::memory_order_relaxed) & (uint64_t{1} << (g % 64))) != 0;
+}
+
+void UcxRemoteRegion::MarkGranule(uint64_t g) const {
+  // Two threads may both populate a granule before either marks it; that
+  // repeats work, nothing else.
+  const uint64_t bit = uint64_t{1} << (g % 64);
+  if ((populated_[g / 64].fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+    populated_count_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+std::pair<char*, char*> UcxRemoteRegion::GranulePages(uint64_t g) const {
+  // The mapping starts at the region's first byte, which need not be page
+  // aligned; only whole pages inside the region are touched.
+  const uintptr_t base = reinterpret_cast<uintptr_t>(mapped_);
+  const uintptr_t begin = (base + g * kGranule + kPage - 1) & ~(kPage - 1);
+  const uintptr_t end = (base + std::min<uint64_t>((g + 1) * kGranule, descriptor_.size)) & ~(kPage - 1);
+  return {reinterpret_cast<char*>(begin), reinterpret_cast<char*>(std::max(begin, end))};
+}
+
+void UcxRemoteRegion::Populate(uint64_t offset, uint64_t length) const {
+  if (populated_granules() == granules_) return;  // the background populate finished
   const uint64_t first = offset / kGranule, last = (offset + length - 1) / kGranule;
   for (uint64_t g = first; g <= last; ++g) {
-    std::atomic<uint64_t>& word = populated_[g / 64];
-    const uint64_t bit = uint64_t{1} << (g % 64);
-    if ((word.load(std::memory_order_relaxed) & bit) != 0) continue;
-    // The mapping starts at the region's first byte, which need not be page
-    // aligned; madvise wants page-aligned ranges inside the mapping.
-    const uintptr_t page = 4096;
-    const uintptr_t base = reinterpret_cast<uintptr_t>(mapped_);
-    const uintptr_t begin = (base + g * kGranule + page - 1) & ~(page - 1);
-    const uintptr_t end = (base + std::min<uint64_t>((g + 1) * kGranule, descriptor_.size)) & ~(page - 1);
-    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
-    word.fetch_or(bit, std::memory_order_relaxed);
+    if (GranuleDone(g)) continue;
+    const auto [begin, end] = GranulePages(g);
+    // Set even when madvise fails: the copy then faults as before, and the
+    // granule is not tried again.
+    if (end > begin) (void)madvise(begin, end - begin, MADV_POPULATE_WRITE);
+    MarkGranule(g);
   }
+}
+
+void UcxRemoteRegion::PopulateInBackground() {
+  if (mapped_ == nullptr || populator_.joinable()) return;
+  populator_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kvf-populate");
+    PopulateAll();
+    populate_done_.store(true, std::memory_order_release);
+  });
+}
+
+void UcxRemoteRegion::PopulateAll() {
+  // Huge pages, where the peer's segment has them (docs/operating.md, "Arena
+  // memory"), are then mapped here whole. Best effort.
+#ifdef MADV_HUGEPAGE
+  char* const first = GranulePages(0).first;
+  char* const last = GranulePages(granules_ - 1).second;
+  if (last > first) (void)madvise(first, last - first, MADV_HUGEPAGE);
+#endif
+  // One read per page, not MADV_POPULATE_WRITE: madvise holds the process's
+  // mm lock (shared) for the whole call, so a background thread preempted
+  // inside it would hold up every mmap, munmap and mprotect of the process,
+  // and the lock's readers queued behind those (a put's own Populate among
+  // them). A read fault takes only this mapping's lock (per-VMA locking) and
+  // maps the page writable (a shared segment needs no write notification),
+  // with its neighbours (fault-around): it costs what madvise does (0.08-0.1
+  // s/GiB on the development VM) and copies after it run at warm speed. A
+  // read changes no byte.
+  const absl::Time start = absl::Now();
+  char sink = 0;
+  for (uint64_t g = 0; g < granules_; ++g) {
+    // Checked per granule (~0.1 ms), so the destructor waits at most that.
+    if (stop_populating_.load(std::memory_order_relaxed)) return;
+    if (GranuleDone(g)) continue;
+    const auto [begin, end] = GranulePages(g);
+    for (const char* p = begin; p < end; p += kPage) sink ^= __atomic_load_n(p, __ATOMIC_RELAXED);
+    MarkGranule(g);
+    std::this_thread::yield();  // in small bites: transfers waiting for a core go first
+  }
+  touched_.store(sink, std::memory_order_relaxed);
+  KVF_LOG(INFO) << "transport: populated the mapped region of " << conn_->label() << " ("
+                << (descriptor_.size >> 20) << " MiB) in " << absl::Now() - start;
+}
+
+UcxRemoteRegion::~UcxRemoteRegion() {
+  stop_populating_.store(true, std::memory_order_relaxed);
+  if (populator_.joinable()) populator_.join();
 }
 
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
@@ -166,6 +260,9 @@ absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
 
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::Post(TransferBatch batch) {
   KVF_RETURN_IF_ERROR(CheckOneSided("Post"));
+  if (batch.kind == TransferKind::kSend || batch.kind == TransferKind::kRecv) {
+    return PostTagged(batch);
+  }
   const bool get = batch.kind == TransferKind::kGet;
   if (!get && batch.kind != TransferKind::kPut) {
     return absl::UnimplementedError("Post: the UCX backend moves blocks one-sided (kGet/kPut)");

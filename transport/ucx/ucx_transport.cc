@@ -77,7 +77,11 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportC
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED |
                       UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_AM | (config.one_sided ? UCP_FEATURE_RMA : 0);
+  // Tagged messages (the two-sided lane) come with one-sided access: a
+  // messages-only context (the side untrusted peers reach) keeps no tag
+  // matching, whose unexpected-message queue a peer could fill.
+  params.features =
+      UCP_FEATURE_AM | (config.one_sided ? UCP_FEATURE_RMA | UCP_FEATURE_TAG : 0);
   // The progress thread sleeps on the worker's event fd when idle.
   if (config.progress == ProgressMode::kThread) params.features |= UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = 0;
@@ -127,7 +131,7 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportC
   t->caps_.host_memory = true;
   t->caps_.cuda_memory = (cattr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
   t->caps_.one_sided = config.one_sided;
-  t->caps_.two_sided = false;
+  t->caps_.two_sided = config.one_sided;
   t->caps_.messages = true;
   t->caps_.fabric =
       absl::StrCat("ucx ", major, ".", minor, ".", release, ": ", DescribeResources(context));

@@ -4,7 +4,7 @@
 //
 // Everything that runs inside a host namespace is a forked child that enters
 // it with EnterNetnsFd, as a launcher would before exec.
-#include "tests/faults/netns_topology.h"
+#include "tools/launch/netns_topology.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
-namespace kvf::testing {
+namespace kvf::launch {
 namespace {
 
 constexpr int kCutTimeoutMs = 1000;  // how long a cut-off connect is given
@@ -244,4 +244,4 @@ TEST(NetnsTopology, RejectsBadArguments) {
 }
 
 }  // namespace
-}  // namespace kvf::testing
+}  // namespace kvf::launch

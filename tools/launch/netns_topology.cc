@@ -1,4 +1,4 @@
-#include "tests/faults/netns_topology.h"
+#include "tools/launch/netns_topology.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 
-namespace kvf::testing {
+namespace kvf::launch {
 namespace {
 
 constexpr char kNetnsDir[] = "/var/run/netns";  // where `ip netns add` mounts them
@@ -293,4 +293,4 @@ absl::Status EnterNetns(const std::string& name) {
   return absl::OkStatus();
 }
 
-}  // namespace kvf::testing
+}  // namespace kvf::launch

@@ -1,8 +1,10 @@
-// kvf::testing::NetnsTopology: hosts that really are apart, on one machine,
-// for fault tests. Each host is a Linux network namespace with one interface,
-// `eth0`, plugged into a bridge that lives in a namespace of its own (the
-// "switch"), so a test can cut one host off the network while its processes
-// keep running:
+// kvf::launch::NetnsTopology: hosts that really are apart, on one machine,
+// for the tests and benchmarks that must not find a shared-memory path between
+// processes (the `netns` test suites, kvf-bench --netns, kvf-cluster-bench
+// --netns, the partition test). Each host is a Linux network namespace with
+// one interface, `eth0`, plugged into a bridge that lives in a namespace of
+// its own (the "switch"), so a test can cut one host off the network while
+// its processes keep running:
 //
 //     switch ns "<p>sw":  kvfbr (bridge) -- kvfh0, kvfh1, ...  (veth ends)
 //     host ns "<p>h<i>":  lo, eth0 = 10.A.B.<i+1>/24            (peer of kvfh<i>)
@@ -15,11 +17,14 @@
 //
 // Namespaces are made and removed with iproute2 (`ip`, run as a child
 // process), which needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN). Where that is
-// missing Create() returns UNAVAILABLE with the reason, for GTEST_SKIP.
+// missing Create() returns UNAVAILABLE with the reason, for GTEST_SKIP. A
+// process that crashes leaves its namespaces behind; CleanupStale() removes
+// those of dead processes (the `netns` suites and the benches call it first).
 //
-// Starting a process inside host i: open the namespace before fork
-// (OpenNetnsFd), enter it in the child (EnterNetnsFd, async-signal-safe),
-// then exec:
+// Starting a process inside host i: SpawnOptions::netns (spawn.h) and
+// LocalClusterOptions (local_cluster.h, PlaceOnHosts) do it for you. By hand:
+// open the namespace before fork (OpenNetnsFd), enter it in the child
+// (EnterNetnsFd, async-signal-safe), then exec:
 //
 //     KVF_ASSIGN_OR_RETURN(auto topo, NetnsTopology::Create(3));
 //     KVF_ASSIGN_OR_RETURN(NetnsFd ns, OpenNetnsFd(topo->host_netns(0)));
@@ -34,8 +39,8 @@
 //     KVF_RETURN_IF_ERROR(topo->HealLink(0));
 //
 // Thread-compatible: use one NetnsTopology from one thread at a time.
-#ifndef KVF_TESTS_FAULTS_NETNS_TOPOLOGY_H_
-#define KVF_TESTS_FAULTS_NETNS_TOPOLOGY_H_
+#ifndef KVF_TOOLS_LAUNCH_NETNS_TOPOLOGY_H_
+#define KVF_TOOLS_LAUNCH_NETNS_TOPOLOGY_H_
 
 #include <memory>
 #include <string>
@@ -44,7 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace kvf::testing {
+namespace kvf::launch {
 
 class NetnsTopology {
  public:
@@ -140,10 +145,12 @@ absl::StatusOr<NetnsFd> OpenNetnsFd(const std::string& name);
 int EnterNetnsFd(int fd);
 
 // Open + enter for code that is not between fork and exec. Note that setns
-// affects only the calling thread; sockets keep the namespace they were
-// created in.
+// affects only the calling thread and the threads it starts afterwards;
+// sockets keep the namespace they were created in. A process that is to be
+// a "client host" enters once, on its main thread, before it starts threads
+// that open sockets (gRPC's, UCX's): threads started earlier stay behind.
 absl::Status EnterNetns(const std::string& name);
 
-}  // namespace kvf::testing
+}  // namespace kvf::launch
 
-#endif  // KVF_TESTS_FAULTS_NETNS_TOPOLOGY_H_
+#endif  // KVF_TOOLS_LAUNCH_NETNS_TOPOLOGY_H_
