@@ -8,11 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "client/internal/data_plane.h"
 #include "client/internal/map_watcher.h"
+#include "client/internal/net_options.h"
 #include "client/internal/plan.h"
 #include "client/internal/worker_pool.h"
 #include "common/status_macros.h"
 #include "protocol/frames.h"
-#include "transport/net_devices.h"
 
 namespace kvf {
 
@@ -129,40 +129,6 @@ struct Client::Impl {
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
-namespace {
-
-// TransportConfig::net_devices for ClientOptions::data_listen_host.
-absl::StatusOr<std::string> ClientNetDevices(const ClientOptions& options) {
-  if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') {
-    return std::string();
-  }
-  std::string host = options.data_listen_host;
-  if (host.empty()) {
-    // The (first) coordinator's host: "127.0.0.1:7700", "[::1]:7700",
-    // "localhost:7700"; several coordinators are separated by commas.
-    const std::string c = options.coordinator.substr(0, options.coordinator.find(','));
-    const size_t colon = c.rfind(':');
-    std::string coordinator_host = c.substr(0, colon == std::string::npos ? c.size() : colon);
-    if (coordinator_host.size() >= 2 && coordinator_host.front() == '[') {
-      coordinator_host = coordinator_host.substr(1, coordinator_host.size() - 2);
-    }
-    if (coordinator_host == "localhost" || coordinator_host == "::1" ||
-        coordinator_host.rfind("127.", 0) == 0) {
-      host = coordinator_host;
-    }
-  }
-  if (host.empty()) return std::string();
-  absl::StatusOr<std::string> devices = NetDevicesForHost(host);
-  if (!devices.ok()) {
-    return absl::Status(devices.status().code(),
-                        absl::StrCat("kvf client: data listen host ", host, ": ",
-                                     std::string(devices.status().message())));
-  }
-  return devices;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (options.coordinator.empty()) {
     return absl::InvalidArgumentError("ClientOptions.coordinator (host:port) is empty");
@@ -179,7 +145,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   tc.name = options.name;
   tc.progress = ProgressMode::kThread;
   tc.ucx_tls = options.ucx_tls;
-  KVF_ASSIGN_OR_RETURN(tc.net_devices, ClientNetDevices(options));
+  KVF_ASSIGN_OR_RETURN(tc.net_devices, client_internal::ClientNetDevices(options));
   auto transport = CreateTransport(tc);
   if (!transport.ok()) {
     return absl::Status(transport.status().code(),

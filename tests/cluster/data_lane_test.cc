@@ -94,7 +94,8 @@ TEST_F(DataLaneTest, ForcedOneSidedReadsTheArenaAsBefore) {
   ASSERT_TRUE(got.ok() && got->all_ok());
   EXPECT_EQ(out, data);
   EXPECT_EQ(Fetches(), before);
-  EXPECT_EQ(Served("store"), 0) << "this client's puts were to go one-sided";
+  // (Stores are not compared: the primaries' pushes to replicas take the
+  // two-sided lane over TCP whatever this client chose.)
 }
 
 TEST_F(DataLaneTest, PerBlockErrorsAsOnTheOneSidedLane) {
