@@ -11,10 +11,17 @@
 //     allocate or upload);
 //   - the work is enqueued on `stream` and the call returns without waiting:
 //     the caller synchronises before reading results or reusing buffers;
-//   - nothing is allocated on the device; scratch lives in the output buffer;
-//   - int4 merges 4-bit codes with 32-bit atomicOr, so the aligned 32-bit
-//     words overlapping the output blob must be addressable (true for any
-//     cudaMalloc allocation; bytes outside the blob are or-ed with 0);
+//   - nothing is allocated on the device and nothing is zeroed first: every
+//     byte of an output blob is written by the encoder;
+//   - int4 sets a 4-bit code whose byte it shares with another thread's run
+//     of codes (odd head_dim, zero points of groups handled apart) with
+//     32-bit atomicAnd/atomicOr on the aligned word holding it, so the
+//     aligned 32-bit words overlapping the output blob must be addressable
+//     (true for any cudaMalloc allocation; bytes outside the blob keep their
+//     values);
+//   - any alignment of the blob and block pointers works (elements must be
+//     aligned to their size); 16-byte aligned rows and D % 8 == 0 take the
+//     vector paths;
 //   - the Result covers argument checks (INVALID_ARGUMENT, DATA_LOSS for a
 //     short input) and launch errors (INTERNAL, with the CUDA error's name and
 //     text); faults during execution surface at the caller's synchronisation.
@@ -33,18 +40,22 @@ namespace kvf::kcore {
 
 // Encodes `d_block` (shape.BytesPerBlock() bytes, canonical order) into
 // `d_out` (out_bytes >= StoredSize(codec, shape)); the same bytes CpuEncode
-// writes. kNone is a device copy. An infinite input value is not reported:
-// the blob then carries an infinite scale, which decoders reject.
+// writes, in the format version BlobVersionFor picks. kNone is a device copy.
+// An infinite input value is not reported: the blob then carries an infinite
+// (or, for a version-2 K channel holding both infinities, NaN) scale or
+// centre, which decoders that validate the blob (Codec::Decode) reject.
 Result EncodeOnDevice(CodecId codec, const KvShape& shape, uint64_t fingerprint,
                       const void* d_block, void* d_out, size_t out_bytes, cudaStream_t stream);
 
 // Decodes `d_encoded` into `d_block` (block_bytes >= shape.BytesPerBlock()).
 // The header lives in device memory, so it is checked on the device:
 // `d_error` (one device uint32_t, required unless codec is kNone) is set to 0
-// when the blob's header is exactly the one encoders write for (codec, shape,
-// fingerprint), else to 1 and `d_block` is left untouched. Scale values are
-// not validated: a corrupt payload decodes to garbage values, never to
-// out-of-bounds accesses.
+// when the blob's header is exactly the one encoders write now for (codec,
+// shape, fingerprint) or the version-1 header of an older encoder, and
+// `encoded_bytes` holds that version's sections; else to 1 and `d_block` is
+// left untouched. DATA_LOSS (on the host) when `encoded_bytes` is shorter
+// than every accepted version's blob. Scale values are not validated: a
+// corrupt payload decodes to garbage values, never to out-of-bounds accesses.
 Result DecodeOnDevice(CodecId codec, const KvShape& shape, uint64_t fingerprint,
                       const void* d_encoded, size_t encoded_bytes, void* d_block,
                       size_t block_bytes, uint32_t* d_error, cudaStream_t stream);
@@ -60,13 +71,17 @@ Result GatherOnDevice(const PagedKvDesc& src, const KvShape& block, const int32_
 
 // Scatters a stored block into the pages `page_ids` of `dst`: the device twin
 // of ScatterCpu. For codecs other than kNone the blob's header is checked on
-// the device as in DecodeOnDevice (`d_error` required; on a mismatch no page
-// is written) and decoding writes straight into the pages.
+// the device as in DecodeOnDevice (either format version; `d_error`
+// required; on a mismatch no page is written) and decoding writes straight
+// into the pages.
 Result ScatterOnDevice(const PagedKvDesc& dst, const KvShape& block, const int32_t* page_ids,
                        size_t num_page_ids, CodecId codec, uint64_t fingerprint,
                        const void* d_in, size_t in_bytes, uint32_t* d_error,
                        cudaStream_t stream);
 
+// The codec kernels index 8-element items with 32-bit arithmetic: blocks of
+// 2^31 items or more (of any codec but kNone) are INVALID_ARGUMENT.
+//
 // Upper bound on layers per kernel launch: layer base pointers travel in the
 // kernel's parameters, so a model with more layers takes several launches.
 inline constexpr uint32_t kMaxLayersPerLaunch = 64;

@@ -1,11 +1,12 @@
-// CUDA codecs on contiguous blocks (kernels/core/cuda_ops.h); the kernels live
-// in device_common.cuh. Simple, correct kernels: one thread block per scale
-// group for the reductions (fp8: per (layer, K|V, head); int8: per (layer,
-// K|V, token); int4: per (layer, K|V) section), element-parallel decode.
+// CUDA codecs on contiguous blocks (kernels/core/cuda_ops.h). The kernels
+// live in encode_kernels.cuh and decode_kernels.cuh (shared with the fused
+// paged gather/scatter): one launch per call each way.
 #include <algorithm>
 #include <string>
 
+#include "kernels/cuda/decode_kernels.cuh"
 #include "kernels/cuda/device_common.cuh"
+#include "kernels/cuda/encode_kernels.cuh"
 
 namespace kvf::kcore {
 
@@ -21,12 +22,11 @@ Result EncodeOnDevice(CodecId codec, const KvShape& shape, uint64_t fingerprint,
     cudaMemcpyAsync(d_out, d_block, need, cudaMemcpyDeviceToDevice, stream);
     return LaunchResult("EncodeOnDevice: cudaMemcpyAsync");
   }
-  uint8_t* out = static_cast<uint8_t*>(d_out);
-  if (codec == CodecId::kInt4) ZeroInt4Nibbles(shape, out, stream);
+  if (Result r = CheckDeviceIndexRange(shape, "EncodeOnDevice"); !r.ok()) return r;
   ForDType(shape.dtype, [&](auto elem) {
     using E = decltype(elem);
-    LaunchEncode(codec, CanonSrc<E>{d_block}, shape, fingerprint, out, 0,
-                 size_t{2} * shape.num_layers, stream);
+    LaunchEncode(codec, CanonSrcFor<E>(d_block, shape), shape, fingerprint,
+                 static_cast<uint8_t*>(d_out), 0, 2 * shape.num_layers, stream);
   });
   return LaunchResult("EncodeOnDevice: encode kernel");
 }
@@ -39,27 +39,30 @@ Result DecodeOnDevice(CodecId codec, const KvShape& shape, uint64_t fingerprint,
     return Result::InvalidArgument("DecodeOnDevice: output is " + std::to_string(block_bytes) +
                                    " bytes, needs " + std::to_string(shape.BytesPerBlock()));
   }
-  const size_t need = StoredSize(codec, shape);
-  if (encoded_bytes < need) {
-    return Result::DataLoss("DecodeOnDevice: encoded block truncated: " +
-                            std::to_string(encoded_bytes) + " bytes, needs " +
-                            std::to_string(need));
-  }
   if (codec == CodecId::kNone) {
+    const size_t need = shape.BytesPerBlock();
+    if (encoded_bytes < need) {
+      return Result::DataLoss("DecodeOnDevice: encoded block truncated: " +
+                              std::to_string(encoded_bytes) + " bytes, needs " +
+                              std::to_string(need));
+    }
     cudaMemcpyAsync(d_block, d_encoded, need, cudaMemcpyDeviceToDevice, stream);
     return LaunchResult("DecodeOnDevice: cudaMemcpyAsync");
+  }
+  DecodeArgs args;
+  if (Result r = DecodeArgsFor(codec, shape, fingerprint, d_encoded, encoded_bytes,
+                               "DecodeOnDevice", &args);
+      !r.ok()) {
+    return r;
   }
   if (d_error == nullptr) {
     return Result::InvalidArgument("DecodeOnDevice: d_error is required for this codec");
   }
-  const uint8_t* blob = static_cast<const uint8_t*>(d_encoded);
-  CheckHeader<<<1, 64, 0, stream>>>(blob, MakeHeader(codec, shape, fingerprint), d_error);
-  const size_t n = shape.ElementsPerBlock();
+  if (Result r = CheckDeviceIndexRange(shape, "DecodeOnDevice"); !r.ok()) return r;
   ForDType(shape.dtype, [&](auto elem) {
     using E = decltype(elem);
-    Decode<CanonDst<E>><<<DecodeGrid(n), kThreads, 0, stream>>>(
-        CanonDst<E>{d_block}, codec, blob, ShapeFor(shape), RegionsFor(codec, shape),
-        Int4DimsFor(shape), 0, n, d_error);
+    LaunchDecode(codec, CanonDstFor<E>(d_block, shape), static_cast<const uint8_t*>(d_encoded),
+                 args, 0, 2 * shape.num_layers, d_error, stream);
   });
   return LaunchResult("DecodeOnDevice: decode kernel");
 }

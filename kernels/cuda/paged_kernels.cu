@@ -6,12 +6,15 @@
 // canonical destination is one contiguous run. Each thread moves kUnroll
 // vectors (16 bytes when every address and stride allows), all loads issued
 // before the first store. Other codecs: the encoders/decoders of
-// device_common.cuh read/write the pages through PagedSrc/PagedDst.
+// encode_kernels.cuh / decode_kernels.cuh read/write the pages through
+// PagedSrc/PagedDst (fused: no intermediate block).
 #include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "kernels/cuda/decode_kernels.cuh"
 #include "kernels/cuda/device_common.cuh"
+#include "kernels/cuda/encode_kernels.cuh"
 
 namespace kvf::kcore {
 namespace {
@@ -76,8 +79,7 @@ size_t VectorBytes(const PagedKvDesc& d, const void* block) {
 
 PagedArgs ArgsFor(const PagedKvDesc& d, const int32_t* page_ids, size_t n, uint32_t layer0,
                   uint32_t layers) {
-  PagedArgs a;
-  std::memset(&a, 0, sizeof(a));
+  PagedArgs a{};
   a.page_stride = d.page_stride;
   a.kv_stride = d.kv_stride;
   a.token_stride = d.token_stride;
@@ -86,6 +88,7 @@ PagedArgs ArgsFor(const PagedKvDesc& d, const int32_t* page_ids, size_t n, uint3
   a.layer0 = layer0;
   a.layers = layers;
   a.num_pages = static_cast<uint32_t>(n);
+  a.div_page = FastDiv(d.page_size);
   for (uint32_t i = 0; i < layers; ++i) a.bases[i] = static_cast<char*>(d.layer_bases[layer0 + i]);
   std::memcpy(a.page_ids, page_ids, n * sizeof(int32_t));
   return a;
@@ -119,6 +122,16 @@ void LaunchCopy(const PagedKvDesc& d, const KvShape& b, const PagedArgs& a, char
   }
 }
 
+// Whether every row of the pages is 16-byte aligned and D % 8 == 0 (the
+// codec kernels' item accesses).
+bool PagesAligned16(const PagedKvDesc& d) {
+  const size_t es = ElemSize(d.dtype);
+  uint64_t bits = (d.page_stride * es) | (d.kv_stride * es) | (d.token_stride * es) |
+                  (d.head_stride * es);
+  for (void* b : d.layer_bases) bits |= reinterpret_cast<uintptr_t>(b);
+  return d.head_dim % kItem == 0 && (bits & 15) == 0;
+}
+
 // One page's rows must fit the 32-bit vector index of CopyPagedRows.
 Result CheckRowIndex(const PagedKvDesc& d) {
   const uint64_t seg = uint64_t{d.page_size} * d.num_kv_heads * d.head_dim;
@@ -143,9 +156,12 @@ Result GatherOnDevice(const PagedKvDesc& src, const KvShape& block, const int32_
     return Result::InvalidArgument("GatherOnDevice: output is " + std::to_string(out_bytes) +
                                    " bytes, needs " + std::to_string(need));
   }
+  if (codec != CodecId::kNone) {
+    if (Result r = CheckDeviceIndexRange(block, "GatherOnDevice"); !r.ok()) return r;
+  }
   uint8_t* out = static_cast<uint8_t*>(d_out);
   const size_t vec = VectorBytes(src, d_out);
-  if (codec == CodecId::kInt4) ZeroInt4Nibbles(block, out, stream);
+  const bool rows16 = PagesAligned16(src);
   for (uint32_t layer0 = 0; layer0 < block.num_layers; layer0 += kMaxLayersPerLaunch) {
     const uint32_t layers = std::min(kMaxLayersPerLaunch, block.num_layers - layer0);
     const PagedArgs a = ArgsFor(src, page_ids, num_page_ids, layer0, layers);
@@ -154,8 +170,8 @@ Result GatherOnDevice(const PagedKvDesc& src, const KvShape& block, const int32_
     } else {
       ForDType(block.dtype, [&](auto elem) {
         using E = decltype(elem);
-        LaunchEncode(codec, PagedSrc<E>{a, ShapeFor(block)}, block, fingerprint, out,
-                     size_t{2} * layer0, size_t{2} * layers, stream);
+        LaunchEncode(codec, PagedSrc<E>{a, rows16}, block, fingerprint, out, 2 * layer0,
+                     2 * layers, stream);
       });
     }
     if (Result r = LaunchResult("GatherOnDevice: gather kernel"); !r.ok()) return r;
@@ -171,21 +187,28 @@ Result ScatterOnDevice(const PagedKvDesc& dst, const KvShape& block, const int32
     return r;
   }
   if (Result r = CheckRowIndex(dst); !r.ok()) return r;
-  const size_t need = StoredSize(codec, block);
   if (d_in == nullptr) return Result::InvalidArgument("ScatterOnDevice: input is null");
-  if (in_bytes < need) {
-    return Result::DataLoss("ScatterOnDevice: stored block truncated: " +
-                            std::to_string(in_bytes) + " bytes, needs " + std::to_string(need));
-  }
   const uint8_t* in = static_cast<const uint8_t*>(d_in);
-  if (codec != CodecId::kNone) {
+  DecodeArgs dec;
+  if (codec == CodecId::kNone) {
+    const size_t need = block.BytesPerBlock();
+    if (in_bytes < need) {
+      return Result::DataLoss("ScatterOnDevice: stored block truncated: " +
+                              std::to_string(in_bytes) + " bytes, needs " + std::to_string(need));
+    }
+  } else {
+    if (Result r = DecodeArgsFor(codec, block, fingerprint, d_in, in_bytes, "ScatterOnDevice",
+                                 &dec);
+        !r.ok()) {
+      return r;
+    }
     if (d_error == nullptr) {
       return Result::InvalidArgument("ScatterOnDevice: d_error is required for this codec");
     }
-    CheckHeader<<<1, 64, 0, stream>>>(in, MakeHeader(codec, block, fingerprint), d_error);
+    if (Result r = CheckDeviceIndexRange(block, "ScatterOnDevice"); !r.ok()) return r;
   }
   const size_t vec = VectorBytes(dst, d_in);
-  const Shape sh = ShapeFor(block);
+  const bool rows16 = PagesAligned16(dst);
   for (uint32_t layer0 = 0; layer0 < block.num_layers; layer0 += kMaxLayersPerLaunch) {
     const uint32_t layers = std::min(kMaxLayersPerLaunch, block.num_layers - layer0);
     const PagedArgs a = ArgsFor(dst, page_ids, num_page_ids, layer0, layers);
@@ -193,13 +216,10 @@ Result ScatterOnDevice(const PagedKvDesc& dst, const KvShape& block, const int32
       LaunchCopy<true>(dst, block, a, const_cast<char*>(reinterpret_cast<const char*>(in)), vec,
                        stream);
     } else {
-      const size_t e0 = size_t{2} * layer0 * sh.Section();
-      const size_t e1 = size_t{2} * (layer0 + layers) * sh.Section();
       ForDType(block.dtype, [&](auto elem) {
         using E = decltype(elem);
-        Decode<PagedDst<E>><<<DecodeGrid(e1 - e0), kThreads, 0, stream>>>(
-            PagedDst<E>{a, sh}, codec, in, sh, RegionsFor(codec, block), Int4DimsFor(block), e0,
-            e1, d_error);
+        LaunchDecode(codec, PagedDst<E>{a, rows16}, in, dec, 2 * layer0, 2 * layers, d_error,
+                     stream);
       });
     }
     if (Result r = LaunchResult("ScatterOnDevice: scatter kernel"); !r.ok()) return r;

@@ -2,7 +2,9 @@
 // twins (kernels/core/paged.h): byte-identical blocks and page pools for the
 // vLLM, layer-major and a custom (HND) layout, random page tables, blocks that
 // span several pages, more layers than one launch takes, access widths from 16
-// down to 2 bytes, and every codec fused into the gather/scatter.
+// down to 2 bytes, and every codec fused into the gather/scatter, in both
+// format versions (v2 from T=32/64 at H*D=1024; version-1 blobs of v2 shapes
+// still scatter).
 // Abseil-free: also built by kernels/standalone/. Labelled `gpu`; skips with a
 // message where no device exists.
 #include <cuda_runtime_api.h>
@@ -116,20 +118,30 @@ struct Case {
   uint32_t num_pages;
 };
 
-// Blocks of 1 to 5 pages; head rows of 256, 24 (8-byte access), 14 (2-byte)
-// and 12 (4-byte) bytes; odd head counts.
+// Blocks of 1 to 25 pages; head rows of 256, 24 (8-byte access), 14 (2-byte)
+// and 12 (4-byte) bytes; odd head counts. The last four are of format
+// version 2 for fp8 and int8 (T = 64, 100, 256; D = 36 is not a multiple of 8).
 std::vector<Case> Cases(ElemType dtype) {
   return {{Shape(2, 8, 128, 16, dtype), 16, 9},
           {Shape(3, 3, 64, 12, dtype), 4, 7},
           {Shape(2, 2, 12, 10, dtype), 2, 11},
           {Shape(1, 5, 7, 5, dtype), 1, 6},
           {Shape(2, 1, 6, 6, dtype), 3, 4},
-          {Shape(1, 4, 40, 64, dtype), 16, 5}};
+          {Shape(1, 4, 40, 64, dtype), 16, 5},
+          {Shape(2, 8, 128, 64, dtype), 16, 6},
+          {Shape(1, 3, 40, 100, dtype), 4, 27},
+          {Shape(1, 2, 24, 256, dtype), 16, 17},
+          {Shape(2, 3, 36, 64, dtype), 8, 9}};
+}
+
+std::string VersionName(CodecId codec, const KvShape& s) {
+  return codec == CodecId::kNone ? "" : " v" + std::to_string(kcore::BlobVersionFor(codec, s));
 }
 
 std::string Trace(Kind kind, CodecId codec, const Case& c) {
   return KindName(kind) + " codec " + std::to_string(static_cast<int>(codec)) + " " +
-         testing::ShapeName(c.shape) + " page_size " + std::to_string(c.page_size);
+         testing::ShapeName(c.shape) + " page_size " + std::to_string(c.page_size) +
+         VersionName(codec, c.shape);
 }
 
 class PagedGpu : public testing::GpuTest {};
@@ -202,6 +214,46 @@ TEST_F(PagedGpu, ScatterMatchesCpuTwinAndLeavesOtherPagesAlone) {
   }
 }
 
+// Blobs written before format version 2, of shapes encoders now write as
+// version 2, scatter like on the CPU.
+TEST_F(PagedGpu, ScatterOfVersion1BlobMatchesCpuTwin) {
+  uint32_t seed = 500;
+  for (Kind kind : kKinds) {
+    for (ElemType dtype : testing::kCoreDTypes) {
+      for (const Case& c : Cases(dtype)) {
+        for (CodecId codec : {CodecId::kFp8E4m3, CodecId::kInt8}) {
+          if (kcore::BlobVersionFor(codec, c.shape) != kcore::kBlobVersion2) continue;
+          SCOPED_TRACE(Trace(kind, codec, c) + " (v1 blob)");
+          auto pool = MakePool(kind, c.shape, c.page_size, c.num_pages, seed++);
+          const auto pages =
+              testing::RandomPages(c.shape.block_tokens / c.page_size, c.num_pages, seed++);
+          std::vector<std::byte> blob(
+              kcore::GeometryForVersion(codec, c.shape, kcore::kBlobVersion1).total());
+          ASSERT_TRUE(kcore::CpuEncodeVersion(codec, c.shape, kTestFingerprint,
+                                              kcore::kBlobVersion1,
+                                              testing::RandomBlock(c.shape, seed++).data(),
+                                              blob.data())
+                          .ok());
+          kcore::Result r = kcore::ScatterCpu(pool->host, c.shape, pages.data(), pages.size(),
+                                              codec, kTestFingerprint, blob.data(), blob.size());
+          ASSERT_TRUE(r.ok()) << r.message;
+          DevMem d_in(blob), d_err(sizeof(uint32_t));
+          d_err.Fill(0x7f);
+          r = kcore::ScatterOnDevice(pool->dev, c.shape, pages.data(), pages.size(), codec,
+                                     kTestFingerprint, d_in.get(), blob.size(),
+                                     static_cast<uint32_t*>(d_err.get()), nullptr);
+          ASSERT_TRUE(r.ok()) << r.message;
+          Sync();
+          EXPECT_TRUE(pool->SameAsHost());
+          uint32_t err = 9;
+          ASSERT_EQ(cudaMemcpy(&err, d_err.get(), 4, cudaMemcpyDeviceToHost), cudaSuccess);
+          EXPECT_EQ(err, 0u);
+        }
+      }
+    }
+  }
+}
+
 TEST_F(PagedGpu, GatherScatterRoundTripAcrossLayouts) {
   // Pages of a vLLM pool -> block -> other pages of a layer-major pool -> block.
   const KvShape s = Shape(4, 8, 128, 64);
@@ -229,46 +281,56 @@ TEST_F(PagedGpu, GatherScatterRoundTripAcrossLayouts) {
   EXPECT_TRUE(cpu == want);
 }
 
+// Encode-on-gather equals gather-then-encode, decode-on-scatter equals
+// decode-then-scatter (device against device).
+void CheckFusedEqualsSeparate(Kind kind, CodecId codec, const KvShape& s) {
+  const uint32_t num_pages = s.block_tokens / 16 + 5;
+  auto pool = MakePool(kind, s, 16, num_pages, 7);
+  const auto pages = testing::RandomPages(s.block_tokens / 16, num_pages, 8);
+  const size_t stored = kcore::StoredSize(codec, s);
+  DevMem raw(s.BytesPerBlock()), fused(stored), separate(stored);
+  ASSERT_TRUE(kcore::GatherOnDevice(pool->dev, s, pages.data(), pages.size(), CodecId::kNone, 0,
+                                    raw.get(), raw.size(), nullptr)
+                  .ok());
+  ASSERT_TRUE(kcore::EncodeOnDevice(codec, s, kTestFingerprint, raw.get(), separate.get(),
+                                    separate.size(), nullptr)
+                  .ok());
+  ASSERT_TRUE(kcore::GatherOnDevice(pool->dev, s, pages.data(), pages.size(), codec,
+                                    kTestFingerprint, fused.get(), fused.size(), nullptr)
+                  .ok());
+  Sync();
+  const std::vector<std::byte> want = separate.Download();
+  EXPECT_TRUE(fused.Download() == want);
+
+  auto p1 = MakePool(kind, s, 16, num_pages, 9);
+  auto p2 = MakePool(kind, s, 16, num_pages, 9);
+  DevMem decoded(s.BytesPerBlock()), err(2 * sizeof(uint32_t));
+  uint32_t* d_err = static_cast<uint32_t*>(err.get());
+  ASSERT_TRUE(kcore::ScatterOnDevice(p1->dev, s, pages.data(), pages.size(), codec,
+                                     kTestFingerprint, fused.get(), fused.size(), d_err, nullptr)
+                  .ok());
+  ASSERT_TRUE(kcore::DecodeOnDevice(codec, s, kTestFingerprint, fused.get(), fused.size(),
+                                    decoded.get(), decoded.size(), d_err + 1, nullptr)
+                  .ok());
+  ASSERT_TRUE(kcore::ScatterOnDevice(p2->dev, s, pages.data(), pages.size(), CodecId::kNone, 0,
+                                     decoded.get(), decoded.size(), nullptr, nullptr)
+                  .ok());
+  Sync();
+  for (size_t i = 0; i < p1->dev_mem.size(); ++i) {
+    EXPECT_TRUE(p1->dev_mem[i].Download() == p2->dev_mem[i].Download()) << "allocation " << i;
+  }
+}
+
 TEST_F(PagedGpu, EncodeOnGatherEqualsGatherThenEncode) {
+  // Format version 1 (int8) / 2 (fp8), then 2 for both.
+  const KvShape shapes[] = {Shape(3, 4, 72, 48, ElemType::kBf16),
+                            Shape(2, 4, 72, 64, ElemType::kFp16)};
   for (CodecId codec : {CodecId::kFp8E4m3, CodecId::kInt8, CodecId::kInt4}) {
     for (Kind kind : kKinds) {
-      SCOPED_TRACE(KindName(kind) + " codec " + std::to_string(static_cast<int>(codec)));
-      const KvShape s = Shape(3, 4, 72, 48, ElemType::kBf16);
-      auto pool = MakePool(kind, s, 16, 8, 7);
-      const auto pages = testing::RandomPages(3, 8, 8);
-      const size_t stored = kcore::StoredSize(codec, s);
-      DevMem raw(s.BytesPerBlock()), fused(stored), separate(stored);
-      ASSERT_TRUE(kcore::GatherOnDevice(pool->dev, s, pages.data(), pages.size(), CodecId::kNone,
-                                        0, raw.get(), raw.size(), nullptr)
-                      .ok());
-      ASSERT_TRUE(kcore::EncodeOnDevice(codec, s, kTestFingerprint, raw.get(), separate.get(),
-                                        separate.size(), nullptr)
-                      .ok());
-      ASSERT_TRUE(kcore::GatherOnDevice(pool->dev, s, pages.data(), pages.size(), codec,
-                                        kTestFingerprint, fused.get(), fused.size(), nullptr)
-                      .ok());
-      Sync();
-      const std::vector<std::byte> want = separate.Download();
-      EXPECT_TRUE(fused.Download() == want);
-
-      // Decode-on-scatter equals decode-then-scatter.
-      auto p1 = MakePool(kind, s, 16, 8, 9);
-      auto p2 = MakePool(kind, s, 16, 8, 9);
-      DevMem decoded(s.BytesPerBlock()), err(2 * sizeof(uint32_t));
-      uint32_t* d_err = static_cast<uint32_t*>(err.get());
-      ASSERT_TRUE(kcore::ScatterOnDevice(p1->dev, s, pages.data(), pages.size(), codec,
-                                         kTestFingerprint, fused.get(), fused.size(), d_err,
-                                         nullptr)
-                      .ok());
-      ASSERT_TRUE(kcore::DecodeOnDevice(codec, s, kTestFingerprint, fused.get(), fused.size(),
-                                        decoded.get(), decoded.size(), d_err + 1, nullptr)
-                      .ok());
-      ASSERT_TRUE(kcore::ScatterOnDevice(p2->dev, s, pages.data(), pages.size(), CodecId::kNone,
-                                         0, decoded.get(), decoded.size(), nullptr, nullptr)
-                      .ok());
-      Sync();
-      for (size_t i = 0; i < p1->dev_mem.size(); ++i) {
-        EXPECT_TRUE(p1->dev_mem[i].Download() == p2->dev_mem[i].Download()) << "allocation " << i;
+      for (const KvShape& s : shapes) {
+        SCOPED_TRACE(KindName(kind) + " codec " + std::to_string(static_cast<int>(codec)) + " " +
+                     testing::ShapeName(s) + VersionName(codec, s));
+        CheckFusedEqualsSeparate(kind, codec, s);
       }
     }
   }
