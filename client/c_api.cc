@@ -316,7 +316,7 @@ kvf_status kvf_save_pages(kvf_client* client, const kvf_namespace* ns, const kvf
   kvf::PutOptions o;
   o.codec = static_cast<kvf::CodecId>(codec);
   auto r = kvf::SavePages(*client->impl, ns->ns, Chain(chain, chain_len), begin, count,
-                          PagedDesc(*pages), {page_ids, num_page_ids}, o);
+                          PagedDesc(*pages), {page_ids, num_page_ids}, o, pages->cuda_stream);
   if (!r.ok()) return Fail(r.status());
   return Finish(*r, per_block);
 }
@@ -330,7 +330,7 @@ kvf_status kvf_load_pages(kvf_client* client, const kvf_namespace* ns, const kvf
   KVF_C_CHECK(page_ids != nullptr || num_page_ids == 0, "kvf_load_pages: page_ids is NULL");
   KVF_C_CHECK(pages->dtype <= KVF_DTYPE_FP32, "kvf_load_pages: unknown dtype");
   auto r = kvf::LoadPages(*client->impl, ns->ns, Chain(chain, chain_len), begin, count,
-                          PagedDesc(*pages), {page_ids, num_page_ids});
+                          PagedDesc(*pages), {page_ids, num_page_ids}, {}, pages->cuda_stream);
   if (!r.ok()) return Fail(r.status());
   return Finish(*r, per_block);
 }

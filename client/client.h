@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/block_io.h"
 #include "common/block_key.h"
 #include "common/cluster_map.h"
 #include "common/namespace.h"
@@ -210,6 +211,19 @@ class Client {
   absl::StatusOr<BlockResult> Get(const Namespace& ns, absl::Span<const BlockKey> chain,
                                   size_t index, void* dst, size_t capacity,
                                   const GetOptions& options = {});
+
+  // In-place forms (client/block_io.h): `writer` writes blocks
+  // [begin, begin + count) of ns.BlockBytes(options.codec) bytes each where
+  // they go (the agent's memory when it is mapped here); `reader` consumes
+  // each found block where it is, blocks up to `capacity` bytes (a larger
+  // one is INVALID_ARGUMENT, unread). Placement, fallback and results as
+  // BatchPut/BatchGet; a writer's or reader's error is that block's result.
+  absl::StatusOr<BatchResult> BatchPutWith(const Namespace& ns, absl::Span<const BlockKey> chain,
+                                           size_t begin, size_t count, BlockWriter& writer,
+                                           const PutOptions& options = {});
+  absl::StatusOr<BatchResult> BatchGetWith(const Namespace& ns, absl::Span<const BlockKey> chain,
+                                           size_t begin, size_t count, size_t capacity,
+                                           BlockReader& reader, const GetOptions& options = {});
 
   // Asks every owner of blocks [begin, end) which ones they hold (one message
   // per node, all in parallel). `end` is clamped to chain.size().

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/device.h"
+#include "client/internal/page_movers.h"
 
 namespace kvf {
 namespace {
@@ -26,25 +26,40 @@ size_t StagingBytes(const Namespace& ns) {
   return bytes;
 }
 
-absl::Status RefuseDevicePages(const PagedKvDesc& pages) {
-  for (void* base : pages.layer_bases) {
-    if (IsDeviceMemory(base)) {
-      return absl::UnimplementedError(
-          "paged KV in CUDA device memory: this version gathers and scatters host-resident pages "
-          "only (the GPU data path is pending; docs/python.md)");
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Blocks per round trip, so that staging stays under kPagedChunkBytes.
 size_t ChunkBlocks(size_t block_bytes) {
   return std::max<size_t>(1, kPagedChunkBytes / std::max<size_t>(1, block_bytes));
 }
 
-absl::Span<const int32_t> PagesOf(absl::Span<const int32_t> page_ids, size_t per_block, size_t i) {
-  return page_ids.subspan(i * per_block, per_block);
-}
+// A chunk of a transfer is a call of its own, whose blocks count from 0:
+// these shift them back to the transfer's numbering.
+class OffsetWriter final : public BlockWriter {
+ public:
+  OffsetWriter(BlockWriter& inner, size_t first) : inner_(inner), first_(first) {}
+  std::vector<absl::Status> Write(absl::Span<const BlockSlot> slots) override {
+    std::vector<BlockSlot> shifted(slots.begin(), slots.end());
+    for (BlockSlot& s : shifted) s.index += first_;
+    return inner_.Write(shifted);
+  }
+
+ private:
+  BlockWriter& inner_;
+  const size_t first_;
+};
+
+class OffsetReader final : public BlockReader {
+ public:
+  OffsetReader(BlockReader& inner, size_t first) : inner_(inner), first_(first) {}
+  std::vector<absl::Status> Read(absl::Span<const FoundBlock> blocks) override {
+    std::vector<FoundBlock> shifted(blocks.begin(), blocks.end());
+    for (FoundBlock& b : shifted) b.index += first_;
+    return inner_.Read(shifted);
+  }
+
+ private:
+  BlockReader& inner_;
+  const size_t first_;
+};
 
 }  // namespace
 
@@ -86,69 +101,68 @@ absl::Status CheckPagedTransfer(const Namespace& ns, const PagedKvDesc& pages, s
                                                      ") is outside [0, ", pages.num_pages, ")"));
     }
   }
-  return RefuseDevicePages(pages);
+  return client_internal::PagesOnDevice(pages).status();
 }
 
 absl::StatusOr<BatchResult> SavePages(Client& client, const Namespace& ns,
                                       absl::Span<const BlockKey> chain, size_t begin, size_t count,
                                       const PagedKvDesc& pages, absl::Span<const int32_t> page_ids,
-                                      const PutOptions& options) {
+                                      const PutOptions& options, void* stream) {
   KVF_RETURN_IF_ERROR(CheckPagedTransfer(ns, pages, count, page_ids));
   if (begin > chain.size() || count > chain.size() - begin) {
     return absl::InvalidArgumentError(absl::StrCat("blocks [", begin, ", ", begin + count,
                                                    ") are outside a chain of ", chain.size()));
   }
-  const KvLayout& layout = ns.spec().layout;
-  const size_t per_block = PagesPerBlock(ns, pages);
-  const size_t block_bytes = ns.BlockBytes(options.codec);
-  const size_t chunk = ChunkBlocks(block_bytes);
-  std::vector<std::byte> staging(std::min(count, chunk) * block_bytes);
+  client_internal::PagedJob job{pages, ns.spec().layout, page_ids, PagesPerBlock(ns, pages),
+                                options.codec, stream, nullptr};
+  KVF_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> gather, client_internal::MakePageGatherer(job));
+  // The writer indexes blocks from the call's `begin`; each chunk is a call.
+  const size_t chunk = ChunkBlocks(ns.BlockBytes(options.codec));
   BatchResult out;
   out.blocks.reserve(count);
   for (size_t first = 0; first < count; first += chunk) {
     const size_t n = std::min(chunk, count - first);
-    std::vector<ConstBlockBuffer> bufs(n);
-    for (size_t i = 0; i < n; ++i) {
-      absl::Span<std::byte> dst(staging.data() + i * block_bytes, block_bytes);
-      KVF_RETURN_IF_ERROR(GatherPages(pages, layout, PagesOf(page_ids, per_block, first + i),
-                                      options.codec, dst));
-      bufs[i] = {dst.data(), block_bytes};
-    }
-    KVF_ASSIGN_OR_RETURN(BatchResult r, client.BatchPut(ns, chain, begin + first, bufs, options));
+    OffsetWriter writer(*gather, first);
+    KVF_ASSIGN_OR_RETURN(BatchResult r,
+                         client.BatchPutWith(ns, chain, begin + first, n, writer, options));
     for (BlockResult& b : r.blocks) out.blocks.push_back(std::move(b));
   }
   return out;
 }
 
-absl::StatusOr<BatchResult> LoadPages(Client& client, const Namespace& ns,
-                                      absl::Span<const BlockKey> chain, size_t begin, size_t count,
-                                      const PagedKvDesc& pages, absl::Span<const int32_t> page_ids,
-                                      const GetOptions& options) {
+namespace {
+
+absl::StatusOr<BatchResult> Load(Client& client, const Namespace& ns,
+                                 absl::Span<const BlockKey> chain, size_t begin, size_t count,
+                                 const PagedKvDesc& pages, absl::Span<const int32_t> page_ids,
+                                 const GetOptions& options, void* stream,
+                                 client_internal::LayerProgress* progress) {
   KVF_RETURN_IF_ERROR(CheckPagedTransfer(ns, pages, count, page_ids));
-  const KvLayout& layout = ns.spec().layout;
-  const size_t per_block = PagesPerBlock(ns, pages);
-  const size_t block_bytes = StagingBytes(ns);
-  const size_t chunk = ChunkBlocks(block_bytes);
-  std::vector<std::byte> staging(std::min(count, chunk) * block_bytes);
+  const size_t capacity = StagingBytes(ns);
+  client_internal::PagedJob job{pages, ns.spec().layout, page_ids, PagesPerBlock(ns, pages),
+                                CodecId::kNone, stream, progress};
+  KVF_ASSIGN_OR_RETURN(std::unique_ptr<BlockReader> scatter,
+                       client_internal::MakePageScatterer(job, capacity));
+  const size_t chunk = ChunkBlocks(capacity);
   BatchResult out;
   out.blocks.reserve(count);
   for (size_t first = 0; first < count; first += chunk) {
     const size_t n = std::min(chunk, count - first);
-    std::vector<BlockBuffer> bufs(n);
-    for (size_t i = 0; i < n; ++i) bufs[i] = {staging.data() + i * block_bytes, block_bytes};
-    KVF_ASSIGN_OR_RETURN(BatchResult r, client.BatchGet(ns, chain, begin + first, bufs, options));
-    for (size_t i = 0; i < n; ++i) {
-      BlockResult& b = r.blocks[i];
-      if (b.status.ok()) {
-        // A blob of another layout or codec fails here, before any page is
-        // written (ScatterPages validates first).
-        b.status = ScatterPages(pages, layout, PagesOf(page_ids, per_block, first + i), b.codec,
-                                absl::MakeConstSpan(staging.data() + i * block_bytes, b.size));
-      }
-      out.blocks.push_back(std::move(b));
-    }
+    OffsetReader reader(*scatter, first);
+    KVF_ASSIGN_OR_RETURN(BatchResult r,
+                         client.BatchGetWith(ns, chain, begin + first, n, capacity, reader, options));
+    for (BlockResult& b : r.blocks) out.blocks.push_back(std::move(b));
   }
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<BatchResult> LoadPages(Client& client, const Namespace& ns,
+                                      absl::Span<const BlockKey> chain, size_t begin, size_t count,
+                                      const PagedKvDesc& pages, absl::Span<const int32_t> page_ids,
+                                      const GetOptions& options, void* stream) {
+  return Load(client, ns, chain, begin, count, pages, page_ids, options, stream, nullptr);
 }
 
 // ---- PagedTransfer ----
@@ -162,6 +176,8 @@ struct PagedTransfer::State {
   std::vector<BlockKey> chain;
   std::vector<int32_t> page_ids;
   PagedKvDesc pages;
+  // How far each layer has come (a save's layers are ready when it is done).
+  std::unique_ptr<client_internal::LayerProgress> progress;
 };
 
 PagedTransfer::PagedTransfer() = default;
@@ -178,8 +194,20 @@ PagedTransfer::~PagedTransfer() {
 }
 
 bool PagedTransfer::Done() const { return state_ != nullptr && state_->done.load(); }
+
 bool PagedTransfer::LayerReady(uint32_t layer) const {
-  return Done() && layer < state_->pages.num_layers;
+  if (state_ == nullptr || layer >= state_->pages.num_layers) return false;
+  return state_->progress->Ready(layer);
+}
+
+absl::Status PagedTransfer::WaitLayer(uint32_t layer) const {
+  if (state_ == nullptr) return absl::FailedPreconditionError("no transfer (moved from or empty)");
+  if (layer >= state_->pages.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " of a transfer of ",
+                                                   state_->pages.num_layers, " layers"));
+  }
+  state_->progress->Wait(layer);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<BatchResult> PagedTransfer::Wait() {
@@ -191,15 +219,18 @@ absl::StatusOr<BatchResult> PagedTransfer::Wait() {
 }
 
 PagedTransfer PagedTransfer::Launch(absl::Span<const BlockKey> chain, const PagedKvDesc& pages,
-                                    absl::Span<const int32_t> page_ids, Body body) {
+                                    absl::Span<const int32_t> page_ids, size_t blocks,
+                                    Body body) {
   PagedTransfer t;
   t.state_ = std::make_unique<State>();
   State* s = t.state_.get();
   s->chain.assign(chain.begin(), chain.end());
   s->page_ids.assign(page_ids.begin(), page_ids.end());
   s->pages = pages;
+  s->progress = std::make_unique<client_internal::LayerProgress>(pages.num_layers, blocks);
   s->thread = std::thread([s, body = std::move(body)] {
-    s->result = body(s->chain, s->pages, s->page_ids);
+    s->result = body(s->chain, s->pages, s->page_ids, s->progress.get());
+    s->progress->Finish();
     s->done.store(true);
   });
   return t;
@@ -207,23 +238,27 @@ PagedTransfer PagedTransfer::Launch(absl::Span<const BlockKey> chain, const Page
 
 PagedTransfer StartSavePages(Client& client, const Namespace& ns, absl::Span<const BlockKey> chain,
                              size_t begin, size_t count, const PagedKvDesc& pages,
-                             absl::Span<const int32_t> page_ids, const PutOptions& options) {
+                             absl::Span<const int32_t> page_ids, const PutOptions& options,
+                             void* stream) {
   return PagedTransfer::Launch(
-      chain, pages, page_ids,
-      [&client, ns, begin, count, options](absl::Span<const BlockKey> c, const PagedKvDesc& p,
-                                           absl::Span<const int32_t> ids) {
-        return SavePages(client, ns, c, begin, count, p, ids, options);
+      chain, pages, page_ids, std::max<size_t>(count, 1),
+      [&client, ns, begin, count, options, stream](
+          absl::Span<const BlockKey> c, const PagedKvDesc& p, absl::Span<const int32_t> ids,
+          client_internal::LayerProgress*) {
+        return SavePages(client, ns, c, begin, count, p, ids, options, stream);
       });
 }
 
 PagedTransfer StartLoadPages(Client& client, const Namespace& ns, absl::Span<const BlockKey> chain,
                              size_t begin, size_t count, const PagedKvDesc& pages,
-                             absl::Span<const int32_t> page_ids, const GetOptions& options) {
+                             absl::Span<const int32_t> page_ids, const GetOptions& options,
+                             void* stream) {
   return PagedTransfer::Launch(
-      chain, pages, page_ids,
-      [&client, ns, begin, count, options](absl::Span<const BlockKey> c, const PagedKvDesc& p,
-                                           absl::Span<const int32_t> ids) {
-        return LoadPages(client, ns, c, begin, count, p, ids, options);
+      chain, pages, page_ids, std::max<size_t>(count, 1),
+      [&client, ns, begin, count, options, stream](
+          absl::Span<const BlockKey> c, const PagedKvDesc& p, absl::Span<const int32_t> ids,
+          client_internal::LayerProgress* progress) {
+        return Load(client, ns, c, begin, count, p, ids, options, stream, progress);
       });
 }
 

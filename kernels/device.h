@@ -73,6 +73,22 @@ class HostRegistration {
 absl::Status CopyHostToDevice(void* dst, const void* src, size_t bytes);
 absl::Status CopyDeviceToHost(void* dst, const void* src, size_t bytes);
 
+// The CUDA device `ptr` points into (device memory), or -1.
+int DeviceOf(const void* ptr);
+
+// Stream-ordered work for transfers that overlap with an engine's own
+// (`stream` is a cudaStream_t; nullptr: the legacy default stream). Errors
+// carry the CUDA text; without CUDA, FAILED_PRECONDITION.
+//
+// Copies between any two of host and device memory (cudaMemcpyDefault: the
+// direction is taken from the pointers). Page-locked host memory makes it
+// asynchronous and full speed; pageable memory is staged by the driver.
+absl::Status CopyAsync(void* dst, const void* src, size_t bytes, void* stream);
+absl::Status SynchronizeStream(void* stream);
+// Runs fn(arg) on a CUDA runtime thread once the work enqueued on `stream`
+// before it has finished (cudaLaunchHostFunc). fn must not call CUDA.
+absl::Status EnqueueHostCallback(void* stream, void (*fn)(void*), void* arg);
+
 }  // namespace kvf
 
 #endif  // KVF_KERNELS_DEVICE_H_

@@ -35,4 +35,8 @@ absl::Status Transport::RegisterDataHandler(uint16_t, DataMessageHandler) {
 
 bool Transport::NativeOneSided(PeerId) const { return true; }
 
+std::byte* Transport::MappedAddress(const RemoteRegion&, uint64_t, uint64_t) const {
+  return nullptr;
+}
+
 }  // namespace kvf

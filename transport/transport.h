@@ -288,6 +288,17 @@ class Transport {
   // pick a lane. False for an unknown peer.
   virtual bool NativeOneSided(PeerId peer) const;
 
+  // Where [offset, offset + length) of `remote` is mapped into this process
+  // (UCX: a shared-memory segment of a peer on this host), ready to touch
+  // (page tables populated), so a caller may read or write the bytes in
+  // place instead of posting a kGet/kPut; null where they are not mapped, the
+  // range leaves the region, or the peer is known to have failed. Bytes
+  // written there are visible to the peer as those of a completed kPut are.
+  // Valid while `remote` lives; the caller keeps its own accesses within the
+  // protocol's leases and reservations, as for transfers. Default: null.
+  virtual std::byte* MappedAddress(const RemoteRegion& remote, uint64_t offset,
+                                   uint64_t length) const;
+
   // Sends a request to `peer` and waits for its response. The peer's handler
   // error comes back with its code; NOT_FOUND/UNIMPLEMENTED if the peer has
   // no handler for `type`; DEADLINE_EXCEEDED past the deadline.

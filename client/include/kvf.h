@@ -165,8 +165,10 @@ kvf_status kvf_remove(kvf_client* client, const kvf_namespace* ns, const kvf_blo
  *                     + h*head_stride + d) * element size.
  * vLLM's per-layer [num_pages][2][page_size][H][D] tensors: page_stride =
  * 2*page_size*H*D, kv_stride = page_size*H*D, token_stride = H*D,
- * head_stride = D. Host memory in this version (device pages answer
- * KVF_UNIMPLEMENTED). */
+ * head_stride = D. The layer bases are all host memory or all CUDA device
+ * memory; device pages are gathered and scattered on the GPU, ordered on
+ * `cuda_stream` (a cudaStream_t; NULL: the default stream). Zero-initialise
+ * the struct so fields added later read as absent. */
 typedef struct kvf_paged_kv {
   uint32_t num_layers, num_kv_heads, head_dim;
   uint32_t page_size; /* tokens per page; must divide the block's tokens */
@@ -175,6 +177,7 @@ typedef struct kvf_paged_kv {
   uint64_t page_stride, kv_stride, token_stride, head_stride;
   void* const* layer_bases; /* num_layers pointers */
   uint64_t layer_bytes;     /* bytes addressable from each base; 0 = unchecked */
+  void* cuda_stream;        /* device pages: the stream to order with; NULL = default */
 } kvf_paged_kv;
 
 /* Stores blocks [begin, begin + count) of `chain` from `pages`: block

@@ -436,6 +436,18 @@ absl::StatusOr<std::shared_ptr<RemoteRegion>> DataPlane::Import(
   return shared;
 }
 
+MappedArena DataPlane::MappedArenaOf(NodeId node, const RemoteDescriptor& descriptor) {
+  MappedArena arena;
+  absl::StatusOr<std::shared_ptr<RemoteRegion>> region = Import(node, descriptor);
+  if (!region.ok()) return arena;
+  std::byte* base = transport_->MappedAddress(**region, 0, 1);
+  if (base == nullptr) return arena;
+  arena.region = *std::move(region);
+  arena.transport = transport_;
+  arena.bytes = absl::MakeSpan(base, descriptor.size);
+  return arena;
+}
+
 void DataPlane::DropImport(NodeId node, uint64_t region_id) {
   absl::MutexLock l(&mu_);
   auto it = peers_.find(node);

@@ -40,6 +40,20 @@ struct NamespaceState {
   uint64_t fingerprint = 0;
 };
 
+// An agent's arena mapped into this process (an agent on this host over
+// shared memory): blocks can be read and written in place. Holds the import,
+// and with it the mapping, alive. Empty (`region` null) when not mapped.
+struct MappedArena {
+  std::shared_ptr<RemoteRegion> region;
+  const Transport* transport = nullptr;
+  absl::Span<std::byte> bytes;  // the whole arena
+  // [offset, offset + length) ready to touch (Transport::MappedAddress), or
+  // null when it leaves the arena or the agent is known to have failed.
+  std::byte* At(uint64_t offset, uint64_t length) const {
+    return region == nullptr ? nullptr : transport->MappedAddress(*region, offset, length);
+  }
+};
+
 class DataPlane {
  public:
   // `credential`: the cluster token or a tenant credential (common/credentials.h).
@@ -153,6 +167,9 @@ class DataPlane {
   // The imported region for `descriptor` on `node`'s current connection.
   absl::StatusOr<std::shared_ptr<RemoteRegion>> Import(NodeId node,
                                                        const RemoteDescriptor& descriptor);
+  // The arena of `descriptor` on `node` where it is mapped here; empty
+  // otherwise (also when the import fails: a transfer then reports why).
+  MappedArena MappedArenaOf(NodeId node, const RemoteDescriptor& descriptor);
   // Forgets an import (after Post said it is stale).
   void DropImport(NodeId node, uint64_t region_id);
 

@@ -183,4 +183,59 @@ absl::Status CopyDeviceToHost(void* dst, const void* src, size_t bytes) {
 #endif
 }
 
+int DeviceOf(const void* ptr) {
+#if KVF_WITH_CUDA
+  if (ptr == nullptr || Devices().count == 0) return -1;
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return attr.type == cudaMemoryTypeDevice ? attr.device : -1;
+#else
+  (void)ptr;
+  return -1;
+#endif
+}
+
+absl::Status CopyAsync(void* dst, const void* src, size_t bytes, void* stream) {
+#if KVF_WITH_CUDA
+  if (cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault,
+                                        static_cast<cudaStream_t>(stream));
+      err != cudaSuccess) {
+    return CudaError(err, "cudaMemcpyAsync", absl::StrCat(bytes, " bytes"));
+  }
+  return absl::OkStatus();
+#else
+  (void)dst, (void)src, (void)bytes, (void)stream;
+  return NoCuda("cudaMemcpyAsync");
+#endif
+}
+
+absl::Status SynchronizeStream(void* stream) {
+#if KVF_WITH_CUDA
+  if (cudaError_t err = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+      err != cudaSuccess) {
+    return CudaError(err, "cudaStreamSynchronize", "paged transfer");
+  }
+  return absl::OkStatus();
+#else
+  (void)stream;
+  return NoCuda("cudaStreamSynchronize");
+#endif
+}
+
+absl::Status EnqueueHostCallback(void* stream, void (*fn)(void*), void* arg) {
+#if KVF_WITH_CUDA
+  if (cudaError_t err = cudaLaunchHostFunc(static_cast<cudaStream_t>(stream), fn, arg);
+      err != cudaSuccess) {
+    return CudaError(err, "cudaLaunchHostFunc", "paged transfer progress");
+  }
+  return absl::OkStatus();
+#else
+  (void)stream, (void)fn, (void)arg;
+  return NoCuda("cudaLaunchHostFunc");
+#endif
+}
+
 }  // namespace kvf

@@ -93,6 +93,12 @@ void RegisterPaged(py::module_& m) {
   py::class_<Transfer>(m, "PagedTransfer", "An asynchronous save_pages / load_pages.")
       .def("done", [](const Transfer& t) { return t.transfer.Done(); })
       .def("layer_ready", [](const Transfer& t, uint32_t l) { return t.transfer.LayerReady(l); })
+      .def("wait_layer",
+           [](const Transfer& t, uint32_t l) {
+             OkOrThrow(Released<absl::Status>([&] { return t.transfer.WaitLayer(l); }));
+           },
+           "Blocks until layer l of a load is in the pages (every block's layer l), or the "
+           "load finished.")
       .def("wait", [](Transfer& t) {
         absl::StatusOr<BatchResult> r = Released<absl::StatusOr<BatchResult>>([&] { return t.transfer.Wait(); });
         t.owners = py::none();
@@ -108,51 +114,59 @@ void RegisterPaged(py::module_& m) {
   m.def(
       "_save_pages",
       [put_options](Client& c, const Namespace& ns, const Chain& chain, size_t begin,
-                    const PagedKv& pages, const py::object& page_ids, const std::string& codec) {
+                    const PagedKv& pages, const py::object& page_ids, const std::string& codec,
+                    uintptr_t stream) {
         const std::vector<int32_t> ids = PageIds(page_ids);
         const PutOptions o = put_options(codec);
         const size_t n = BlockCount(ns, pages, ids);
+        void* s = reinterpret_cast<void*>(stream);
         return ValueOrThrow(Released<absl::StatusOr<BatchResult>>(
-                                [&] { return SavePages(c, ns, chain.keys, begin, n, pages.desc, ids, o); }))
+                                [&] { return SavePages(c, ns, chain.keys, begin, n, pages.desc, ids, o, s); }))
             .blocks;
       },
       py::arg("client"), py::arg("ns"), py::arg("chain"), py::arg("begin"), py::arg("pages"),
-      py::arg("page_ids"), py::arg("codec") = "none");
+      py::arg("page_ids"), py::arg("codec") = "none", py::arg("stream") = 0);
   m.def(
       "_load_pages",
       [](Client& c, const Namespace& ns, const Chain& chain, size_t begin, const PagedKv& pages,
-         const py::object& page_ids) {
+         const py::object& page_ids, uintptr_t stream) {
         const std::vector<int32_t> ids = PageIds(page_ids);
         const size_t n = BlockCount(ns, pages, ids);
+        void* s = reinterpret_cast<void*>(stream);
         return ValueOrThrow(Released<absl::StatusOr<BatchResult>>(
-                                [&] { return LoadPages(c, ns, chain.keys, begin, n, pages.desc, ids); }))
+                                [&] { return LoadPages(c, ns, chain.keys, begin, n, pages.desc, ids, {}, s); }))
             .blocks;
       },
       py::arg("client"), py::arg("ns"), py::arg("chain"), py::arg("begin"), py::arg("pages"),
-      py::arg("page_ids"));
+      py::arg("page_ids"), py::arg("stream") = 0);
   m.def(
       "_start_save_pages",
       [put_options](Client& c, const Namespace& ns, const Chain& chain, size_t begin,
-                    const PagedKv& pages, const py::object& page_ids, const std::string& codec) {
+                    const PagedKv& pages, const py::object& page_ids, const std::string& codec,
+                    uintptr_t stream) {
         const std::vector<int32_t> ids = PageIds(page_ids);
         const size_t n = BlockCount(ns, pages, ids);
         OkOrThrow(CheckPagedTransfer(ns, pages.desc, n, ids));
-        return Transfer{StartSavePages(c, ns, chain.keys, begin, n, pages.desc, ids, put_options(codec)),
+        return Transfer{StartSavePages(c, ns, chain.keys, begin, n, pages.desc, ids, put_options(codec),
+                                       reinterpret_cast<void*>(stream)),
                         pages.owners};
       },
       py::arg("client"), py::arg("ns"), py::arg("chain"), py::arg("begin"), py::arg("pages"),
-      py::arg("page_ids"), py::arg("codec") = "none", py::keep_alive<0, 1>());
+      py::arg("page_ids"), py::arg("codec") = "none", py::arg("stream") = 0,
+      py::keep_alive<0, 1>());
   m.def(
       "_start_load_pages",
       [](Client& c, const Namespace& ns, const Chain& chain, size_t begin, const PagedKv& pages,
-         const py::object& page_ids) {
+         const py::object& page_ids, uintptr_t stream) {
         const std::vector<int32_t> ids = PageIds(page_ids);
         const size_t n = BlockCount(ns, pages, ids);
         OkOrThrow(CheckPagedTransfer(ns, pages.desc, n, ids));
-        return Transfer{StartLoadPages(c, ns, chain.keys, begin, n, pages.desc, ids), pages.owners};
+        return Transfer{StartLoadPages(c, ns, chain.keys, begin, n, pages.desc, ids, {},
+                                       reinterpret_cast<void*>(stream)),
+                        pages.owners};
       },
       py::arg("client"), py::arg("ns"), py::arg("chain"), py::arg("begin"), py::arg("pages"),
-      py::arg("page_ids"), py::keep_alive<0, 1>());
+      py::arg("page_ids"), py::arg("stream") = 0, py::keep_alive<0, 1>());
 }
 
 }  // namespace kvf::python

@@ -184,5 +184,38 @@ TEST_F(PagedTest, AsynchronousTransfersReportTheSameResults) {
   EXPECT_EQ(empty.Wait().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(PagedTest, LoadsLandLayerByLayer) {
+  Engine a(10), b(11);
+  std::vector<int32_t> pages(12);
+  std::iota(pages.begin(), pages.end(), 0);
+  auto saved = SavePages(*client_, ns_, chain_, 0, 6, a.desc, pages);
+  ASSERT_TRUE(saved.ok() && saved->all_ok());
+  PagedTransfer load = StartLoadPages(*client_, ns_, chain_, 0, 6, b.desc, pages);
+  // Once layer l is ready every block's layer l is in the pages, whatever
+  // the later layers are doing (they are other buffers).
+  for (uint32_t l = 0; l < kLayers; ++l) {
+    ASSERT_TRUE(load.WaitLayer(l).ok());
+    EXPECT_TRUE(load.LayerReady(l));
+    for (int32_t p = 0; p < 12; ++p) EXPECT_EQ(a.Page(l, p), b.Page(l, p)) << "layer " << l;
+  }
+  EXPECT_EQ(load.WaitLayer(kLayers).code(), absl::StatusCode::kInvalidArgument);
+  auto loaded = load.Wait();
+  ASSERT_TRUE(loaded.ok() && loaded->all_ok());
+  // A load with a missing block still finishes every layer (the block never
+  // arrives; its pages stay as they were).
+  Engine c(12);
+  const std::vector<uint16_t> before = c.Page(1, 11);
+  auto removed = client_->Remove(ns_, chain_, 5, 6);
+  ASSERT_TRUE(removed.ok());
+  PagedTransfer partial = StartLoadPages(*client_, ns_, chain_, 0, 6, c.desc, pages);
+  for (uint32_t l = 0; l < kLayers; ++l) ASSERT_TRUE(partial.WaitLayer(l).ok());
+  auto r = partial.Wait();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->ok_count(), 5u);
+  EXPECT_EQ(r->blocks[5].status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c.Page(1, 11), before);
+  EXPECT_EQ(c.Page(1, 0), a.Page(1, 0));
+}
+
 }  // namespace
 }  // namespace kvf::testing

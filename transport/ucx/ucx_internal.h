@@ -293,6 +293,8 @@ class UcxTransport final : public Transport {
   absl::Status RegisterHandler(uint16_t type, MessageHandler handler) override;
   absl::Status RegisterDataHandler(uint16_t type, DataMessageHandler handler) override;
   bool NativeOneSided(PeerId peer) const override;
+  std::byte* MappedAddress(const RemoteRegion& remote, uint64_t offset,
+                           uint64_t length) const override;
   absl::StatusOr<std::string> Call(PeerId peer, uint16_t type, std::string_view request,
                                    absl::Time deadline) override;
   absl::Status CallAsync(PeerId peer, uint16_t type, std::string_view request, absl::Time deadline,

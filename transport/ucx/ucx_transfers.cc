@@ -234,6 +234,20 @@ UcxRemoteRegion::~UcxRemoteRegion() {
   if (populator_.joinable()) populator_.join();
 }
 
+std::byte* UcxTransport::MappedAddress(const RemoteRegion& region, uint64_t offset,
+                                       uint64_t length) const {
+  const auto* remote = dynamic_cast<const UcxRemoteRegion*>(&region);
+  if (remote == nullptr || remote->mapped() == nullptr || mapped_disabled_) return nullptr;
+  const RemoteDescriptor& d = remote->descriptor();
+  if (length == 0 || offset > d.size || length > d.size - offset) return nullptr;
+  // As PostMapped: a peer known to have failed, or a region imported on an
+  // earlier connection, is not touched.
+  absl::StatusOr<std::shared_ptr<Conn>> conn = FindConn(remote->peer());
+  if (!conn.ok() || *conn != remote->conn() || !(*conn)->health().ok()) return nullptr;
+  remote->Populate(offset, length);
+  return reinterpret_cast<std::byte*>(remote->mapped() + offset);
+}
+
 absl::StatusOr<std::unique_ptr<TransferRequest>> UcxTransport::PostMapped(
     const TransferBatch& batch, const UcxRemoteRegion& remote, std::shared_ptr<Conn> conn) {
   // The peer's region is mapped here: the bytes move now, on this thread.
