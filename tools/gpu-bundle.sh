@@ -6,8 +6,9 @@
 #   tools/gpu-bundle.sh [BUILD_DIR] [OUT_DIR]     # here: build/release, gpu-bundle
 #   gpu-bundle/run-gpu.sh RESULTS_DIR            # there: every GPU test and benchmark
 #
-# The bundle: the GPU test binaries, kvf-kernel-bench, kvf-agent and
-# kvf-coordinator (stripped of debug info), every shared library they load
+# The bundle: the GPU test binaries, kvf-kernel-bench, kvf-offload-bench,
+# kvf-agent and kvf-coordinator (stripped of debug info; kvf-offload-bench
+# finds the other two beside itself), every shared library they load
 # except the C library, the CUDA driver and NCCL (the GPU machine's own:
 # PyTorch's site-packages/nvidia/nccl/lib, found by run-gpu.sh), UCX's
 # transport modules (UCX_MODULE_DIR), and GoogleTest's sources for the
@@ -20,8 +21,9 @@ build=${1:-build/release}
 out=${2:-gpu-bundle}
 
 tests=(tests/kernels/kvf_codec_gpu_test tests/kernels/kvf_codec_gpu_core_test
-       tests/kernels/kvf_paged_gpu_test tests/transport/kvf_transport_conformance_test)
-tools=(bench/kernels/kvf-kernel-bench node/kvf-agent coordinator/kvf-coordinator)
+       tests/kernels/kvf_paged_gpu_test tests/transport/kvf_transport_conformance_test
+       tests/cluster/kvf_paged_gpu_client_test)
+tools=(bench/kernels/kvf-kernel-bench bench/offload/kvf-offload-bench node/kvf-agent coordinator/kvf-coordinator)
 for f in "${tests[@]}" "${tools[@]}"; do
   [[ -x $build/$f ]] || { echo "gpu-bundle: $build/$f is not built (cmake --build --preset release)" >&2; exit 1; }
 done

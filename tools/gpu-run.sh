@@ -4,8 +4,10 @@
 #
 #   gpu-bundle/run-gpu.sh RESULTS_DIR
 #
-# Writes into RESULTS_DIR seven files (the device tool brings back at most
-# eight): one GoogleTest JSON per test binary, kernel-bench.json, all.log
+# Writes into RESULTS_DIR eight files (the device tool brings back at most
+# eight): one GoogleTest JSON per test binary, kernel-bench.json,
+# offload-bench.json (kvf-offload-bench: paged offload/load through a local
+# agent vs pinned cudaMemcpyAsync; it starts its own agent), all.log
 # (every step's output, in order, each under a header line) and summary.txt
 # (one line per step: PASS NAME or FAIL NAME rc=N). Exits 1 if any step failed.
 set -uo pipefail
@@ -49,8 +51,13 @@ step() {  # step NAME CMD...: runs CMD, its output appended to all.log
 for t in kvf_codec_gpu_test kvf_codec_gpu_core_test kvf_paged_gpu_test; do
   step "$t" "$kvf/bin/$t" --gtest_output="json:$results/$t.json"
 done
+# Paged offload/load of device pages through a real agent (starts its own
+# coordinator and agent from beside it); its output goes to all.log only, to
+# keep within the eight files.
+step kvf_paged_gpu_client_test "$kvf/bin/kvf_paged_gpu_client_test"
 step kvf_transport_conformance_Nccl "$kvf/bin/kvf_transport_conformance_test" \
   --gtest_filter='*Nccl*' --gtest_output="json:$results/kvf_transport_conformance_Nccl.json"
 step kernel-bench "$kvf/bin/kvf-kernel-bench" --json "$results/kernel-bench.json"
+step offload-bench "$kvf/bin/kvf-offload-bench" --json "$results/offload-bench.json"
 cat "$summary"
 exit $failed
