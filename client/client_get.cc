@@ -13,20 +13,13 @@
 
 namespace kvf {
 
-using client_internal::DataPlane;
 using client_internal::FailBatch;
 using client_internal::GetSink;
-using client_internal::GroupByNode;
-using client_internal::IsUnreachable;
-using client_internal::IsWrongOwner;
 using client_internal::ItemState;
-using client_internal::MapSnapshot;
 using client_internal::NamespaceState;
 using client_internal::Next;
 using client_internal::NodeBatch;
 using client_internal::NotOk;
-using client_internal::PrimaryVersion;
-using client_internal::PutSource;
 using protocol::KeyRef;
 
 // ---- Get --------------------------------------------------------------------

@@ -15,9 +15,7 @@
 
 namespace kvf {
 
-using client_internal::DataPlane;
 using client_internal::FailBatch;
-using client_internal::GetSink;
 using client_internal::GroupByNode;
 using client_internal::IsUnreachable;
 using client_internal::IsWrongOwner;
