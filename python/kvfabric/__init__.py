@@ -45,6 +45,21 @@ def token_from_env(environ=os.environ):
     return ""
 
 
+def _stream_handle(stream):
+    """The cudaStream_t value the paged calls take: None -> 0 (the default
+    stream), an int as is, else the object's .cuda_stream (torch.cuda.Stream,
+    torch.cuda.ExternalStream)."""
+    if stream is None:
+        return 0
+    handle = getattr(stream, "cuda_stream", stream)
+    if isinstance(handle, bool) or not isinstance(handle, int) or handle < 0:
+        raise InvalidArgumentError(
+            "INVALID_ARGUMENT",
+            f"stream must be None, a cudaStream_t (a non-negative int) or an object with "
+            f".cuda_stream (torch.cuda.Stream), not {stream!r}")
+    return handle
+
+
 class Client(_kvfabric.Client):
     """A connection to a kvfabric cluster (client/client.h); thread-safe."""
 
@@ -57,23 +72,41 @@ class Client(_kvfabric.Client):
             raise InvalidArgumentError("INVALID_ARGUMENT", "KVF_COORDINATOR is not set")
         return cls(coordinator, token_from_env(environ), **kwargs)
 
-    def save_pages(self, ns, chain, begin, pages, page_ids, *, codec="none"):
+    def save_pages(self, ns, chain, begin, pages, page_ids, *, codec="none", stream=None):
         """Stores blocks begin.. of `chain` from the engine's pages; one
-        BlockResult per block (docs/python.md, "Paged KV")."""
-        return _kvfabric._save_pages(self, ns, chain, begin, pages._desc, page_ids, codec)
+        BlockResult per block (docs/python.md, "Paged KV").
 
-    def load_pages(self, ns, chain, begin, pages, page_ids):
+        `pages` may be in host or CUDA device memory. For device pages the
+        gather runs on `stream` (a torch.cuda.Stream, a raw cudaStream_t int,
+        or None for the default stream) and reads the pages after the work
+        already queued on it, so pass the stream that wrote them."""
+        return _kvfabric._save_pages(self, ns, chain, begin, pages._desc, page_ids, codec,
+                                     _stream_handle(stream))
+
+    def load_pages(self, ns, chain, begin, pages, page_ids, *, stream=None):
         """Loads blocks begin.. of `chain` into the engine's pages; a block
-        that fails leaves its pages untouched and reports why."""
-        return _kvfabric._load_pages(self, ns, chain, begin, pages._desc, page_ids)
+        that fails leaves its pages untouched and reports why.
 
-    def start_save_pages(self, ns, chain, begin, pages, page_ids, *, codec="none"):
-        """save_pages on a background thread: a PagedTransfer (wait(), done())."""
-        return _kvfabric._start_save_pages(self, ns, chain, begin, pages._desc, page_ids, codec)
+        For device pages the scatter runs on `stream` (as save_pages); the
+        pages are written when this returns, for kernels on any stream."""
+        return _kvfabric._load_pages(self, ns, chain, begin, pages._desc, page_ids,
+                                     _stream_handle(stream))
 
-    def start_load_pages(self, ns, chain, begin, pages, page_ids):
-        """load_pages on a background thread: a PagedTransfer (wait(), done())."""
-        return _kvfabric._start_load_pages(self, ns, chain, begin, pages._desc, page_ids)
+    def start_save_pages(self, ns, chain, begin, pages, page_ids, *, codec="none", stream=None):
+        """save_pages on a background thread: a PagedTransfer (wait(), done()).
+        The pages must stay unchanged until wait() returns."""
+        return _kvfabric._start_save_pages(self, ns, chain, begin, pages._desc, page_ids, codec,
+                                           _stream_handle(stream))
+
+    def start_load_pages(self, ns, chain, begin, pages, page_ids, *, stream=None):
+        """load_pages on a background thread: a PagedTransfer (wait(), done(),
+        layer_ready(l), wait_layer(l)). Uncompressed blocks land layer by
+        layer: wait_layer(l) returns once every block's layer l is in the
+        pages (or the load finished), so layer l can be used while later
+        layers still land; compressed blocks land whole. The per-block
+        results come from wait()."""
+        return _kvfabric._start_load_pages(self, ns, chain, begin, pages._desc, page_ids,
+                                           _stream_handle(stream))
 
     def open_sequence(self, ns, name_or_id):
         """Opens a sequence by name (str) or (hi, lo) id (docs/sequences.md)."""

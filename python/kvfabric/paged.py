@@ -4,6 +4,10 @@ scatter (kernels/core/paged.h; docs/python.md, "Paged KV").
 Element (page p, K|V kv, slot s, head h, d) of layer l lives at
     layer_ptr[l] + (p*page_stride + kv*kv_stride + s*token_stride + h*head_stride + d) * elem
 so any layout whose `head_dim` elements are contiguous can be described.
+
+The tensors may be in host memory or on a CUDA device (every layer on the
+same one); the paged calls gather and scatter device pages with CUDA kernels
+on the stream they are given (Client.save_pages(..., stream=...)).
 """
 
 from kvfabric import _kvfabric
@@ -21,16 +25,23 @@ def _dtype_name(tensor):
     return name
 
 
-def _check_cpu(tensor):
-    if tensor.device.type != "cpu":
-        raise UnimplementedError(
-            "UNIMPLEMENTED",
-            f"a KV cache on '{tensor.device}': this version gathers and scatters host-resident "
-            f"pages only (the GPU data path is pending; docs/python.md)")
+def _check_devices(tensors):
+    """Every layer in host memory, or every layer on one CUDA device."""
+    first = tensors[0].device
+    for t in tensors:
+        if t.device.type not in ("cpu", "cuda"):
+            raise UnimplementedError(
+                "UNIMPLEMENTED",
+                f"a KV cache on '{t.device}': pages must be in host memory or CUDA device memory")
+        if t.device != first:
+            raise InvalidArgumentError(
+                "INVALID_ARGUMENT",
+                f"KV tensors on '{first}' and '{t.device}': every layer must be on one device")
 
 
 class PagedKv:
-    """A descriptor of KV pages plus the tensors it points into (kept alive)."""
+    """A descriptor of KV pages plus the tensors it points into (kept alive).
+    Host (CPU) or CUDA tensors, every layer on one device."""
 
     def __init__(self, desc):
         self._desc = desc
@@ -57,8 +68,8 @@ class PagedKv:
             raise InvalidArgumentError("INVALID_ARGUMENT",
                                        f"a vLLM KV tensor has 5 dimensions, not {first.dim()} "
                                        f"(shape {tuple(first.shape)})")
+        _check_devices(layer_tensors)
         for t in layer_tensors:
-            _check_cpu(t)
             if t.shape != first.shape or t.stride() != first.stride() or t.dtype != first.dtype:
                 raise InvalidArgumentError("INVALID_ARGUMENT",
                                            "every layer's KV tensor must have one shape, "
@@ -84,7 +95,7 @@ class PagedKv:
             raise InvalidArgumentError("INVALID_ARGUMENT",
                                        f"expected [{num_layers}, 2, pages, page_size, H, D], "
                                        f"got {tuple(tensor.shape)}")
-        _check_cpu(tensor)
+        _check_devices([tensor])
         st = tensor.stride()
         layers = [tensor[l] for l in range(num_layers)]
         return cls.from_strides(
@@ -100,8 +111,9 @@ class PagedKv:
         if dim_stride != 1:
             raise InvalidArgumentError("INVALID_ARGUMENT",
                                        "the head_dim elements of a head must be contiguous")
-        for t in layer_tensors:
-            _check_cpu(t)
+        if not layer_tensors:
+            raise InvalidArgumentError("INVALID_ARGUMENT", "no KV tensors")
+        _check_devices(layer_tensors)
         first = layer_tensors[0]
         desc = _kvfabric._PagedKv(
             num_layers=len(layer_tensors), num_kv_heads=num_kv_heads, head_dim=head_dim,

@@ -285,6 +285,131 @@ def test_cache_salt_separates_prefixes(cluster):
 
 
 # ---------------------------------------------------------------------------
+# Per-layer loads
+
+
+def check_layers_as_they_land(worker, sources, seen):
+    """An after_layer_load hook: when layer l's wait returned, layer l of
+    every page the step loads holds the source's bytes; records (layer,
+    loads whose results are not collected yet)."""
+
+    def hook(eng, rec, layer):
+        for r in rec.metadata.loads():
+            src = sources[r.req_id]
+            for i, page in zip(range(r.load.begin, r.load.end), r.load.page_ids):
+                assert vh.same_bytes(eng.kv.page(layer, page).cpu(), src.blocks[i][layer]), \
+                    (r.req_id, layer, i)
+        seen.append((layer, worker.pending_loads))
+
+    return hook
+
+
+def test_loads_land_layer_by_layer(cluster):
+    """wait_for_layer_load(layer l) waits for layer l of the step's loads,
+    not for the whole loads: when it returns that layer of every loaded block
+    is in the pages; the loads' results are collected at the last layer."""
+    mid = model_id("per-layer")
+    prompts = {"p1": tokens(6 * BS + 3, 100), "p2": tokens(3 * BS + 1, 101)}
+    a_res = prefill(cluster, mid, prompts)
+    b = engine(cluster, mid, layout="flashinfer")
+    try:
+        for rid, t in prompts.items():
+            b.add_request(rid, t)
+        worker = b.worker_connector.worker
+        seen = []
+        rec = b.step(after_layer_load=check_layers_as_they_land(worker, a_res, seen))
+        assert rec.matched == {"p1": 6 * BS, "p2": 3 * BS}
+        assert seen == [(0, 2), (1, 2), (2, 2), (3, 0)]
+        assert rec.invalid_block_ids == set()
+        assert worker.stats["loaded"] == 9
+        b.run()
+        for rid in prompts:
+            assert_blocks(b.results[rid], b.expected, a_res[rid], len(prompts[rid]) // BS)
+    finally:
+        b.close()
+
+
+def test_load_errors_are_reported_without_layer_waits(cluster):
+    """Should vLLM skip wait_for_layer_load, wait_for_save still collects the
+    loads: a block removed since the lookup is reported and recomputed."""
+    mid = model_id("no-waits")
+    p = tokens(4 * BS, 110)
+    a_res = prefill(cluster, mid, {"p": p})["p"]
+    q = p + tokens(BS + 3, 111)  # 4 stored blocks, 1 new one, 3 tokens
+    c = cluster.client()
+    b = engine(cluster, mid)
+    try:
+        b.add_request("q", q)
+
+        def remove_block_1(eng, rec):
+            ns = namespace_of(eng)
+            assert [x.ok for x in c.remove(ns, ns.hash_tokens(q), 1, 2)] == [True]
+
+        rec = b.step(before_execute=remove_block_1, layer_waits=False)
+        assert rec.matched["q"] == 4 * BS
+        assert rec.invalid_block_ids == {b.requests["q"].block_ids[1]}
+        stats = b.worker_connector.worker.stats
+        assert stats["loaded"] == 3 and stats["load_failed"] == 1
+        assert stats["save_skipped"] == 1 and stats["saved"] == 0
+        assert rec.rolled_back == {"q": BS}
+        b.run()
+        assert_blocks(b.results["q"], b.expected, a_res, 1)
+    finally:
+        b.close()
+
+
+class FakeTensor:
+    """What check_kv_caches reads of a tensor."""
+
+    def __init__(self, device, shape=(2, 8, BS, 2, 64), dtype=torch.float16):
+        self.device, self.shape, self.dtype = torch.device(device), shape, dtype
+
+
+def test_check_kv_caches_devices():
+    """Host and CUDA KV caches are accepted, every layer on one device."""
+    from kvfabric.vllm._config import ConnectorConfig
+    from kvfabric.vllm._worker import check_kv_caches, current_stream_of
+
+    cfg = ConnectorConfig.from_vllm_config(vh.make_config("m", extra={"coordinator": "x:1"}))
+    names = [f"model.layers.{l}.self_attn.attn" for l in range(4)]
+
+    def check(*devices):
+        return check_kv_caches(cfg, names, {n: FakeTensor(d) for n, d in zip(names, devices)})
+
+    assert check("cpu", "cpu", "cpu", "cpu") is None
+    assert check("cuda:0", "cuda:0", "cuda:0", "cuda:0") is None
+    assert "one device" in check("cuda:0", "cuda:0", "cuda:1", "cuda:0")
+    assert "one device" in check("cpu", "cuda:0", "cuda:0", "cuda:0")
+    assert "host or CUDA" in check("meta", "meta", "meta", "meta")
+    assert current_stream_of(None) == 0 and current_stream_of(torch.device("cpu")) == 0
+    want = torch.cuda.current_stream().cuda_stream if torch.cuda.is_available() else 0
+    assert current_stream_of(torch.device("cuda", 0)) == want  # 0 on a CPU-only torch
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_kv_caches(cluster):
+    """KV caches on the GPU: saved and loaded (per layer) on torch's current
+    stream, byte-identical to a host engine's."""
+    mid = model_id("cuda")
+    p = tokens(5 * BS + 2, 120)
+    a_res = prefill(cluster, mid, {"p": p}, device="cuda")["p"]
+    assert_blocks(a_res, lambda t, i: vh.expected_block(t, i, BS, 4, 2, 64, torch.float16))
+    b = engine(cluster, mid, device="cuda")
+    try:
+        assert b.worker_connector.worker.layout_error is None
+        b.add_request("p", p)
+        worker = b.worker_connector.worker
+        seen = []
+        rec = b.step(after_layer_load=check_layers_as_they_land(worker, {"p": a_res}, seen))
+        assert rec.matched["p"] == 5 * BS and rec.invalid_block_ids == set()
+        assert seen == [(0, 1), (1, 1), (2, 1), (3, 0)]
+        b.run()
+        assert_blocks(b.results["p"], b.expected, a_res, 5)
+    finally:
+        b.close()
+
+
+# ---------------------------------------------------------------------------
 # Failures
 
 

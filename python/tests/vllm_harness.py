@@ -1,7 +1,8 @@
 """A minimal fake of what vLLM does around a v1 KV connector.
 
 Enough of vLLM to drive kvfabric.vllm.KvfabricConnector the way vLLM's
-scheduler and model runner do, with CPU torch tensors and no vLLM installed:
+scheduler and model runner do, with torch tensors (host ones, or CUDA ones
+with FakeEngine(device="cuda")) and no vLLM installed:
 
 - FakeVllmConfig: model_config (get_num_layers, get_num_kv_heads,
   get_head_size, dtype), cache_config.block_size, parallel_config,
@@ -20,8 +21,9 @@ scheduler and model runner do, with CPU torch tensors and no vLLM installed:
   get_num_new_matched_tokens -> allocate -> update_state_after_alloc, then
   build_connector_meta. The metadata crosses a pickle, as it crosses processes
   in vLLM. Worker side (vllm/v1/worker/kv_connector_model_runner_mixin.py):
-  bind_connector_metadata -> start_load_kv -> per layer wait_for_layer_load,
-  the layer's forward, save_kv_layer -> wait_for_save -> get_finished ->
+  bind_connector_metadata -> start_load_kv -> per layer (in layer order)
+  wait_for_layer_load, the layer's forward (which would read that layer of the
+  loaded blocks, no other), save_kv_layer -> wait_for_save -> get_finished ->
   get_block_ids_with_load_errors -> clear_connector_metadata. Then the
   scheduler's update_from_output: blocks that failed to load roll their
   request back to the first failed block (vLLM's "recompute" policy), and a
@@ -240,30 +242,34 @@ class PagedKvCache:
     """vLLM's per-layer KV tensors, named as vLLM names attention layers."""
 
     def __init__(self, layers: int, num_pages: int, block_size: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, layout: str = "flash_attn"):
+                 dtype: torch.dtype, layout: str = "flash_attn", device: str = "cpu"):
         if layout not in ("flash_attn", "flashinfer"):
             raise ValueError(layout)
         self.layout = layout
+        self.device = torch.device(device)
         self.block_size, self.heads, self.head_dim, self.dtype = block_size, heads, head_dim, dtype
         shape = ((2, num_pages, block_size, heads, head_dim) if layout == "flash_attn"
                  else (num_pages, 2, block_size, heads, head_dim))
         self.names = [f"model.layers.{l}.self_attn.attn" for l in range(layers)]
-        self.tensors = {n: torch.full(shape, FILL, dtype=dtype) for n in self.names}
+        self.tensors = {n: torch.full(shape, FILL, dtype=dtype, device=self.device)
+                        for n in self.names}
 
     def page(self, layer: int, page: int) -> torch.Tensor:
-        """[2, block_size, H, D] view of one page of one layer."""
+        """[2, block_size, H, D] view of one page of one layer (on the cache's
+        device)."""
         t = self.tensors[self.names[layer]]
         return t[:, page] if self.layout == "flash_attn" else t[page]
 
     def block(self, page: int) -> torch.Tensor:
-        """A copy of one page across layers: [layers, 2, block_size, H, D]."""
-        return torch.stack([self.page(l, page) for l in range(len(self.names))]).clone()
+        """A host copy of one page across layers: [layers, 2, block_size, H, D]."""
+        return torch.stack([self.page(l, page) for l in range(len(self.names))]).cpu().clone()
 
     def write(self, layer: int, pages: list[int], slots: list[int], values: torch.Tensor) -> None:
         """values [n, 2, H, D] into (page, slot) pairs."""
         t = self.tensors[self.names[layer]]
-        p = torch.tensor(pages, dtype=torch.int64)
-        s = torch.tensor(slots, dtype=torch.int64)
+        p = torch.tensor(pages, dtype=torch.int64, device=self.device)
+        s = torch.tensor(slots, dtype=torch.int64, device=self.device)
+        values = values.to(self.device)
         if self.layout == "flash_attn":
             t[:, p, s] = values.permute(1, 0, 2, 3)
         else:
@@ -347,7 +353,7 @@ class FakeEngine:
     def __init__(self, vllm_config: FakeVllmConfig, *, num_pages: int = 256,
                  layout: str = "flash_attn", cache_heads: Optional[int] = None,
                  cache_dtype: Optional[torch.dtype] = None, prefix_caching: bool = False,
-                 max_tokens_per_step: int = 1 << 30):
+                 max_tokens_per_step: int = 1 << 30, device: str = "cpu"):
         mc = vllm_config.model_config
         pc = vllm_config.parallel_config
         self.config = vllm_config
@@ -359,7 +365,7 @@ class FakeEngine:
         # let a test register tensors that contradict the config.
         self.kv = PagedKvCache(mc.get_num_layers(pc), num_pages, self.block_size,
                                cache_heads or mc.get_num_kv_heads(pc), mc.get_head_size(),
-                               cache_dtype or mc.dtype, layout)
+                               cache_dtype or mc.dtype, layout, device)
         self.worker_connector.register_kv_caches(dict(self.kv.tensors))
         self.allocator = BlockAllocator(num_pages, self.block_size, prefix_caching)
         self.waiting: list[Request] = []
@@ -462,7 +468,13 @@ class FakeEngine:
 
     # ---- worker -------------------------------------------------------------
     def execute(self, so: SchedulerOutput, record: StepRecord,
-                after_start_load: Optional[Callable[["FakeEngine", StepRecord], None]] = None):
+                after_start_load: Optional[Callable[["FakeEngine", StepRecord], None]] = None,
+                after_layer_load: Optional[Callable[["FakeEngine", StepRecord, int], None]] = None,
+                layer_waits: bool = True):
+        """after_layer_load(engine, record, layer) runs once the layer's
+        wait_for_layer_load returned, before its forward (what the layer's
+        attention would read); layer_waits=False skips every
+        wait_for_layer_load (the connector must still report load errors)."""
         wc = self.worker_connector
         meta = pickle.loads(pickle.dumps(so.kv_connector_metadata))  # a process boundary
         record.metadata = meta
@@ -471,7 +483,10 @@ class FakeEngine:
         if after_start_load is not None:
             after_start_load(self, record)
         for layer, name in enumerate(self.kv.names):
-            wc.wait_for_layer_load(name)
+            if layer_waits:
+                wc.wait_for_layer_load(name)
+            if after_layer_load is not None:
+                after_layer_load(self, record, layer)
             self._forward_layer(layer, record)
             wc.save_kv_layer(name, self.kv.tensors[name], None)
         wc.wait_for_save()
@@ -525,13 +540,14 @@ class FakeEngine:
 
     # ---- steps ----------------------------------------------------------------
     def step(self, before_execute: Optional[Callable[["FakeEngine", StepRecord], None]] = None,
-             after_start_load: Optional[Callable[["FakeEngine", StepRecord], None]] = None
-             ) -> StepRecord:
+             after_start_load: Optional[Callable[["FakeEngine", StepRecord], None]] = None,
+             after_layer_load: Optional[Callable[["FakeEngine", StepRecord, int], None]] = None,
+             layer_waits: bool = True) -> StepRecord:
         record = StepRecord()
         so = self.schedule(record)
         if before_execute is not None:
             before_execute(self, record)
-        self.execute(so, record, after_start_load)
+        self.execute(so, record, after_start_load, after_layer_load, layer_waits)
         self.update_from_output(record)
         self.steps.append(record)
         return record

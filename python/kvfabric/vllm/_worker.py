@@ -4,12 +4,25 @@ kvfabric.
 Lives in each vLLM worker process (one per TP rank). register_kv_caches
 describes vLLM's per-layer KV tensors once (kvfabric.PagedKv.vllm), after
 checking them against the layout the namespace was registered with; each
-step it starts the loads the scheduler asked for, waits for them at the first
-layer, and stores the step's newly computed full blocks after the forward.
+step it starts the loads the scheduler asked for, waits for each layer before
+vLLM's forward of that layer, and stores the step's newly computed full
+blocks after the forward.
 
-A kvfabric block carries every layer of its tokens, so there is no per-layer
-pipelining: the first wait_for_layer_load completes every load of the step
-(docs/vllm.md, "Not done").
+Loads pipeline per layer: uncompressed blocks land layer by layer (every
+block's layer l, then l + 1), and wait_for_layer_load(layer) waits only until
+that layer of every load of the step is in the pages
+(PagedTransfer.wait_layer), so vLLM computes layer l while later layers are
+still landing. Blocks stored compressed land whole (their first layer waits
+for all of them). The per-block results (and so the load errors) are
+collected once, at the last layer's wait, or at the latest by wait_for_save /
+get_block_ids_with_load_errors / shutdown, so nothing is lost if vLLM skips a
+wait.
+
+KV caches may be host tensors or CUDA tensors (all on one device). For CUDA
+ones the loads and saves run on the torch CUDA stream current when they are
+started (torch.cuda.current_stream()): a save reads the pages after the
+forward queued on that stream wrote them; a load's layer is in the pages,
+for any stream, once its wait returns.
 
 Failures never put wrong bytes in vLLM's pages: a block that cannot be loaded
 (not found, evicted or removed since the lookup, its owners unreachable, a
@@ -49,10 +62,26 @@ def layer_order(names: list[str]) -> list[str]:
     return [n for _, n in sorted(zip(indices, names))]
 
 
+def current_stream_of(device: Any) -> int:
+    """The cudaStream_t of torch's current stream on `device` when it is a
+    CUDA device, else 0 (the default stream; what host pages ignore). Never
+    fails: a torch without CUDA answers 0."""
+    if getattr(device, "type", None) != "cuda":
+        return 0
+    try:
+        import torch
+        return int(torch.cuda.current_stream(device).cuda_stream)
+    except Exception as e:  # noqa: BLE001 - a torch without CUDA: the default stream
+        logger.debug("kvfabric: no current CUDA stream on %s (%s); using the default stream",
+                     device, e)
+        return 0
+
+
 def check_kv_caches(config: ConnectorConfig, names: list[str], kv_caches: dict) -> Optional[str]:
     """Why vLLM's KV tensors cannot hold the configured layout, or None.
 
-    Accepted: one tensor per layer, on the CPU, shaped
+    Accepted: one tensor per layer, every one on the CPU or every one on the
+    same CUDA device, shaped
     [2, num_pages, block_size, H, D] (FlashAttention) or
     [num_pages, 2, block_size, H, D] (FlashInfer), H and D and the dtype those
     of the model config for this TP rank, as many layers as the model has.
@@ -62,12 +91,19 @@ def check_kv_caches(config: ConnectorConfig, names: list[str], kv_caches: dict) 
                 f"{config.num_layers}")
     want = (config.block_tokens, config.num_kv_heads, config.head_dim)
     pages = None
+    first_device = None
     for name in names:
         t = kv_caches[name]
-        device = getattr(getattr(t, "device", None), "type", "cpu")
-        if device != "cpu":
-            return (f"layer {name}: KV cache on {device}: this version moves host "
-                    "memory only (CUDA KV caches need the GPU data path, issue 13)")
+        device = getattr(t, "device", None)
+        kind = getattr(device, "type", "cpu")
+        if kind not in ("cpu", "cuda"):
+            return (f"layer {name}: KV cache on {device}: kvfabric moves host or CUDA "
+                    "device memory only")
+        if first_device is None:
+            first_device = device
+        elif device != first_device:
+            return (f"layer {name}: KV cache on {device}, other layers on {first_device} "
+                    "(every layer must be on one device)")
         shape = tuple(t.shape)
         if len(shape) != 5 or 2 not in shape[:2]:
             return (f"layer {name}: shape {list(shape)} is neither [2, pages, block, H, D] "
@@ -96,6 +132,9 @@ class WorkerSide:
         # Why the KV caches were refused; None while registered or not yet.
         self.layout_error: Optional[str] = "register_kv_caches was not called"
         self._inflight: list[tuple[RequestMeta, Any]] = []
+        # Layer name -> index in the registered layer order.
+        self._layer_index: dict[str, int] = {}
+        self._cuda_device = None  # the torch.device of CUDA KV caches, else None
         self._failed_pages: set[int] = set()
         self._failed_requests: set[str] = set()
         self.stats: Counter = Counter()  # loaded, load_failed, saved, save_failed, ...
@@ -106,6 +145,7 @@ class WorkerSide:
 
     def register_kv_caches(self, kv_caches: dict) -> None:
         names = layer_order(list(kv_caches))
+        self._layer_index = {name: i for i, name in enumerate(names)}
         error = check_kv_caches(self._config, names, kv_caches)
         if error is None:
             try:
@@ -114,14 +154,24 @@ class WorkerSide:
             except kvfabric.Error as e:
                 error = f"PagedKv.vllm refused the KV caches: {e}"
         self.layout_error = error
+        self._cuda_device = None
+        if error is None:
+            device = getattr(kv_caches[names[0]], "device", None)
+            if getattr(device, "type", "cpu") == "cuda":
+                self._cuda_device = device
         if error is not None:
             self._paged = None
             logger.error("kvfabric: KV caches refused, no block will be loaded or saved "
                          "(vLLM recomputes): %s", error)
 
+    def _stream(self) -> int:
+        return current_stream_of(self._cuda_device)
+
     # ---- loads ------------------------------------------------------------
     def start_loads(self, meta: KvfabricConnectorMetadata) -> None:
+        self.finish_loads()  # a previous step's, should its waits have been skipped
         self._failed_requests = set()
+        stream = self._stream()
         for r in meta.loads():
             if self._paged is None:
                 self._fail(r, r.load.page_ids, self.layout_error)
@@ -129,14 +179,42 @@ class WorkerSide:
             try:
                 transfer = self._client.start_load_pages(self._ns, unpack_chain(r.chain),
                                                          r.load.begin, self._paged,
-                                                         r.load.page_ids)
+                                                         r.load.page_ids, stream=stream)
             except kvfabric.Error as e:
                 self._fail(r, r.load.page_ids, str(e))
                 continue
             self._inflight.append((r, transfer))
 
+    @property
+    def pending_loads(self) -> int:
+        """Loads started this step whose results are not collected yet."""
+        return len(self._inflight)
+
+    def wait_for_layer(self, layer_name: str) -> None:
+        """Waits until layer `layer_name` of every load of the step is in the
+        pages (or its load finished). At the last layer, collects the loads'
+        results (finish_loads). A name that is not a registered layer waits
+        for everything."""
+        index = self._layer_index.get(layer_name)
+        if index is None:
+            self.finish_loads()
+            return
+        for r, transfer in self._inflight:
+            try:
+                transfer.wait_layer(index)
+            except kvfabric.Error as e:
+                # Not expected (the index is in range): wait for the whole
+                # step instead; wait() reports each load's blocks.
+                logger.warning("kvfabric: request %s: waiting for layer %d: %s", r.req_id,
+                               index, e)
+                self.finish_loads()
+                return
+        if index == len(self._layer_index) - 1:
+            self.finish_loads()
+
     def finish_loads(self) -> None:
-        """Waits for every load started this step (idempotent)."""
+        """Waits for every load started this step and collects its per-block
+        results (idempotent)."""
         inflight, self._inflight = self._inflight, []
         for r, transfer in inflight:
             try:
@@ -167,6 +245,7 @@ class WorkerSide:
     def save(self, meta: KvfabricConnectorMetadata) -> None:
         """Stores the step's save ranges (after the forward wrote them)."""
         self.finish_loads()
+        stream = self._stream()  # where vLLM's forward wrote the pages
         for r in meta.saves():
             if self._paged is None:
                 self.stats["save_skipped"] += r.save.end - r.save.begin
@@ -178,7 +257,7 @@ class WorkerSide:
             try:
                 results = self._client.save_pages(self._ns, unpack_chain(r.chain), r.save.begin,
                                                   self._paged, r.save.page_ids,
-                                                  codec=self._config.codec)
+                                                  codec=self._config.codec, stream=stream)
             except kvfabric.Error as e:
                 self.stats["save_failed"] += r.save.end - r.save.begin
                 logger.warning("kvfabric: request %s: saving blocks [%d, %d) failed: %s",

@@ -11,7 +11,8 @@ kvfabric.Client.
                            "kv_connector_extra_config": {"coordinator": "10.0.0.1:7700"}}'
 
 Loads are synchronous (get_num_new_matched_tokens answers load_kv_async =
-False): the step that schedules a hit loads it before its forward. Saves are
+False): the step that schedules a hit loads it before its forward, layer by
+layer (wait_for_layer_load waits for one layer of the step's loads). Saves are
 synchronous too: wait_for_save stores the step's new full blocks before vLLM
 may reuse their pages, so request_finished never delays freeing blocks.
 """
@@ -97,9 +98,10 @@ class KvfabricConnector(KVConnectorBase_V1):
 
     # ==== worker side =======================================================
     def register_kv_caches(self, kv_caches: dict) -> None:
-        """Describes vLLM's per-layer KV tensors. Tensors that do not match
-        the configured layout (or are on a GPU) are refused: logged, and every
-        load is then reported failed and nothing is saved."""
+        """Describes vLLM's per-layer KV tensors (host or CUDA, every layer on
+        one device). Tensors that do not match the configured layout are
+        refused: logged, and every load is then reported failed and nothing
+        is saved."""
         self.worker.register_kv_caches(kv_caches)
 
     def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
@@ -108,9 +110,11 @@ class KvfabricConnector(KVConnectorBase_V1):
         self.worker.start_loads(meta)
 
     def wait_for_layer_load(self, layer_name: str) -> None:
-        """A block carries every layer: the first call of a step waits for
-        all of the step's loads; the others return at once."""
-        self.worker.finish_loads()
+        """Waits until this layer of every load of the step is in vLLM's
+        pages: uncompressed blocks land layer by layer, so layer l's forward
+        runs while later layers still land (compressed blocks land whole).
+        The last layer's wait collects the loads' results."""
+        self.worker.wait_for_layer(layer_name)
 
     def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any,
                       **kwargs: Any) -> None:
