@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "kernels/codec.h"
+#include "transport/transport.h"
 
 namespace kvf {
 
@@ -41,6 +42,9 @@ struct BlockSlot {
   // memory (for callers that register it once, e.g. with CUDA); empty when
   // `bytes` is a client staging buffer.
   absl::Span<std::byte> arena;
+  // The import `arena` is mapped through, to tie state to the mapping's
+  // life (RemoteRegion::Attachment); null with an empty arena.
+  const RemoteRegion* region = nullptr;
 };
 
 // Where one found block's stored bytes are (valid only during the call).
@@ -49,6 +53,7 @@ struct FoundBlock {
   absl::Span<const std::byte> bytes;  // the stored size
   CodecId codec = CodecId::kNone;     // the codec it was stored with
   absl::Span<const std::byte> arena;  // as BlockSlot::arena
+  const RemoteRegion* region = nullptr;  // as BlockSlot::region
 };
 
 class BlockWriter {

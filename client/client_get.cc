@@ -135,7 +135,8 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
       if (const std::byte* at = arena->At(e.location.offset, e.location.size)) {
         it.result = BlockResult{absl::OkStatus(), e.version, e.codec, e.location.size, node};
         it.next = Next::kDone;
-        found.push_back(FoundBlock{i, {at, e.location.size}, e.codec, arena->bytes});
+        found.push_back(FoundBlock{i, {at, e.location.size}, e.codec, arena->bytes,
+                                   arena->region.get()});
         found_items.push_back(static_cast<uint32_t>(j));
         continue;
       }

@@ -128,7 +128,7 @@ void Client::Impl::PutBatch(const NamespaceState& ns, absl::Span<const BlockKey>
           arena = data->MappedArenaOf(node, resp->descriptors[r.location.descriptor_index]);
         }
         if (std::byte* at = arena->At(r.location.offset, source.block_bytes)) {
-          slots.push_back(BlockSlot{i, {at, source.block_bytes}, arena->bytes});
+          slots.push_back(BlockSlot{i, {at, source.block_bytes}, arena->bytes, arena->region.get()});
           slot_items.push_back(static_cast<uint32_t>(j));
           continue;
         }

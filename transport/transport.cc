@@ -33,6 +33,26 @@ absl::Status Transport::RegisterDataHandler(uint16_t, DataMessageHandler) {
   return absl::UnimplementedError("RegisterDataHandler: this transport has no two-sided path");
 }
 
+RemoteRegion::~RemoteRegion() { DropAttachments(); }
+
+std::shared_ptr<void> RemoteRegion::Attachment(
+    const void* key, const std::function<std::shared_ptr<void>()>& make) const {
+  std::lock_guard<std::mutex> l(attach_mu_);
+  for (const auto& [k, v] : attachments_) {
+    if (k == key) return v;
+  }
+  attachments_.emplace_back(key, make());
+  return attachments_.back().second;
+}
+
+void RemoteRegion::DropAttachments() {
+  std::vector<std::pair<const void*, std::shared_ptr<void>>> dropped;
+  {
+    std::lock_guard<std::mutex> l(attach_mu_);
+    dropped.swap(attachments_);
+  }
+}
+
 bool Transport::NativeOneSided(PeerId) const { return true; }
 
 std::byte* Transport::MappedAddress(const RemoteRegion&, uint64_t, uint64_t) const {

@@ -36,8 +36,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -125,9 +127,28 @@ class MemoryRegion {
 // Must be destroyed before the Transport. Thread-compatible.
 class RemoteRegion {
  public:
-  virtual ~RemoteRegion() = default;
+  virtual ~RemoteRegion();
   virtual PeerId peer() const = 0;
   virtual const RemoteDescriptor& descriptor() const = 0;
+
+  // State tied to this import's mapping (Transport::MappedAddress): the
+  // attachment under `key`, made by `make` on first use (a null one is kept
+  // too, so `make` is not retried). Attachments are destroyed when the
+  // import goes, before its mapping is released, so they may hold what
+  // refers to the mapped addresses, such as a CUDA host registration of
+  // them: a later mapping at the same addresses never inherits it.
+  // Thread-safe.
+  std::shared_ptr<void> Attachment(const void* key,
+                                   const std::function<std::shared_ptr<void>()>& make) const;
+
+ protected:
+  // Destroys the attachments; a backend that maps calls it first in its
+  // destructor, before it unmaps.
+  void DropAttachments();
+
+ private:
+  mutable std::mutex attach_mu_;
+  mutable std::vector<std::pair<const void*, std::shared_ptr<void>>> attachments_;
 };
 
 enum class TransferKind { kGet, kPut, kSend, kRecv };

@@ -7,9 +7,9 @@
 // client commits, or releases its read lease, right after).
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/page_movers.h"
 #include "common/logging.h"
@@ -22,25 +22,28 @@ absl::Span<const int32_t> PagesOf(const PagedJob& job, size_t i) {
   return job.page_ids.subspan(i * job.per_block, job.per_block);
 }
 
-// Agent arenas page-locked with CUDA, once per process: a copy between the
+// Agent arenas page-locked with CUDA, once per import: a copy between the
 // device and page-locked memory is asynchronous and runs at the link's
 // speed; into pageable memory the driver stages it. Registering pins the
-// whole arena (the agent already keeps it resident). Best effort: where it
-// fails, copies still work, slower, and the failure is logged once.
-void PageLockArena(absl::Span<const std::byte> arena) {
-  if (arena.empty()) return;
-  static absl::Mutex mu(absl::kConstInit);
-  static auto* arenas = new absl::flat_hash_map<const void*, HostRegistration>();
-  absl::MutexLock l(&mu);
-  if (arenas->contains(arena.data())) return;
-  absl::StatusOr<HostRegistration> reg =
-      HostRegistration::Register(const_cast<std::byte*>(arena.data()), arena.size());
-  if (!reg.ok()) {
-    KVF_LOG(WARNING) << "paged transfer: could not page-lock an agent arena of " << arena.size()
-                     << " bytes (" << reg.status().message()
-                     << "); device copies to it are staged by the driver";
-  }
-  (*arenas)[arena.data()] = reg.ok() ? *std::move(reg) : HostRegistration();
+// whole arena (the agent keeps it resident anyway). The registration is an
+// attachment of the import (RemoteRegion::Attachment), so it is undone
+// before the mapping goes: a later mapping at the same addresses is never
+// taken for registered. Best effort: where it fails, copies still work,
+// slower, and the failure is logged once per import.
+void PageLockArena(const RemoteRegion* region, absl::Span<const std::byte> arena) {
+  if (region == nullptr || arena.empty()) return;
+  static const char kKey = 0;
+  region->Attachment(&kKey, [&]() -> std::shared_ptr<void> {
+    absl::StatusOr<HostRegistration> reg =
+        HostRegistration::Register(const_cast<std::byte*>(arena.data()), arena.size());
+    if (!reg.ok()) {
+      KVF_LOG(WARNING) << "paged transfer: could not page-lock an agent arena of " << arena.size()
+                       << " bytes (" << reg.status().message()
+                       << "); device copies to it are staged by the driver";
+      return nullptr;
+    }
+    return std::make_shared<HostRegistration>(*std::move(reg));
+  });
 }
 
 // All of a call's statuses set to `s` where they are OK.
@@ -60,7 +63,7 @@ class DeviceGatherer final : public BlockWriter {
     absl::MutexLock l(&mu_);  // one scratch block: calls take turns
     for (size_t k = 0; k < slots.size(); ++k) {
       const BlockSlot& s = slots[k];
-      PageLockArena(s.arena);
+      PageLockArena(s.region, s.arena);
       out[k] = GatherPagesOnDevice(job_.pages, job_.layout, PagesOf(job_, s.index), job_.codec,
                                    scratch_.data(), s.bytes.size(), job_.stream);
       if (out[k].ok()) out[k] = CopyAsync(s.bytes.data(), scratch_.data(), s.bytes.size(), job_.stream);
@@ -110,7 +113,7 @@ class DeviceScatterer final : public BlockReader {
     landed.reserve(layers + 1);  // stable addresses for the callbacks
     for (size_t k = 0; k < blocks.size(); ++k) {
       const FoundBlock& b = blocks[k];
-      PageLockArena(b.arena);
+      PageLockArena(b.region, b.arena);
       if (b.codec == CodecId::kNone && b.bytes.size() == raw_bytes && layers > 1) {
         by_layer.push_back(k);
         continue;

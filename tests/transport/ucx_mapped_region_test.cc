@@ -199,6 +199,48 @@ TEST_F(MappedRegion, DestroyDuringBackgroundPopulateIsSafe) {
   EXPECT_TRUE(SameBytes(Pattern(5, kRegion), static_cast<const char*>(region->data())));
 }
 
+// MappedAddress hands out the mapping itself: what is written there is the
+// owner's, ranges outside the region are refused, and an attachment is made
+// once per key and destroyed before the mapping goes (its destructor can
+// still read the mapped bytes).
+TEST_F(MappedRegion, MappedAddressesAndAttachments) {
+  constexpr uint64_t kRegion = 4 * kMiB;
+  std::unique_ptr<MemoryRegion> region = OwnerAlloc(kRegion, 9);
+  ASSERT_NE(region, nullptr);
+  auto remote = Import(*region);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::byte* at = importer_->MappedAddress(**remote, kMiB, 4096);
+  if (at == nullptr) GTEST_SKIP() << "UCX did not map the owner's segment here";
+  std::memset(at, 0x5a, 4096);
+  EXPECT_EQ(static_cast<const unsigned char*>(region->data())[kMiB + 100], 0x5a);
+  EXPECT_EQ(importer_->MappedAddress(**remote, kRegion - 10, 11), nullptr);
+  EXPECT_EQ(importer_->MappedAddress(**remote, 0, 0), nullptr);
+
+  // Reads the first mapped byte when destroyed: a use after unmap would
+  // fault (and ASan would name it).
+  struct Reader {
+    const volatile std::byte* at;
+    std::atomic<int>* seen;
+    ~Reader() { seen->store(static_cast<int>(*at)); }
+  };
+  std::atomic<int> seen{-1};
+  int made = 0;
+  const char key = 0;
+  auto make = [&]() -> std::shared_ptr<void> {
+    ++made;
+    return std::make_shared<Reader>(Reader{at, &seen});
+  };
+  std::shared_ptr<void> first = (*remote)->Attachment(&key, make);
+  EXPECT_EQ((*remote)->Attachment(&key, make), first);
+  EXPECT_EQ(made, 1);
+  const char other = 0;
+  EXPECT_EQ((*remote)->Attachment(&other, [] { return std::shared_ptr<void>(); }), nullptr);
+  EXPECT_EQ((*remote)->Attachment(&other, [&] { return make(); }), nullptr) << "a null is kept";
+  first.reset();
+  remote->reset();
+  EXPECT_EQ(seen.load(), 0x5a);
+}
+
 // A region that is not mapped (TCP only) has no granules and no thread.
 TEST(UnmappedRegion, HasNothingToPopulate) {
   auto owner = MakeTransport("owner", "tcp,self");

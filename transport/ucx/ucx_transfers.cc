@@ -232,6 +232,8 @@ void UcxRemoteRegion::PopulateAll() {
 UcxRemoteRegion::~UcxRemoteRegion() {
   stop_populating_.store(true, std::memory_order_relaxed);
   if (populator_.joinable()) populator_.join();
+  // What refers to the mapped addresses goes before the rkey unmaps them.
+  DropAttachments();
 }
 
 std::byte* UcxTransport::MappedAddress(const RemoteRegion& region, uint64_t offset,
