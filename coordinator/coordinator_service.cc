@@ -164,6 +164,7 @@ void CoordinatorService::RestoreLocked(const proto::CoordinatorState& roster) {
     e.info = info;
     const auto& tiers = roster.map().nodes(i).tiers();
     e.tiers.assign(tiers.begin(), tiers.end());
+    e.device_bytes = roster.map().nodes(i).device_bytes();
     e.lease_deadline = now + options_.lease;
     next_id_ = std::max(next_id_, info.id + 1);
   }
@@ -243,6 +244,7 @@ void CoordinatorService::PublishLocked() {
   int i = 0;
   for (const auto& [id, e] : nodes_) {
     for (const std::string& t : e.tiers) map->mutable_nodes(i)->add_tiers(t);
+    map->mutable_nodes(i)->set_device_bytes(e.device_bytes);
     ++i;
   }
   map->set_default_segment_blocks(options_.default_segment_blocks);
@@ -342,6 +344,7 @@ absl::StatusOr<proto::JoinResponse> CoordinatorService::Join(const proto::JoinRe
       e.info.failure_domain = request.failure_domain();
       e.info.capacity_bytes = request.capacity_bytes();
       e.tiers.assign(request.tiers().begin(), request.tiers().end());
+      e.device_bytes = std::min(request.device_bytes(), request.capacity_bytes());
       e.lease_deadline = now + options_.lease;
       e.reported = false;
     };

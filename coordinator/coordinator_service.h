@@ -163,6 +163,7 @@ class CoordinatorService {
   struct NodeEntry {
     NodeInfo info;
     std::vector<std::string> tiers;
+    uint64_t device_bytes = 0;  // of capacity_bytes, in a GPU tier (kvfctl nodes shows it)
     absl::Time lease_deadline;
     bool reported = false;  // has sent usage
     uint64_t used_bytes = 0;

@@ -84,6 +84,7 @@ void ShardStoreImpl::DropLocked(EntryId id) {
   const Entry& e = index_.at(id);
   tiers_[e.tier].allocator.Free(e.offset);
   tier_stored_bytes_[e.tier] -= e.size;
+  --tier_blocks_[e.tier];
   index_.Erase(id);
 }
 
@@ -95,7 +96,7 @@ void ShardStoreImpl::DropDiskLocked(EntryId id) {
 
 absl::StatusOr<std::variant<PendingPut, PutResult, std::monostate>> ShardStoreImpl::BeginPutLocked(
     NamespaceId ns, const BlockKey& key, uint64_t size, const PutOptions& options,
-    uint64_t* evicted, std::vector<Demotion>* demotions) {
+    uint64_t* evicted, std::vector<Demotion>* demotions, size_t min_tier) {
   if (!ValidCodec(options.codec)) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown codec ", static_cast<int>(options.codec)));
@@ -134,7 +135,7 @@ absl::StatusOr<std::variant<PendingPut, PutResult, std::monostate>> ShardStoreIm
     }
   }
   KVF_ASSIGN_OR_RETURN(std::optional<PageRef> page,
-                       ReserveLocked(info, options.codec, evicted, demotions));
+                       ReserveLocked(info, options.codec, evicted, demotions, min_tier));
   if (!page) return std::monostate{};
   return PendingPut{.ns = ns, .key = key, .options = options, .size = size, .page = *page,
                     .evicted = *evicted};
@@ -165,6 +166,8 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
                          ? *options.version
                          : Version{std::max(epoch_, e.version.epoch), e.version.counter + 1};
     const bool tracked = Tracked(e);
+    if (tracked && e.tier != put.page.tier) PolicyOf(e).Erase(*id);  // moves to another tier's policy
+    const bool touch = tracked && e.tier == put.page.tier;
     if (e.tier == kDiskTier) {
       // The record is stale now: forget it and rebuild the entry in memory.
       Entry fresh = e;
@@ -183,9 +186,11 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
         ReleasePageLocked(PageRef{e.tier, e.offset});
       }
       tier_stored_bytes_[e.tier] -= e.size;
+      --tier_blocks_[e.tier];
     }
     Entry& n = index_.at(*id);
     tier_stored_bytes_[put.page.tier] += put.size;
+    ++tier_blocks_[put.page.tier];
     n.version = result.version;
     n.codec = options.codec;
     n.mutable_entry = options.mutable_entry;
@@ -196,11 +201,11 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     n.demoting = false;
     n.parent = options.parent;
     n.depth = options.depth;
-    if (tracked) {
+    if (touch) {
       TouchLocked(*id, now);
     } else {
       n.last_access = now;
-      policy_->Insert(*id, EvictionHint{put.key, options.parent, options.depth, n.size});
+      PolicyOf(n).Insert(*id, EvictionHint{put.key, options.parent, options.depth, n.size});
     }
   } else {
     result.version = options.version ? *options.version
@@ -220,7 +225,8 @@ absl::StatusOr<PutResult> ShardStoreImpl::FinishPutLocked(const PendingPut& put)
     e.depth = options.depth;
     const EntryId new_id = index_.Insert(e);
     tier_stored_bytes_[e.tier] += e.size;
-    policy_->Insert(new_id, EvictionHint{put.key, options.parent, options.depth, e.size});
+    ++tier_blocks_[e.tier];
+    policies_[e.tier]->Insert(new_id, EvictionHint{put.key, options.parent, options.depth, e.size});
   }
   ++puts_;
   return result;
@@ -265,8 +271,15 @@ absl::StatusOr<PutReservation> ShardStoreImpl::Reserve(NamespaceId ns, const Blo
   std::vector<Demotion> demotions;
   PendingPut put;
   PutReservation out;
+  // A writer that reaches host memory only gets a host page; where a device
+  // tier is in front, a staging page that Commit moves up.
+  const size_t min_tier = options.host_writer ? host_tier_ : 0;
+  if (min_tier >= tiers_.size()) {
+    return absl::FailedPreconditionError("no host tier for a host-memory writer");
+  }
   for (;;) {
-    KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, size, options, &evicted, &demotions));
+    KVF_ASSIGN_OR_RETURN(auto begun, BeginPutLocked(ns, key, size, options, &evicted, &demotions,
+                                                    min_tier));
     if (auto* present = std::get_if<PutResult>(&begun)) {
       out.already_present = true;
       out.version = present->version;
@@ -279,6 +292,7 @@ absl::StatusOr<PutReservation> ShardStoreImpl::Reserve(NamespaceId ns, const Blo
     SettleLocked(&demotions);
   }
   put.expires = clock_.Now() + lease;
+  put.staged = min_tier > 0;
   out.id = next_lease_id_++;
   out.location = BlockLocation{tiers_[put.page.tier].memory->kind(),
                                tiers_[put.page.tier].memory->base() + put.page.offset, put.size};
@@ -297,6 +311,12 @@ absl::StatusOr<PutResult> ShardStoreImpl::Commit(uint64_t reservation_id) {
   }
   const PendingPut put = std::move(it->second);
   reservations_.erase(it);
+  if (put.staged) {
+    mu_.Unlock();
+    absl::StatusOr<PutResult> result = CommitStaged(put);
+    mu_.Lock();
+    return result;
+  }
   return FinishPutLocked(put);
 }
 
@@ -360,7 +380,10 @@ absl::StatusOr<BlockInfo> ShardStoreImpl::Get(NamespaceId ns, const BlockKey& ke
   if (!copied.ok()) return copied;
   ++hits_;
   if (from_disk) ++disk_hits_;
-  TouchLocked(id, clock_.Now());
+  // Removed (and its id perhaps reused) while we copied: nothing to touch.
+  if (const Entry& e = index_.at(id); e.live && e.ns == ns && e.key == key) {
+    TouchLocked(id, clock_.Now());
+  }
   return info;
 }
 
@@ -392,19 +415,7 @@ absl::StatusOr<Lease> ShardStoreImpl::PinBlock(NamespaceId ns, const BlockKey& k
       Entry& e = index_.at(*id);
       if (e.tier != kDiskTier) {
         if (e.pins++ == 0) ++pinned_entries_;
-        Lease out;
-        out.id = next_lease_id_++;
-        out.info = InfoOf(e);
-        out.location = BlockLocation{out.info.tier, tiers_[e.tier].memory->base() + e.offset, e.size};
-        out.expires = now + lease;
-        leases_.emplace(out.id, LeaseRecord{*id, PageRef{e.tier, e.offset}, out.expires});
-        next_expiry_ = std::min(next_expiry_, out.expires);
-        if (read) {
-          ++hits_;
-          if (from_disk) ++disk_hits_;
-          TouchLocked(*id, now);
-        }
-        return out;
+        return PinLocked(*id, PageRef{e.tier, e.offset}, lease, read, from_disk);
       }
     }
     if (attempt + 1 >= kMaxPromoteAttempts) {
@@ -414,6 +425,26 @@ absl::StatusOr<Lease> ShardStoreImpl::PinBlock(NamespaceId ns, const BlockKey& k
     from_disk = true;
     KVF_RETURN_IF_ERROR(Promote(ns, key));
   }
+}
+
+Lease ShardStoreImpl::PinLocked(EntryId id, const PageRef& page, absl::Duration lease, bool read,
+                               bool from_disk) {
+  const absl::Time now = clock_.Now();
+  const Entry& e = index_.at(id);
+  Lease out;
+  out.id = next_lease_id_++;
+  out.info = InfoOf(e);
+  out.location = BlockLocation{tiers_[page.tier].memory->kind(),
+                               tiers_[page.tier].memory->base() + page.offset, e.size};
+  out.expires = now + lease;
+  leases_.emplace(out.id, LeaseRecord{id, page, out.expires});
+  next_expiry_ = std::min(next_expiry_, out.expires);
+  if (read) {
+    ++hits_;
+    if (from_disk) ++disk_hits_;
+    TouchLocked(id, now);
+  }
+  return out;
 }
 
 absl::Status ShardStoreImpl::Unpin(uint64_t lease_id) {
@@ -496,7 +527,7 @@ absl::Status ShardStoreImpl::Remove(NamespaceId ns, const BlockKey& key) {
     if (!id) return absl::NotFoundError(absl::StrCat("block ", key.ToHex(), " is not stored here"));
     Entry& e = index_.at(*id);
     if (e.tier != kDiskTier) {
-      if (Tracked(e)) policy_->Erase(*id);
+      if (Tracked(e)) PolicyOf(e).Erase(*id);
       if (e.pins > 0) {
         // Readers (and a demotion in flight) keep their bytes: the page is
         // retired, freed with its last pin.
@@ -504,6 +535,7 @@ absl::Status ShardStoreImpl::Remove(NamespaceId ns, const BlockKey& key) {
         e.pins = 0;
         --pinned_entries_;
         tier_stored_bytes_[e.tier] -= e.size;
+        --tier_blocks_[e.tier];
         index_.Erase(*id);
         return absl::OkStatus();
       }
@@ -558,7 +590,8 @@ ShardStoreStats ShardStoreImpl::Stats() const {
   for (size_t i = 0; i < tiers_.size(); ++i) {
     const SlabAllocator::Stats a = tiers_[i].allocator.GetStats();
     s.tiers.push_back(TierStats{tiers_[i].memory->kind(), a.capacity_bytes, a.used_bytes,
-                                tier_stored_bytes_[i], a.free_bytes});
+                                tier_stored_bytes_[i], a.free_bytes, tier_blocks_[i],
+                                tier_demotions_[i], tier_demoted_bytes_[i]});
     used += a.used_bytes;
     stored += tier_stored_bytes_[i];
     free += a.free_bytes;
@@ -577,15 +610,20 @@ ShardStoreStats ShardStoreImpl::Stats() const {
   s.internal_fragmentation = used ? 1.0 - double(stored) / double(used) : 0.0;
   s.external_fragmentation = free ? double(free - free_in_slabs) / double(free) : 0.0;
   s.memory_limit_bytes = memory_limit_;
+  s.staged_reads = staged_reads_;
+  s.staged_read_bytes = staged_read_bytes_;
+  s.staged_writes = staged_writes_;
+  s.staged_write_bytes = staged_write_bytes_;
+  s.staging_failures = staging_failures_;
+  s.demotion_failures = demotion_failures_;
   if (disk_) {
     const DiskSpaceStats d = disk_->SpaceStats();
     s.tiers.push_back(TierStats{TierKind::kDisk, d.capacity_bytes, d.used_bytes, d.stored_bytes,
-                                d.capacity_bytes - d.used_bytes});
+                                d.capacity_bytes - d.used_bytes, disk_entries_});
     s.disk_entries = disk_entries_;
     s.disk_hits = disk_hits_;
     s.demotions = demotions_;
     s.promotions = promotions_;
-    s.demotion_failures = demotion_failures_;
     s.disk_evictions = disk_evictions_;
     s.disk_reads = disk_->reads();
     s.disk_writes = disk_->writes();
@@ -622,8 +660,11 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreO
     return absl::OkStatus();
   };
   if (options.device_bytes > 0) {
-    if (Devices().count > 0) {
-      KVF_ASSIGN_OR_RETURN(auto device, CreateDeviceTier(options.device_bytes, 0));
+    if (options.device_tier_factory) {
+      KVF_ASSIGN_OR_RETURN(auto device, options.device_tier_factory(options.device_bytes));
+      KVF_RETURN_IF_ERROR(add_tier(std::move(device)));
+    } else if (Devices().count > options.device) {
+      KVF_ASSIGN_OR_RETURN(auto device, CreateDeviceTier(options.device_bytes, options.device));
       KVF_RETURN_IF_ERROR(add_tier(std::move(device)));
     } else {
       KVF_LOG(INFO) << "shard store: device tier of " << options.device_bytes
@@ -647,7 +688,13 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreO
   for (const Tier& t : tiers) capacity += t.memory->capacity();
   const size_t hint =
       std::min<uint64_t>(internal::kMaxReservedEntries, capacity / (64 * 1024) + 1024);
-  KVF_ASSIGN_OR_RETURN(auto policy, CreateEvictionPolicy(options.eviction_policy, hint));
+  std::vector<std::unique_ptr<EvictionPolicy>> policies;
+  for (const Tier& t : tiers) {
+    const size_t tier_hint = std::max<size_t>(
+        1024, static_cast<size_t>(double(hint) * double(t.memory->capacity()) / double(capacity)));
+    KVF_ASSIGN_OR_RETURN(auto policy, CreateEvictionPolicy(options.eviction_policy, tier_hint));
+    policies.push_back(std::move(policy));
+  }
 
   std::unique_ptr<DiskTier> disk;
   DiskRecovery recovery;
@@ -670,7 +717,7 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Create(const ShardStoreO
                   << " mutable records dropped";
   }
   auto store = std::make_unique<internal::ShardStoreImpl>(options, std::move(tiers),
-                                                          std::move(policy), std::move(disk));
+                                                          std::move(policies), std::move(disk));
   store->AdoptRecovered(recovery);
   return store;
 }

@@ -32,9 +32,18 @@ struct ShardStoreOptions {
   // caller and outliving the store (the agent passes its transport-allocated
   // arena); `pin_host` is ignored.
   std::byte* host_memory = nullptr;
-  // Bytes of GPU memory (device 0), used first when a device exists; ignored
-  // (with a log line) where none does.
+  // Bytes of GPU memory on CUDA device `device`, a tier in front of the host
+  // tier (docs/shard-store.md, "Device tier"): new blocks land there, and
+  // when it is full its least recently used blocks are demoted to the host
+  // tier (copied, with key, version and metadata) before anything leaves
+  // memory. Ignored (with a log line) where no such device exists; callers
+  // that need it check Devices() first (kvf-agent does).
   uint64_t device_bytes = 0;
+  int device = 0;
+  // Test hook: makes the device tier instead of CreateDeviceTier (a fake
+  // behind MemoryTier, e.g. host memory reporting kDevice), whether or not a
+  // device exists. Null: the real thing.
+  std::function<absl::StatusOr<std::unique_ptr<MemoryTier>>(uint64_t bytes)> device_tier_factory;
   // Allocation unit: memory moves between page classes a slab at a time. 0
   // picks arena/64 clamped to [4 MiB, 64 MiB]. A block's stored form must fit
   // in one slab.
@@ -94,6 +103,12 @@ struct PutOptions {
   // The placement hash of the block's segment (common/placement.h), kept with
   // the entry so migration can find the blocks of a hash range (Scan).
   uint64_t placement_hash = 0;
+  // Reserve only: the writer reaches CPU-addressable memory only (a remote
+  // writer through the agent's host arena). Where a device tier is in front,
+  // the reservation is a host *staging* page, and Commit moves the block into
+  // the fastest tier with room (a host-to-device copy) and frees the staging
+  // page. Ignored by Put.
+  bool host_writer = false;
 };
 
 // One stored block as Scan reports it.
@@ -135,6 +150,12 @@ struct TierStats {
   uint64_t used_bytes = 0;      // pages handed out
   uint64_t stored_bytes = 0;    // bytes of blocks in those pages
   uint64_t free_bytes = 0;      // in free slabs and free pages
+  uint64_t blocks = 0;          // blocks resident in this tier
+  // Memory tiers: blocks moved from this tier to the next memory tier (a
+  // device tier's demotions to host); demotions to disk are
+  // ShardStoreStats::demotions.
+  uint64_t demotions = 0;
+  uint64_t demoted_bytes = 0;
 };
 
 struct ShardStoreStats {
@@ -154,8 +175,14 @@ struct ShardStoreStats {
   // Free memory stuck in partially used slabs of other classes, over free memory.
   double external_fragmentation = 0;
 
-  // Memory tiers' usable bytes (SetMemoryLimit); UINT64_MAX when unlimited.
+  // Host tiers' usable bytes (SetMemoryLimit); UINT64_MAX when unlimited.
   uint64_t memory_limit_bytes = UINT64_MAX;
+  // Device tier traffic through host staging (PinHost, host_writer reserves).
+  uint64_t staged_reads = 0;         // device blocks copied to a host staging page for a reader
+  uint64_t staged_read_bytes = 0;
+  uint64_t staged_writes = 0;        // host-staged puts moved into the device tier at Commit
+  uint64_t staged_write_bytes = 0;
+  uint64_t staging_failures = 0;     // copies that failed (the read or commit failed with them)
   // The disk tier (all zero without one). `evictions` counts blocks leaving
   // memory, demoted or dropped; `disk_evictions` those the disk tier dropped
   // to make room.
@@ -163,7 +190,9 @@ struct ShardStoreStats {
   uint64_t disk_hits = 0;        // of `hits`: blocks found on disk
   uint64_t demotions = 0;        // memory -> disk
   uint64_t promotions = 0;       // disk -> memory
-  uint64_t demotion_failures = 0;  // write errors: the block was dropped instead
+  // Demotions (to disk, or device to host) that failed (a write or copy
+  // error): the block was dropped instead.
+  uint64_t demotion_failures = 0;
   uint64_t disk_evictions = 0;
   uint64_t disk_reads = 0;
   uint64_t disk_writes = 0;
@@ -232,6 +261,15 @@ class ShardStore {
   // mutable entry goes to a new page). `lease` 0 = the default.
   virtual absl::StatusOr<Lease> Pin(NamespaceId ns, const BlockKey& key,
                                     absl::Duration lease = absl::ZeroDuration()) = 0;
+  // Pin for a reader that reaches CPU-addressable memory only (a remote
+  // reader through the agent's host arena). A block in a host tier is pinned
+  // as Pin does. A block in a device tier stays there: its bytes are copied
+  // (blocking, outside the lock) into a host *staging* page that the lease
+  // pins and that is freed with it; the lease's location is that page (tier
+  // kHost/kPinnedHost) and its info.tier the block's own. Making room for the
+  // staging page evicts from the host tiers as a put does. Same errors as Pin.
+  virtual absl::StatusOr<Lease> PinHost(NamespaceId ns, const BlockKey& key,
+                                        absl::Duration lease = absl::ZeroDuration()) = 0;
   // A read hold: keeps a block that a Lookup just reported from being evicted
   // before the Get that usually follows (docs/shard-store.md, "Read holds").
   // A pin in every other way (a block on the disk tier is brought back to
@@ -262,10 +300,11 @@ class ShardStore {
   // victims are demoted to it (blocking on the writes, outside the lock).
   virtual uint64_t EvictToTarget(uint64_t target_used_bytes) = 0;
 
-  // Caps the bytes the memory tiers may use together (memory pressure:
-  // node/agent/memory_pressure.h): evicts (demotes) down to it now, and puts
-  // and promotions evict to stay under it. UINT64_MAX lifts the cap. Returns
-  // the number of blocks evicted.
+  // Caps the bytes the host (CPU-memory) tiers may use together (memory
+  // pressure: node/agent/memory_pressure.h; a device tier is not host
+  // memory and is not capped): evicts (demotes) down to it now, and puts,
+  // promotions and device-to-host demotions evict to stay under it.
+  // UINT64_MAX lifts the cap. Returns the number of blocks evicted.
   virtual uint64_t SetMemoryLimit(uint64_t bytes) = 0;
 
   // Bytes stored, by time since last access: what an agent reports with its

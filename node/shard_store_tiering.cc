@@ -38,15 +38,15 @@ DiskRecordMeta ShardStoreImpl::MetaOf(const Entry& e) {
   return m;
 }
 
-uint64_t ShardStoreImpl::UsedBytesLocked() const {
+uint64_t ShardStoreImpl::UsedBytesLocked(size_t min_tier) const {
   uint64_t used = 0;
-  for (const Tier& t : tiers_) used += t.allocator.GetStats().used_bytes;
+  for (size_t t = min_tier; t < tiers_.size(); ++t) used += tiers_[t].allocator.GetStats().used_bytes;
   return used;
 }
 
 absl::StatusOr<std::optional<PageRef>> ShardStoreImpl::ReserveLocked(
-    NamespaceInfo& info, CodecId codec, uint64_t* evicted, std::vector<Demotion>* demotions) {
-  const bool demote = disk_ != nullptr;
+    NamespaceInfo& info, CodecId codec, uint64_t* evicted, std::vector<Demotion>* demotions,
+    size_t min_tier) {
   std::array<int, 8> classes{};
   for (size_t t = 0; t < tiers_.size(); ++t) {
     KVF_ASSIGN_OR_RETURN(classes[t], PageClassLocked(info, t, codec));
@@ -59,20 +59,27 @@ absl::StatusOr<std::optional<PageRef>> ShardStoreImpl::ReserveLocked(
   bool expired_leases = false;
   for (;;) {
     // Once demotions are queued, their pages are the room: run them first.
-    if (demotions->empty() &&
-        (memory_limit_ == UINT64_MAX || UsedBytesLocked() + page_bytes <= memory_limit_)) {
-      for (size_t t = 0; t < tiers_.size(); ++t) {
-        if (std::optional<uint64_t> offset = tiers_[t].allocator.Allocate(classes[t])) {
-          return PageRef{static_cast<uint8_t>(t), *offset};
-        }
+    if (demotions->empty()) {
+      if (std::optional<uint64_t> offset = AllocateLocked(min_tier, classes[min_tier])) {
+        return PageRef{static_cast<uint8_t>(min_tier), *offset};
       }
     }
     if (!demotions->empty() && queued >= batch_bytes) return std::nullopt;
     const size_t before = demotions->size();
-    if (EvictOneLocked(demote ? demotions : nullptr)) {
-      ++*evicted;
+    const Room room = MakeRoomLocked(min_tier, classes, evicted, demotions);
+    if (room == Room::kFreed) continue;
+    if (room == Room::kQueued) {
       if (demotions->size() > before) queued += demotions->back().meta.size;
       continue;
+    }
+    // Nothing in `min_tier` can move (all pinned, or the chain below is):
+    // any slower tier with a free page will do.
+    if (demotions->empty()) {
+      for (size_t t = min_tier + 1; t < tiers_.size(); ++t) {
+        if (std::optional<uint64_t> offset = AllocateLocked(t, classes[t])) {
+          return PageRef{static_cast<uint8_t>(t), *offset};
+        }
+      }
     }
     if (!demotions->empty()) return std::nullopt;
     if (demotions_in_flight_ > 0) return std::nullopt;  // others' demotions will free room
@@ -87,15 +94,18 @@ absl::StatusOr<std::optional<PageRef>> ShardStoreImpl::ReserveLocked(
   }
 }
 
-bool ShardStoreImpl::EvictOneLocked(std::vector<Demotion>* demotions) {
-  std::optional<EntryId> victim =
-      policy_->Evict([this](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return index_.at(id).pins == 0;
-      });
-  if (!victim) return false;
-  if (demotions != nullptr && StartDemotionLocked(*victim, demotions)) return true;
-  EvictLocked(*victim);
-  return true;
+bool ShardStoreImpl::EvictOneLocked(size_t min_tier, std::vector<Demotion>* demotions) {
+  for (size_t t = tiers_.size(); t-- > min_tier;) {
+    std::optional<EntryId> victim =
+        policies_[t]->Evict([this](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return index_.at(id).pins == 0;
+        });
+    if (!victim) continue;
+    if (demotions != nullptr && disk_ && StartDemotionLocked(*victim, demotions)) return true;
+    EvictLocked(*victim);
+    return true;
+  }
+  return false;
 }
 
 bool ShardStoreImpl::StartDemotionLocked(EntryId id, std::vector<Demotion>* demotions) {
@@ -157,18 +167,29 @@ void ShardStoreImpl::SettleLocked(std::vector<Demotion>* demotions) {
   std::vector<Demotion> batch = std::move(*demotions);
   demotions->clear();
   mu_.Unlock();
-  // The pages are pinned: nobody frees or reuses them while we copy.
-  DiskWriteBatch writes;
+  // The pages are pinned: nobody frees or reuses them while we copy. Moves
+  // to the next memory tier are one copy each; disk demotions one batched write.
   std::vector<bool> written(batch.size(), false);
+  std::vector<size_t> to_disk;  // batch index of each record in `writes`
+  DiskWriteBatch writes;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Demotion& d = batch[i];
+    if (d.to_memory) {
+      const absl::Status copied = CopyPage(d.page, d.dest, d.meta.size);
+      if (!copied.ok()) KVF_LOG(WARNING) << "shard store: demotion copy: " << copied;
+      written[i] = copied.ok();
+      continue;
+    }
     absl::Span<std::byte> dst = writes.Add(d.slot, d.meta);
-    if (!tiers_[d.page.tier].memory->Read(d.page.offset, dst).ok()) writes.Cancel(i);
+    if (!tiers_[d.page.tier].memory->Read(d.page.offset, dst).ok()) writes.Cancel(to_disk.size());
+    to_disk.push_back(i);
   }
-  if (absl::Status s = disk_->Write(&writes); !s.ok()) {
-    KVF_LOG(WARNING) << "shard store: disk write: " << s;
+  if (!to_disk.empty()) {
+    if (absl::Status s = disk_->Write(&writes); !s.ok()) {
+      KVF_LOG(WARNING) << "shard store: disk write: " << s;
+    }
+    for (size_t k = 0; k < to_disk.size(); ++k) written[to_disk[k]] = writes.written(k);
   }
-  for (size_t i = 0; i < batch.size(); ++i) written[i] = writes.written(i);
   mu_.Lock();
   FinishDemotionsLocked(batch, written);
 }
@@ -177,6 +198,10 @@ void ShardStoreImpl::FinishDemotionsLocked(const std::vector<Demotion>& demotion
                                            const std::vector<bool>& written) {
   for (size_t i = 0; i < demotions.size(); ++i) {
     const Demotion& d = demotions[i];
+    if (d.to_memory) {
+      FinishMoveLocked(d, written[i]);
+      continue;
+    }
     disk_->EndIo(d.slot.offset);
     --demotions_in_flight_;
     demoting_bytes_ -= d.page_bytes;
@@ -197,7 +222,7 @@ void ShardStoreImpl::FinishDemotionsLocked(const std::vector<Demotion>& demotion
         --pinned_entries_;
         EvictLocked(d.id);
       } else {  // readers hold it: keep it in memory
-        policy_->Insert(d.id, EvictionHint{e.key, e.parent, e.depth, e.size});
+        PolicyOf(e).Insert(d.id, EvictionHint{e.key, e.parent, e.depth, e.size});
       }
       continue;
     }
@@ -210,6 +235,7 @@ void ShardStoreImpl::FinishDemotionsLocked(const std::vector<Demotion>& demotion
       ReleasePageLocked(d.page);
     }
     tier_stored_bytes_[d.page.tier] -= e.size;
+    --tier_blocks_[d.page.tier];
     e.tier = kDiskTier;
     e.offset = d.slot.offset;
     e.disk_gen = d.slot.segment_gen;
@@ -298,17 +324,18 @@ absl::Status ShardStoreImpl::Promote(NamespaceId ns, const BlockKey& key) {
   e.offset = page.offset;
   e.disk_gen = 0;
   tier_stored_bytes_[page.tier] += e.size;
-  policy_->Insert(*id, EvictionHint{e.key, e.parent, e.depth, e.size});
+  ++tier_blocks_[page.tier];
+  PolicyOf(e).Insert(*id, EvictionHint{e.key, e.parent, e.depth, e.size});
   ++promotions_;
   return absl::OkStatus();
 }
 
-uint64_t ShardStoreImpl::EvictWhile(const std::function<bool()>& more) {
+uint64_t ShardStoreImpl::EvictWhile(size_t min_tier, const std::function<bool()>& more) {
   uint64_t evicted = 0;
   std::vector<Demotion> demotions;
   for (;;) {
     while (demotions.size() < kMaxBatch && more() &&
-           EvictOneLocked(disk_ ? &demotions : nullptr)) {
+           EvictOneLocked(min_tier, disk_ ? &demotions : nullptr)) {
       ++evicted;
     }
     if (demotions.empty()) return evicted;
@@ -318,7 +345,7 @@ uint64_t ShardStoreImpl::EvictWhile(const std::function<bool()>& more) {
 
 uint64_t ShardStoreImpl::EvictToTarget(uint64_t target_used_bytes) {
   absl::MutexLock lock(&mu_);
-  return EvictWhile([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  return EvictWhile(0, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return UsedBytesLocked() - demoting_bytes_ > target_used_bytes;
   });
 }
@@ -326,8 +353,11 @@ uint64_t ShardStoreImpl::EvictToTarget(uint64_t target_used_bytes) {
 uint64_t ShardStoreImpl::SetMemoryLimit(uint64_t bytes) {
   absl::MutexLock lock(&mu_);
   memory_limit_ = bytes;
-  return EvictWhile([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return UsedBytesLocked() - demoting_bytes_ > bytes;
+  // Only host tiers count; demoting_bytes_ may include device pages being
+  // demoted to disk, hence the saturating difference.
+  return EvictWhile(host_tier_, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    const uint64_t used = UsedBytesLocked(host_tier_);
+    return (used > demoting_bytes_ ? used - demoting_bytes_ : 0) > bytes;
   });
 }
 
@@ -346,7 +376,7 @@ uint64_t ShardStoreImpl::EvictOlderThan(absl::Duration age, uint64_t keep_bytes)
     const Entry& e = index_.at(id);
     // A batch of demotions drops the lock: the entry may have changed.
     if (!e.live || e.pins > 0 || !Tracked(e) || e.last_access > cutoff) continue;
-    policy_->Erase(id);
+    PolicyOf(e).Erase(id);
     if (!(disk_ && StartDemotionLocked(id, &demotions))) EvictLocked(id);
     ++evicted;
     if (demotions.size() >= kMaxBatch) SettleLocked(&demotions);

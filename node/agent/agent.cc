@@ -26,6 +26,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "kernels/device.h"
 #include "node/agent/agent_metrics.h"
 #include "node/agent/coordinator_link.h"
 #include "node/agent/data_plane.h"
@@ -58,6 +59,35 @@ absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) 
 // listens there only. "" (UCX's choice) when the environment sets
 // UCX_NET_DEVICES: an operator's explicit setting wins.
 // `host_override`, when set, replaces data_listen_host (the tenants' worker).
+// A GPU tier asked for (device_bytes > 0) must be there: the operator gets an
+// error at start, not an agent that quietly runs host-only.
+absl::Status CheckDeviceTier(const AgentOptions& options) {
+  if (options.device_bytes == 0) {
+    if (options.device >= 0) {
+      KVF_LOG(INFO) << "agent: --device=" << options.device
+                    << " without --device_bytes: no GPU tier";
+    }
+    return absl::OkStatus();
+  }
+  if (options.device < 0) {
+    return absl::InvalidArgumentError("--device_bytes needs --device=N (a CUDA device ordinal)");
+  }
+  if (!CudaCompiledIn()) {
+    return absl::FailedPreconditionError(
+        "--device_bytes: this kvf-agent was built without CUDA; drop --device_bytes to run "
+        "host-only");
+  }
+  const DeviceInventory& devices = Devices();
+  if (options.device >= devices.count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--device=", options.device, ": ",
+        devices.count == 0 ? absl::StrCat("no usable CUDA device (", devices.reason, ")")
+                           : absl::StrCat("only ", devices.count, " CUDA devices"),
+        "; drop --device_bytes to run host-only"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> DataNetDevices(const AgentOptions& options,
                                            const std::string& host_override = "") {
   if (const char* env = std::getenv("UCX_NET_DEVICES"); env != nullptr && *env != '\0') {
@@ -288,6 +318,7 @@ class AgentImpl final : public Agent {
 absl::Status AgentImpl::Init() {
   if (options_.coordinator.empty()) return absl::InvalidArgumentError("--coordinator is required");
   if (options_.token.empty()) return absl::InvalidArgumentError("a cluster token is required");
+  KVF_RETURN_IF_ERROR(CheckDeviceTier(options_));
   // TLS files are checked before anything starts.
   KVF_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> coordinator_credentials,
                        ChannelCredentialsFor(options_.tls_ca));
@@ -326,7 +357,13 @@ absl::Status AgentImpl::Init() {
   so.default_lease = options_.get_lease;
   so.disk_path = options_.disk_path;
   so.disk_bytes = options_.disk_bytes;
+  so.device_bytes = options_.device_bytes;
+  so.device = std::max(options_.device, 0);
   KVF_ASSIGN_OR_RETURN(store_, ShardStore::Create(so));
+  if (options_.device_bytes > 0) {
+    KVF_LOG(INFO) << "agent: GPU tier of " << options_.device_bytes << " bytes on CUDA device "
+                  << options_.device << "; remote readers and writers go through host staging";
+  }
   if (options_.memory_pressure_high > 0) {
     MemoryPressureOptions mp;
     mp.high = options_.memory_pressure_high;
@@ -426,7 +463,11 @@ absl::Status AgentImpl::JoinCluster(NodeId id) {
     domain = name;
   }
   req.set_failure_domain(domain);
-  req.set_capacity_bytes(options_.host_bytes);
+  // The memory the node offers: the GPU tier, if any, and the host tier (the
+  // heartbeat's used bytes count both).
+  req.set_capacity_bytes(options_.host_bytes + options_.device_bytes);
+  req.set_device_bytes(options_.device_bytes);
+  if (options_.device_bytes > 0) req.add_tiers("device");
   req.add_tiers("host");
   if (!options_.disk_path.empty()) req.add_tiers("disk");
   req.set_node_id(id);
@@ -533,7 +574,7 @@ void AgentImpl::Heartbeat() {
     if (t.kind != TierKind::kDisk) used += t.used_bytes;  // the coordinator weighs memory
   }
   req.set_used_bytes(used);
-  req.set_capacity_bytes(options_.host_bytes);
+  req.set_capacity_bytes(options_.host_bytes + options_.device_bytes);
   const AgeHistogram ages = store_->Ages();
   for (uint64_t b : ages.bytes) req.mutable_ages()->add_bytes(b);
   req.set_known_epoch(data_plane_->epoch());

@@ -43,6 +43,13 @@ struct AgentOptions {
   // restarted over the same directory serves its immutable blocks again.
   std::string disk_path;
   uint64_t disk_bytes = 0;
+  // The GPU tier (docs/agent.md, "GPU tier"): `device_bytes` of CUDA device
+  // `device`'s memory in front of the host tier. device_bytes 0: none.
+  // device_bytes > 0 needs device >= 0, a CUDA build and that device, or
+  // Start fails (FAILED_PRECONDITION / INVALID_ARGUMENT): an operator who
+  // asked for a GPU tier gets an error, not a host-only agent.
+  int device = -1;
+  uint64_t device_bytes = 0;
   // Memory pressure (node/agent/memory_pressure.h): the used fraction of the
   // machine's (or cgroup's) memory at which the host tier's usable bytes
   // shrink a step per maintenance tick, and below which they grow back.

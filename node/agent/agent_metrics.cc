@@ -60,6 +60,41 @@ std::string AgentMetricsText(const ShardStore& store, const DataPlane& dp,
     p.Line("kvf_agent_tier_stored_bytes", t.stored_bytes,
            absl::StrCat("tier=\"", std::string(TierName(t.kind)), "\""));
   }
+  p.Help("kvf_agent_tier_blocks", "gauge", "Blocks resident per tier.");
+  bool device_tier = false;
+  for (const TierStats& t : s.tiers) {
+    p.Line("kvf_agent_tier_blocks", t.blocks,
+           absl::StrCat("tier=\"", std::string(TierName(t.kind)), "\""));
+    device_tier = device_tier || t.kind == TierKind::kDevice;
+  }
+  if (device_tier) {
+    // The GPU tier (docs/agent.md, "GPU tier"): its demotions to the host
+    // tier, and remote traffic through host staging.
+    p.Help("kvf_agent_tier_demotions_total", "counter",
+           "Blocks moved from a memory tier to the next one (GPU to host).");
+    p.Help("kvf_agent_tier_demoted_bytes_total", "counter",
+           "Bytes moved from a memory tier to the next one (GPU to host).");
+    for (size_t i = 0; i + 1 < s.tiers.size(); ++i) {
+      if (s.tiers[i + 1].kind == TierKind::kDisk) break;
+      const std::string label = absl::StrCat("tier=\"", std::string(TierName(s.tiers[i].kind)), "\"");
+      p.Line("kvf_agent_tier_demotions_total", s.tiers[i].demotions, label);
+      p.Line("kvf_agent_tier_demoted_bytes_total", s.tiers[i].demoted_bytes, label);
+    }
+    p.Help("kvf_agent_device_staged_total", "counter",
+           "GPU-tier blocks moved through host staging: reads copied out for a remote reader "
+           "(op=read), remote puts moved in at commit (op=write).");
+    p.Line("kvf_agent_device_staged_total", s.staged_reads, "op=\"read\"");
+    p.Line("kvf_agent_device_staged_total", s.staged_writes, "op=\"write\"");
+    p.Help("kvf_agent_device_staged_bytes_total", "counter", "Bytes of the same.");
+    p.Line("kvf_agent_device_staged_bytes_total", s.staged_read_bytes, "op=\"read\"");
+    p.Line("kvf_agent_device_staged_bytes_total", s.staged_write_bytes, "op=\"write\"");
+    p.Help("kvf_agent_device_staging_failures_total", "counter",
+           "Staging copies or staged commits that failed (the read or commit failed).");
+    p.Line("kvf_agent_device_staging_failures_total", s.staging_failures);
+    p.Help("kvf_agent_device_demotion_failures_total", "counter",
+           "Demotions that failed (copy or write error): the block was dropped instead.");
+    p.Line("kvf_agent_device_demotion_failures_total", s.demotion_failures);
+  }
   p.Help("kvf_agent_blocks", "gauge", "Blocks stored.");
   p.Line("kvf_agent_blocks", s.entries);
   p.Help("kvf_agent_hits_total", "counter", "Blocks found by get and lookup.");

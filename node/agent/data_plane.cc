@@ -432,9 +432,10 @@ absl::Status DataPlane::CheckOwner(const FrameHeader& h, const Session& session,
 absl::StatusOr<uint64_t> DataPlane::ArenaOffset(const BlockLocation& loc) const {
   const auto* base = static_cast<const std::byte*>(arena_->data());
   if (loc.address < base || loc.address + loc.size > base + arena_->size()) {
-    return absl::UnimplementedError(
-        absl::StrCat("block lives in the ", std::string(TierName(loc.tier)),
-                     " tier, which this agent does not expose to remote readers"));
+    // PinHost and host-writer reservations always answer host-arena pages.
+    return absl::InternalError(
+        absl::StrCat("a ", std::string(TierName(loc.tier)),
+                     "-tier page outside the agent's host arena was handed out"));
   }
   return static_cast<uint64_t>(loc.address - base);
 }
@@ -590,6 +591,9 @@ absl::StatusOr<std::string> DataPlane::ReserveEntries(
     options.depth = in.depth;
     options.placement_hash = in.placement_hash;
     if (in.has_version) options.version = in.version;
+    // The writer reaches the host arena only: with a device tier the page is
+    // a host staging page, and Commit moves the block up (docs/agent.md).
+    options.host_writer = true;
     absl::StatusOr<PutReservation> res =
         store_->Reserve(ns, in.key, in.size, options, options_.reservation_ttl);
     if (!res.ok()) {

@@ -19,7 +19,8 @@ DataPlane::BatchLease DataPlane::PinBatch(NamespaceId ns, const std::vector<prot
   const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < keys.size(); ++i) {
     protocol::GetEntry& e = resp->entries[i];
-    absl::StatusOr<Lease> lease = store_->Pin(ns, keys[i].key, options_.get_lease);
+    // PinHost: a device-tier block is staged into the host arena for the reader.
+    absl::StatusOr<Lease> lease = store_->PinHost(ns, keys[i].key, options_.get_lease);
     if (!lease.ok()) {
       e.code = lease.status().code();
       continue;

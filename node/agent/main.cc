@@ -36,6 +36,10 @@ ABSL_FLAG(std::string, eviction_policy, "lru", "lru, lfu, fifo, s3fifo, chain or
 ABSL_FLAG(std::string, disk_path, "",
           "directory of the disk (SSD) tier; empty: none. A restart over it serves its blocks again");
 ABSL_FLAG(uint64_t, disk_bytes, 0, "bytes of the disk tier's log file (with --disk_path)");
+ABSL_FLAG(int32_t, device, -1, "CUDA device ordinal of the GPU tier; -1: none");
+ABSL_FLAG(uint64_t, device_bytes, 0,
+          "bytes of GPU memory for blocks, in front of the host tier (needs --device); 0: no GPU "
+          "tier. Start-up fails if the device is not there");
 ABSL_FLAG(double, memory_pressure_high, 0,
           "used fraction of the machine's (or cgroup's) memory at which the host tier shrinks a "
           "step per tick; 0: off");
@@ -90,6 +94,9 @@ absl::StatusOr<proto::AgentConfig> ReadConfig(const GivenFlags& given) {
   if (!c.disk_path().empty() && c.disk_bytes() == 0) {
     return absl::InvalidArgumentError("--disk_path needs --disk_bytes");
   }
+  if (c.device_bytes() > 0 && c.device() < 0) {
+    return absl::InvalidArgumentError("--device_bytes needs --device=N (a CUDA device ordinal)");
+  }
   if (c.memory_pressure_high() < 0 || c.memory_pressure_high() > 1 ||
       c.memory_pressure_low() < 0 || c.memory_pressure_low() >= 1) {
     return absl::InvalidArgumentError("--memory_pressure_high/low are fractions in [0, 1]");
@@ -122,6 +129,8 @@ int Run(const GivenFlags& given) {
   options.eviction_policy = c->eviction_policy();
   options.disk_path = c->disk_path();
   options.disk_bytes = c->disk_bytes();
+  options.device = c->device();
+  options.device_bytes = c->device_bytes();
   options.memory_pressure_high = c->memory_pressure_high();
   options.memory_pressure_low = c->memory_pressure_low();
   options.ucx_tls = c->ucx_tls();

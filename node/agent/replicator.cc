@@ -234,7 +234,8 @@ absl::StatusOr<PushResult> Replicator::Push(NodeId to, const NamespaceSpec& spec
     protocol::ReserveRequest reserve;
     reserve.header = header;
     for (size_t i = start; i < end; ++i) {
-      absl::StatusOr<Lease> lease = store_->Pin(ns, blocks[i].key, options_.timeout);
+      // PinHost: the push reads from the arena; a device-tier block is staged there.
+      absl::StatusOr<Lease> lease = store_->PinHost(ns, blocks[i].key, options_.timeout);
       if (!lease.ok()) continue;
       if (blocks[i].info.version != Version{} && lease->info.version < blocks[i].info.version) {
         (void)store_->Unpin(lease->id);

@@ -507,6 +507,32 @@ TEST_F(CoordinatorRestartTest, AnOutageOfAnyLengthKeepsEveryNodeAndItsId) {
   EXPECT_EQ(svc_->CurrentMap().nodes.size(), 4u);
 }
 
+TEST_F(CoordinatorRestartTest, ANodesGpuTierBytesAreInTheMapAndSurviveARestart) {
+  proto::JoinRequest r = JoinReq(1, uint64_t{3} << 30);
+  r.clear_tiers();
+  r.add_tiers("device");
+  r.add_tiers("host");
+  r.set_device_bytes(uint64_t{2} << 30);
+  auto joined = svc_->Join(r);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  auto device_bytes = [&] {
+    for (const proto::Node& n : svc_->GetClusterMap()->nodes()) {
+      if (n.id() == joined->node_id()) return n.device_bytes();
+    }
+    ADD_FAILURE() << "node not in the map";
+    return uint64_t{0};
+  };
+  EXPECT_EQ(device_bytes(), uint64_t{2} << 30);
+  Restart();
+  EXPECT_EQ(device_bytes(), uint64_t{2} << 30);
+  // An agent that does not send it (older, or no GPU tier) has none.
+  auto plain = svc_->Join(JoinReq(2));
+  ASSERT_TRUE(plain.ok());
+  for (const proto::Node& n : svc_->GetClusterMap()->nodes()) {
+    if (n.id() == plain->node_id()) EXPECT_EQ(n.device_bytes(), 0u);
+  }
+}
+
 TEST_F(CoordinatorRestartTest, ANodeThatDoesNotComeBackWithinALeaseGoesDown) {
   NodeId ids[3];
   ThreeActive(ids);

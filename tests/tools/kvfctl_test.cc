@@ -148,12 +148,14 @@ TEST_F(KvfctlCluster, NodesJsonListsTheAgentsActive) {
     EXPECT_EQ(n["address"].str(), a.control);
     EXPECT_EQ(n["failure_domain"].str(), a.failure_domain);
     EXPECT_EQ(n["capacity_bytes"].num(), 64.0 * 1024 * 1024);
+    EXPECT_EQ(n["device_bytes"].num(), 0) << "no GPU tier on these agents";
   }
   EXPECT_GT(j["epoch"].num(), 0);
 
   CtlResult table = Ctl({"nodes"});
   ASSERT_EQ(table.code, 0) << Describe(table);
   EXPECT_TRUE(absl::StrContains(table.out, "FAILURE DOMAIN")) << Describe(table);
+  EXPECT_TRUE(absl::StrContains(table.out, "DEVICE")) << Describe(table);
   EXPECT_TRUE(absl::StrContains(table.out, cluster_->agents()[0].control)) << Describe(table);
 }
 

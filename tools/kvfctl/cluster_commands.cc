@@ -28,6 +28,7 @@ std::string NodeJson(const proto::Node& n) {
       .Str("address", n.address())
       .Str("failure_domain", n.failure_domain())
       .Uint("capacity_bytes", n.capacity_bytes())
+      .Uint("device_bytes", n.device_bytes())
       .Raw("tiers", tiers.Done())
       .Done();
 }
@@ -248,11 +249,14 @@ int RunNodes(Context& ctx) {
                 JsonObject().Uint("epoch", map->epoch()).Raw("nodes", nodes.Done()).Done().c_str());
     return kExitOk;
   }
-  Table t({"ID", "STATE", "CONTROL ADDRESS", "FAILURE DOMAIN", "CAPACITY", "TIERS"},
-          {true, false, false, false, true, false});
+  // DEVICE: the GPU tier's share of CAPACITY ("-": none).
+  Table t({"ID", "STATE", "CONTROL ADDRESS", "FAILURE DOMAIN", "CAPACITY", "DEVICE", "TIERS"},
+          {true, false, false, false, true, true, false});
   for (const proto::Node& n : map->nodes()) {
     t.AddRow({absl::StrCat(n.id()), StateName(n.state()), n.address(), n.failure_domain(),
-              HumanBytes(n.capacity_bytes()), absl::StrJoin(n.tiers(), ",")});
+              HumanBytes(n.capacity_bytes()),
+              n.device_bytes() > 0 ? HumanBytes(n.device_bytes()) : "-",
+              absl::StrJoin(n.tiers(), ",")});
   }
   std::printf("epoch %llu, %d nodes\n", static_cast<unsigned long long>(map->epoch()),
               map->nodes_size());
