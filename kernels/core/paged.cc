@@ -70,24 +70,44 @@ inline uint64_t RowOffset(const PagedKvDesc& d, uint64_t page, uint64_t kv, uint
          ElemSize(d.dtype);
 }
 
-// Copies between pages and a canonical block, row by row (D elements).
+// Copies between pages and a canonical block, row by row (D elements); where
+// a page keeps its slots' heads back to back (vLLM's NHD layouts: head_stride
+// == D and token_stride == H*D), the rows of consecutive block tokens in one
+// page are one run in both, copied at once (a page's worth per memcpy instead
+// of page_size * H rows).
 template <bool kScatter>
 void CopyRows(const PagedKvDesc& d, const KvShape& b, const int32_t* page_ids, std::byte* block) {
   const size_t row_bytes = size_t{b.head_dim} * ElemSize(b.dtype);
+  const bool runs = d.head_stride == b.head_dim &&
+                    d.token_stride == uint64_t{b.num_kv_heads} * b.head_dim;
   std::byte* out = block;
+  auto copy = [](std::byte* page_side, std::byte* block_side, size_t n) {
+    if constexpr (kScatter) {
+      std::memcpy(page_side, block_side, n);
+    } else {
+      std::memcpy(block_side, page_side, n);
+    }
+  };
   for (uint32_t l = 0; l < b.num_layers; ++l) {
     std::byte* base = static_cast<std::byte*>(d.layer_bases[l]);
     for (uint32_t kv = 0; kv < 2; ++kv) {
+      if (runs) {
+        const size_t token_bytes = size_t{b.num_kv_heads} * row_bytes;
+        for (uint32_t t = 0; t < b.block_tokens;) {
+          const uint64_t page = static_cast<uint64_t>(page_ids[t / d.page_size]);
+          const uint32_t slot = t % d.page_size;
+          const uint32_t n = std::min(d.page_size - slot, b.block_tokens - t);
+          copy(base + RowOffset(d, page, kv, slot, 0), out, n * token_bytes);
+          out += n * token_bytes;
+          t += n;
+        }
+        continue;
+      }
       for (uint32_t t = 0; t < b.block_tokens; ++t) {
         const uint64_t page = static_cast<uint64_t>(page_ids[t / d.page_size]);
         const uint32_t slot = t % d.page_size;
         for (uint32_t h = 0; h < b.num_kv_heads; ++h, out += row_bytes) {
-          std::byte* row = base + RowOffset(d, page, kv, slot, h);
-          if constexpr (kScatter) {
-            std::memcpy(row, out, row_bytes);
-          } else {
-            std::memcpy(out, row, row_bytes);
-          }
+          copy(base + RowOffset(d, page, kv, slot, h), out, row_bytes);
         }
       }
     }
