@@ -218,6 +218,9 @@ class Client {
   // each found block where it is, blocks up to `capacity` bytes (a larger
   // one is INVALID_ARGUMENT, unread). Placement, fallback and results as
   // BatchPut/BatchGet; a writer's or reader's error is that block's result.
+  // Blocks of agents that are not mapped here are staged in client memory:
+  // up to count * (block size, or capacity for gets) at once, so split very
+  // large calls (client/paged.h moves at most kPagedChunkBytes per call).
   absl::StatusOr<BatchResult> BatchPutWith(const Namespace& ns, absl::Span<const BlockKey> chain,
                                            size_t begin, size_t count, BlockWriter& writer,
                                            const PutOptions& options = {});
