@@ -54,6 +54,9 @@ struct FoundBlock {
   CodecId codec = CodecId::kNone;     // the codec it was stored with
   absl::Span<const std::byte> arena;  // as BlockSlot::arena
   const RemoteRegion* region = nullptr;  // as BlockSlot::region
+  // `bytes` are in CUDA device memory: the agent's GPU tier, mapped here over
+  // CUDA IPC (only for a reader whose DeviceOrdinal() is a device).
+  bool on_device = false;
 };
 
 class BlockWriter {
@@ -73,6 +76,11 @@ class BlockReader {
   // block's result. The bytes are valid until it returns (the agent holds
   // them under a read lease for the call).
   virtual std::vector<absl::Status> Read(absl::Span<const FoundBlock> blocks) = 0;
+  // The CUDA device this reader can take device-resident bytes on, or -1
+  // (the default: host bytes only). With a device, blocks in the GPU tier
+  // of an agent on this host come device to device (CUDA IPC) with
+  // FoundBlock::on_device set, instead of staged through host memory.
+  virtual int DeviceOrdinal() const { return -1; }
 };
 
 }  // namespace kvf

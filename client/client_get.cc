@@ -34,6 +34,11 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
   for (uint32_t i : batch.items) req.keys.push_back(keys[i]);
   req.has_min_version = options.has_min_version;
   req.min_version = options.min_version;
+  // A reader on a GPU takes GPU-tier blocks of an agent on this host where
+  // they are (CUDA IPC); only the one-sided lane carries descriptors.
+  const int device = reader != nullptr ? reader->DeviceOrdinal() : -1;
+  req.device_ok = device >= 0 && !data->TwoSidedTo(node) && data->OnThisHost(node);
+  const bool req_device_ok = req.device_ok;
   // A reader's blocks are read where they are when the agent's arena is
   // mapped here; the others land in this batch's staging first (slot j for
   // position j), allocated on first use.
@@ -127,6 +132,23 @@ void Client::Impl::GetBatch(const NamespaceState& ns, absl::Span<const KeyRef> k
       continue;
     }
     const RemoteDescriptor& d = resp->descriptors[e.location.descriptor_index];
+    if (d.memory_type == MemoryType::kCuda) {
+      // The agent's GPU tier, answered because we asked (device_ok).
+      absl::StatusOr<std::byte*> base =
+          req_device_ok ? data->DeviceArenaOf(node, d, device)
+                        : absl::InternalError("a GPU-tier location that was not asked for");
+      if (!base.ok()) {
+        it.result.status = base.status();
+        it.next = Next::kNextOwner;
+        continue;
+      }
+      it.result = BlockResult{absl::OkStatus(), e.version, e.codec, e.location.size, node};
+      it.next = Next::kDone;
+      found.push_back(FoundBlock{i, {*base + e.location.offset, e.location.size}, e.codec, {},
+                                 nullptr, /*on_device=*/true});
+      found_items.push_back(static_cast<uint32_t>(j));
+      continue;
+    }
     if (reader != nullptr) {
       // In place: the agent's arena is mapped here, and the read lease
       // keeps the bytes still until the release below.

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -88,6 +89,33 @@ absl::Status SynchronizeStream(void* stream);
 // Runs fn(arg) on a CUDA runtime thread once the work enqueued on `stream`
 // before it has finished (cudaLaunchHostFunc). fn must not call CUDA.
 absl::Status EnqueueHostCallback(void* stream, void (*fn)(void*), void* arg);
+
+// CUDA IPC: another process on this host maps device memory this one
+// allocated (cudaIpcGetMemHandle / cudaIpcOpenMemHandle). The handle of the
+// allocation that starts at `device_base` (a cudaMalloc'd base), as bytes
+// for the wire (kIpcHandleBytes of them).
+inline constexpr size_t kIpcHandleBytes = 64;
+absl::StatusOr<std::string> ExportIpcHandle(void* device_base);
+
+// Maps another process's allocation by its handle into this process, on
+// `device`. Move-only; unmaps in the destructor (the exporter must keep the
+// allocation until then). INVALID_ARGUMENT for a handle of the wrong size.
+class IpcMapping {
+ public:
+  static absl::StatusOr<IpcMapping> Open(std::string_view handle, int device);
+  IpcMapping() = default;
+  IpcMapping(IpcMapping&& other) noexcept;
+  IpcMapping& operator=(IpcMapping&& other) noexcept;
+  IpcMapping(const IpcMapping&) = delete;
+  IpcMapping& operator=(const IpcMapping&) = delete;
+  ~IpcMapping();
+  void* data() const { return data_; }
+
+ private:
+  void Reset();
+  void* data_ = nullptr;
+  int device_ = -1;
+};
 
 }  // namespace kvf
 

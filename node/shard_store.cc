@@ -583,6 +583,13 @@ void ShardStoreImpl::SetEpoch(uint64_t epoch) {
   epoch_ = std::max(epoch_, epoch);
 }
 
+absl::Span<std::byte> ShardStoreImpl::TierArena(TierKind kind) const {
+  for (const Tier& t : tiers_) {
+    if (t.memory->kind() == kind) return {t.memory->base(), t.memory->capacity()};
+  }
+  return {};
+}
+
 ShardStoreStats ShardStoreImpl::Stats() const {
   absl::MutexLock lock(&mu_);
   ShardStoreStats s;

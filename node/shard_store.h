@@ -327,6 +327,9 @@ class ShardStore {
   virtual void SetEpoch(uint64_t epoch) = 0;
 
   virtual ShardStoreStats Stats() const = 0;
+  // The arena of the first memory tier of `kind` (base, capacity), e.g. the
+  // GPU tier's for exporting it over CUDA IPC; empty when there is none.
+  virtual absl::Span<std::byte> TierArena(TierKind kind) const = 0;
 
   // Disk tier latencies (per record read, per coalesced write); null without
   // a disk tier. Live for the store's life.

@@ -267,7 +267,12 @@ absl::StatusOr<std::string> EncodeGetBody(const M& m, const std::vector<uint64_t
   return EncodeFrame(t, m.header, 24 + m.keys.size() * per_key, [&](WireWriter& w) {
     w.Put<uint32_t>(static_cast<uint32_t>(m.keys.size()));
     w.Put<uint8_t>(m.has_min_version ? 1 : 0);
-    w.Zeros(3);
+    if constexpr (requires { m.device_ok; }) {
+      w.Put<uint8_t>(m.device_ok ? 1 : 0);
+    } else {
+      w.Zeros(1);
+    }
+    w.Zeros(2);
     PutVersion(w, m.min_version);
     for (const KeyRef& k : m.keys) PutKeyRef(w, k);
     if (tags != nullptr) {
@@ -289,7 +294,12 @@ absl::StatusOr<M> DecodeGetBody(std::string_view frame, std::vector<uint64_t>* t
   const size_t per_key = kKeyRefBytes + (tags != nullptr ? 8 : 0);
   KVF_RETURN_IF_ERROR(CheckBodySize(t, "key", body.size(), 24, count, per_key));
   KVF_RETURN_IF_ERROR(r.Bool(&m.has_min_version, "has_min_version"));
-  KVF_RETURN_IF_ERROR(r.Reserved(3, "after has_min_version"));
+  if constexpr (requires { m.device_ok; }) {
+    KVF_RETURN_IF_ERROR(r.Bool(&m.device_ok, "device_ok"));
+  } else {
+    KVF_RETURN_IF_ERROR(r.Reserved(1, "after has_min_version"));
+  }
+  KVF_RETURN_IF_ERROR(r.Reserved(2, "after has_min_version"));
   KVF_RETURN_IF_ERROR(GetVersion(r, &m.min_version, "min_version"));
   if (!m.has_min_version && m.min_version != Version{}) {
     return Invalid(t, "min_version ", m.min_version.ToString(), " set without has_min_version");

@@ -249,6 +249,11 @@ struct GetRequest {
   // FAILED_PRECONDITION. When absent the wire carries zeros.
   bool has_min_version = false;
   Version min_version;
+  // The reader can take blocks in the agent's GPU tier where they are: a
+  // client on the agent's host whose reader is on a GPU. The agent then
+  // answers device-tier blocks with a CUDA IPC descriptor of that tier
+  // (memory type kCuda) instead of staging them through its host arena.
+  bool device_ok = false;
 
   absl::StatusOr<std::string> Encode() const;
   static absl::StatusOr<GetRequest> Decode(std::string_view frame);

@@ -91,6 +91,8 @@ absl::StatusOr<PeerId> DataPlane::PeerFor(NodeId node, NamespaceId ns, Link* lin
     it->second.session = 0;
     it->second.registered.clear();
     it->second.imports.clear();
+    it->second.mapped_here = false;
+    it->second.device_arenas.clear();
     return it->second.peer;
   }
   auto peer = transport_->Connect(*worker);
@@ -445,7 +447,44 @@ MappedArena DataPlane::MappedArenaOf(NodeId node, const RemoteDescriptor& descri
   arena.region = *std::move(region);
   arena.transport = transport_;
   arena.bytes = absl::MakeSpan(base, descriptor.size);
+  absl::MutexLock l(&mu_);
+  if (auto it = peers_.find(node); it != peers_.end()) it->second.mapped_here = true;
   return arena;
+}
+
+bool DataPlane::OnThisHost(NodeId node) {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  return it != peers_.end() && it->second.mapped_here;
+}
+
+absl::StatusOr<std::byte*> DataPlane::DeviceArenaOf(NodeId node,
+                                                    const RemoteDescriptor& descriptor,
+                                                    int device) {
+  const std::pair<uint64_t, int> key{descriptor.region_id, device};
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(node);
+    if (it == peers_.end()) return absl::UnavailableError(absl::StrCat("node ", node, " is not connected"));
+    if (auto m = it->second.device_arenas.find(key); m != it->second.device_arenas.end()) {
+      return static_cast<std::byte*>(m->second->data());
+    }
+  }
+  // Opened outside the lock (it may take milliseconds); a racing opener's
+  // mapping is kept, this one closed.
+  absl::StatusOr<IpcMapping> opened = IpcMapping::Open(descriptor.rkey, device);
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(node);
+  if (it == peers_.end()) return absl::UnavailableError(absl::StrCat("node ", node, " is not connected"));
+  if (!opened.ok()) {
+    it->second.mapped_here = false;
+    return absl::Status(opened.status().code(),
+                        absl::StrCat("node ", node, ": mapping its GPU tier over CUDA IPC: ",
+                                     std::string(opened.status().message())));
+  }
+  auto [m, fresh] = it->second.device_arenas.try_emplace(
+      key, std::make_shared<IpcMapping>(*std::move(opened)));
+  return static_cast<std::byte*>(m->second->data());
 }
 
 void DataPlane::DropImport(NodeId node, uint64_t region_id) {

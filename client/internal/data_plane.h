@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "client/client.h"
 #include "client/internal/map_watcher.h"
+#include "kernels/device.h"
 #include "common/namespace.h"
 #include "common/status_macros.h"
 #include "protocol/frames.h"
@@ -170,6 +171,16 @@ class DataPlane {
   // The arena of `descriptor` on `node` where it is mapped here; empty
   // otherwise (also when the import fails: a transfer then reports why).
   MappedArena MappedArenaOf(NodeId node, const RemoteDescriptor& descriptor);
+  // Whether `node` runs on this host: its host arena has been mapped here
+  // (MappedArenaOf) on the current connection. What a GetRequest's
+  // device_ok needs, since CUDA IPC works between processes of one host.
+  bool OnThisHost(NodeId node);
+  // The base of `node`'s GPU tier (a descriptor of memory type kCuda, rkey
+  // its CUDA IPC handle) mapped into this process on `device`, opened once
+  // per connection. An error marks the node as not on this host, so later
+  // gets stop asking for device blocks.
+  absl::StatusOr<std::byte*> DeviceArenaOf(NodeId node, const RemoteDescriptor& descriptor,
+                                           int device);
   // Forgets an import (after Post said it is stale).
   void DropImport(NodeId node, uint64_t region_id);
 
@@ -217,6 +228,10 @@ class DataPlane {
     std::string address;
     absl::flat_hash_set<NamespaceId> registered;
     absl::flat_hash_map<uint64_t, std::shared_ptr<RemoteRegion>> imports;  // by region id
+    // Its host arena was mapped here: it runs on this host (OnThisHost).
+    bool mapped_here = false;
+    // Its GPU tier mapped over CUDA IPC, by (region id, device).
+    absl::flat_hash_map<std::pair<uint64_t, int>, std::shared_ptr<IpcMapping>> device_arenas;
   };
 
   protocol::FrameHeader Header(const NamespaceState& ns);

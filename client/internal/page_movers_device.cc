@@ -100,6 +100,10 @@ class DeviceScatterer final : public BlockReader {
   DeviceScatterer(const PagedJob& job, DeviceBuffer scratch, DeviceBuffer flags)
       : job_(job), scratch_(std::move(scratch)), flags_(std::move(flags)) {}
 
+  // Blocks in an agent's GPU tier come device to device (CUDA IPC): the
+  // copies below take any pair of host and device memory.
+  int DeviceOrdinal() const override { return scratch_.device(); }
+
   std::vector<absl::Status> Read(absl::Span<const FoundBlock> blocks) override {
     std::vector<absl::Status> out(blocks.size());
     absl::MutexLock l(&mu_);

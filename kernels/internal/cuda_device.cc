@@ -1,4 +1,5 @@
 // The only file that calls the CUDA runtime for memory and devices.
+#include <cstring>
 #include <utility>
 
 #include "common/logging.h"
@@ -236,6 +237,73 @@ absl::Status EnqueueHostCallback(void* stream, void (*fn)(void*), void* arg) {
   (void)stream, (void)fn, (void)arg;
   return NoCuda("cudaLaunchHostFunc");
 #endif
+}
+
+absl::StatusOr<std::string> ExportIpcHandle(void* device_base) {
+#if KVF_WITH_CUDA
+  static_assert(sizeof(cudaIpcMemHandle_t) == kIpcHandleBytes);
+  cudaIpcMemHandle_t h;
+  if (cudaError_t err = cudaIpcGetMemHandle(&h, device_base); err != cudaSuccess) {
+    return CudaError(err, "cudaIpcGetMemHandle", "a device tier's arena");
+  }
+  return std::string(reinterpret_cast<const char*>(&h), sizeof(h));
+#else
+  (void)device_base;
+  return NoCuda("cudaIpcGetMemHandle");
+#endif
+}
+
+absl::StatusOr<IpcMapping> IpcMapping::Open(std::string_view handle, int device) {
+  if (handle.size() != kIpcHandleBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a CUDA IPC handle is ", kIpcHandleBytes,
+                                                   " bytes, not ", handle.size()));
+  }
+#if KVF_WITH_CUDA
+  if (device < 0 || device >= Devices().count) {
+    return absl::FailedPreconditionError(absl::StrCat("no CUDA device ", device, " (",
+                                                      Devices().count, " present)"));
+  }
+  if (cudaError_t err = cudaSetDevice(device); err != cudaSuccess) {
+    return CudaError(err, "cudaSetDevice", absl::StrCat("device ", device));
+  }
+  cudaIpcMemHandle_t h;
+  std::memcpy(&h, handle.data(), sizeof(h));
+  IpcMapping m;
+  if (cudaError_t err = cudaIpcOpenMemHandle(&m.data_, h, cudaIpcMemLazyEnablePeerAccess);
+      err != cudaSuccess) {
+    return CudaError(err, "cudaIpcOpenMemHandle", absl::StrCat("device ", device));
+  }
+  m.device_ = device;
+  return m;
+#else
+  (void)device;
+  return NoCuda("cudaIpcOpenMemHandle");
+#endif
+}
+
+IpcMapping::IpcMapping(IpcMapping&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), device_(std::exchange(other.device_, -1)) {}
+
+IpcMapping& IpcMapping::operator=(IpcMapping&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    data_ = std::exchange(other.data_, nullptr);
+    device_ = std::exchange(other.device_, -1);
+  }
+  return *this;
+}
+
+IpcMapping::~IpcMapping() { Reset(); }
+
+void IpcMapping::Reset() {
+#if KVF_WITH_CUDA
+  if (data_ != nullptr) {
+    cudaSetDevice(device_);
+    cudaIpcCloseMemHandle(data_);
+  }
+#endif
+  data_ = nullptr;
+  device_ = -1;
 }
 
 }  // namespace kvf

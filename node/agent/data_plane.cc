@@ -91,6 +91,7 @@ DataPlane::DataPlane(ShardStore* store, Transport* transport, const MemoryRegion
     : store_(store),
       transport_(transport),
       arena_(arena),
+      device_export_(DeviceExport::Of(*store)),
       options_(options),
       sessions_(options.cluster_token, options.previous_tokens, options.sessions),
       tagger_(options.cluster_token),

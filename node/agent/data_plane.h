@@ -70,6 +70,7 @@
 #include "common/namespace.h"
 #include "common/placement.h"
 #include "protocol/frames.h"
+#include "node/agent/device_export.h"
 #include "node/agent/read_holds.h"
 #include "node/agent/sessions.h"
 #include "node/shard_store.h"
@@ -246,10 +247,12 @@ class DataPlane {
   absl::StatusOr<std::string> Serve(DataOp op, std::string_view bytes, const Fn& fn);
   // Pins `keys` for a Get or Fetch answer: fills resp.entries (locations in
   // the arena when `descriptors`, else {0, 0, size}) and returns the batch
-  // lease of what it pinned (store_leases empty when nothing was).
+  // lease of what it pinned (store_leases empty when nothing was). With
+  // `device` (a device_ok Get, the GPU tier exported as descriptor 1) a
+  // GPU-tier block is pinned where it is and located in descriptor 1.
   BatchLease PinBatch(NamespaceId ns, const std::vector<protocol::KeyRef>& keys,
                       bool has_min_version, const Version& min_version, bool descriptors,
-                      protocol::GetResponse* resp);
+                      protocol::GetResponse* resp, bool device = false);
   // Files `batch` under a new lease id (0 when it pinned nothing).
   uint64_t AddLease(BatchLease batch, bool counted, const std::string& tenant, NamespaceId ns);
   // Unpins lease `id` if it is still there (Release, and the end of a Fetch's sends).
@@ -290,6 +293,8 @@ class DataPlane {
   // Registers `handler` for `type` on every transport served.
   absl::Status RegisterEverywhere(uint16_t type, const MessageHandler& handler);
   const MemoryRegion* const arena_;
+  // The GPU tier shared over CUDA IPC, when there is one and CUDA could.
+  const std::optional<DeviceExport> device_export_;
   const DataPlaneOptions options_;
   CommitListener on_commit_;
   RemoveListener on_remove_;

@@ -11,7 +11,8 @@ namespace kvf {
 
 DataPlane::BatchLease DataPlane::PinBatch(NamespaceId ns, const std::vector<protocol::KeyRef>& keys,
                                           bool has_min_version, const Version& min_version,
-                                          bool descriptors, protocol::GetResponse* resp) {
+                                          bool descriptors, protocol::GetResponse* resp,
+                                          bool device) {
   resp->entries.resize(keys.size());
   BatchLease batch;
   batch.grants.resize(keys.size());
@@ -19,8 +20,10 @@ DataPlane::BatchLease DataPlane::PinBatch(NamespaceId ns, const std::vector<prot
   const bool fenced = LeaseLapsed();
   for (size_t i = 0; i < keys.size(); ++i) {
     protocol::GetEntry& e = resp->entries[i];
-    // PinHost: a device-tier block is staged into the host arena for the reader.
-    absl::StatusOr<Lease> lease = store_->PinHost(ns, keys[i].key, options_.get_lease);
+    // PinHost: a device-tier block is staged into the host arena for the
+    // reader; a device reader on this host takes it where it is (Pin).
+    absl::StatusOr<Lease> lease = device ? store_->Pin(ns, keys[i].key, options_.get_lease)
+                                         : store_->PinHost(ns, keys[i].key, options_.get_lease);
     if (!lease.ok()) {
       e.code = lease.status().code();
       continue;
@@ -35,7 +38,10 @@ DataPlane::BatchLease DataPlane::PinBatch(NamespaceId ns, const std::vector<prot
     } else if (has_min_version && lease->info.version < min_version) {
       refuse = absl::StatusCode::kFailedPrecondition;
     }
-    absl::StatusOr<uint64_t> offset = ArenaOffset(lease->location);
+    const bool on_device = device && lease->location.tier == TierKind::kDevice;
+    absl::StatusOr<uint64_t> offset =
+        on_device ? device_export_->Offset(lease->location.address, lease->location.size)
+                  : ArenaOffset(lease->location);
     if (refuse == absl::StatusCode::kOk && !offset.ok()) refuse = offset.status().code();
     if (refuse != absl::StatusCode::kOk) {
       (void)store_->Unpin(lease->id);
@@ -43,8 +49,10 @@ DataPlane::BatchLease DataPlane::PinBatch(NamespaceId ns, const std::vector<prot
       continue;
     }
     const auto size = static_cast<uint32_t>(lease->info.size);
-    e.location = protocol::BlockLocation{0, descriptors ? *offset : 0, size};
-    batch.grants[i] = Grant{*offset, size};
+    e.location = protocol::BlockLocation{on_device ? 1u : 0u, descriptors ? *offset : 0, size};
+    // Grants are host-arena bytes the agent itself may send (Fetch,
+    // ReadThrough); a device entry has none.
+    if (!on_device) batch.grants[i] = Grant{*offset, size};
     e.version = lease->info.version;
     e.codec = lease->info.codec;
     batch.store_leases.push_back(lease->id);
@@ -104,8 +112,12 @@ absl::StatusOr<std::string> DataPlane::OnGet(const protocol::GetRequest& r, cons
   // Trusted peers read the arena one-sided; a tenant reads through the agent.
   const bool through_agent = !s.cluster;
   if (!through_agent) resp.descriptors.push_back(arena_->descriptor());
+  // A client on this host with a GPU reader takes GPU-tier blocks over CUDA
+  // IPC (descriptor 1) instead of through host staging.
+  const bool device = r.device_ok && !through_agent && device_export_.has_value();
+  if (device) resp.descriptors.push_back(device_export_->descriptor());
   BatchLease batch =
-      PinBatch(ns, r.keys, r.has_min_version, r.min_version, !through_agent, &resp);
+      PinBatch(ns, r.keys, r.has_min_version, r.min_version, !through_agent, &resp, device);
   resp.lease_id = AddLease(std::move(batch), !s.cluster, tenant, ns);
   absl::StatusOr<std::string> out = resp.Encode();
   if (!out.ok() && resp.lease_id != 0) ReleaseLease(resp.lease_id);

@@ -128,6 +128,7 @@ class ShardStoreImpl final : public ShardStore {
   std::vector<StoredBlock> Scan(const std::function<bool(uint64_t)>& want) const override;
   void SetEpoch(uint64_t epoch) override;
   ShardStoreStats Stats() const override;
+  absl::Span<std::byte> TierArena(TierKind kind) const override;
   const LatencyHistogram* DiskReadLatency() const override {
     return disk_ ? &disk_->read_latency() : nullptr;
   }

@@ -212,6 +212,29 @@ TEST_F(AgentWireTest, GetHandsOutTheCommittedBytes) {
   EXPECT_TRUE(Send<protocol::AckResponse>(node, rel).ok());
 }
 
+// device_ok asks for GPU-tier blocks over CUDA IPC; an agent without a GPU
+// tier answers exactly as without it: host-arena locations, one descriptor.
+TEST_F(AgentWireTest, DeviceOkWithoutAGpuTierIsAnsweredFromTheHostArena) {
+  const NodeId node = map_.nodes[0].id;
+  ASSERT_TRUE(Register(node, spec_).ok());
+  const protocol::KeyRef k = KeyOwnedBy(node, 2);
+  ASSERT_TRUE(PutBlock(node, k, Block(4)).ok());
+  protocol::GetRequest get;
+  get.header = Header(spec_);
+  get.keys.push_back(k);
+  get.device_ok = true;
+  auto resp = Send<protocol::GetResponse>(node, get);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  ASSERT_EQ(resp->entries[0].code, absl::StatusCode::kOk);
+  ASSERT_EQ(resp->descriptors.size(), 1u);
+  EXPECT_EQ(resp->descriptors[0].memory_type, MemoryType::kHost);
+  EXPECT_EQ(resp->entries[0].location.descriptor_index, 0u);
+  protocol::ReleaseRequest rel;
+  rel.header = Header(spec_);
+  rel.lease_id = resp->lease_id;
+  EXPECT_TRUE(Send<protocol::AckResponse>(node, rel).ok());
+}
+
 TEST_F(AgentWireTest, AStaleCopyIsNeverServed) {
   const NodeId node = map_.nodes[0].id;
   ASSERT_TRUE(Register(node, spec_).ok());

@@ -13,6 +13,7 @@
 #include "kernels/codec.h"
 #include "kernels/device.h"
 #include "tests/cluster/cluster_fixture.h"
+#include "tests/cluster/scrape.h"
 
 namespace kvf::testing {
 namespace {
@@ -179,6 +180,48 @@ TEST_F(PagedGpuClientTest, ABlobOfAnotherLayoutLeavesTheDevicePagesUntouched) {
           << "layer " << l << " page " << p << " was written";
     }
   }
+}
+
+// An agent with a GPU tier on the same GPU: device pages load from it device
+// to device over CUDA IPC (no host staging on the agent), host pages through
+// host staging, both byte for byte.
+class PagedGpuTierTest : public PagedGpuClientTest {
+ protected:
+  LocalClusterOptions ClusterOptions() override {
+    LocalClusterOptions o = PagedGpuClientTest::ClusterOptions();
+    o.extra_agent_flags = {"--device=0", "--device_bytes=268435456"};
+    return o;
+  }
+  double Staged(const std::string& op) {
+    return Metric(cluster_->agents()[0].http,
+                  absl::StrCat("kvf_agent_device_staged_total{op=\"", op, "\"}"));
+  }
+};
+
+TEST_F(PagedGpuTierTest, DevicePagesReadTheGpuTierOverIpc) {
+  auto a = DeviceEngine::Make(7);
+  auto b = DeviceEngine::Make(8);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::vector<BlockKey> chain = RandomChain(ns_, 4);
+  std::vector<int32_t> pages(16);
+  std::iota(pages.begin(), pages.end(), 0);
+  auto saved = SavePages(*client_, ns_, chain, 0, 4, a->desc, pages);
+  ASSERT_TRUE(saved.ok() && saved->all_ok()) << (saved.ok() ? saved->FirstError() : saved.status());
+  // The client asks for GPU-tier blocks once it has mapped the agent's host
+  // arena (the save did, or this first load): then they come over CUDA IPC.
+  ASSERT_TRUE(LoadPages(*client_, ns_, chain, 0, 1, b->desc, {0, 1, 2, 3}).ok());
+  const double staged_before = Staged("read");
+  auto loaded = LoadPages(*client_, ns_, chain, 0, 4, b->desc, pages);
+  ASSERT_TRUE(loaded.ok() && loaded->all_ok())
+      << (loaded.ok() ? loaded->FirstError() : loaded.status());
+  for (uint32_t l = 0; l < kLayers; ++l) EXPECT_EQ(b->Layer(l), a->Layer(l)) << "layer " << l;
+  EXPECT_EQ(Staged("read"), staged_before) << "the device load was staged through host memory";
+  // Host pages cannot take device bytes: the agent stages those reads.
+  DeviceEngine::Host host = b->ToHost();
+  auto via_host = LoadPages(*client_, ns_, chain, 0, 4, host.desc, pages);
+  ASSERT_TRUE(via_host.ok() && via_host->all_ok());
+  EXPECT_GT(Staged("read"), staged_before);
+  for (uint32_t l = 0; l < kLayers; ++l) EXPECT_EQ(host.layers[l], a->Layer(l)) << "layer " << l;
 }
 
 }  // namespace

@@ -339,6 +339,7 @@ TEST(FrameFields, NonBooleanBool) {
   };
   check(LookupResponse{}, kBody + 4, "held");
   check(GetRequest{}, kBody + 4, "has_min_version");
+  check(GetRequest{}, kBody + 5, "device_ok");
   check(ReserveRequest{}, kBody + 4 + 49, "mutable");
   check(ReserveRequest{}, kBody + 4 + 50, "has_version");
   check(ReserveResponse{}, kReserveResponseEntries + 4, "already_present");
@@ -356,7 +357,7 @@ TEST(FrameFields, NonzeroReserved) {
     ExpectInvalid<T>(b, "reserved bytes");
   };
   for (size_t i : {6, 7}) check(LookupResponse{}, kBody + i);
-  for (size_t i : {5, 6, 7}) check(GetRequest{}, kBody + i);
+  for (size_t i : {6, 7}) check(GetRequest{}, kBody + i);  // 5: device_ok
   for (size_t i : {21, 22, 23}) check(GetResponse{}, kGetResponseEntries + i);
   check(ReserveRequest{}, kBody + 4 + 51);
   for (size_t i : {5, 6, 7}) check(ReserveResponse{}, kReserveResponseEntries + i);

@@ -376,6 +376,11 @@ TEST(FetchFrames, SharesGetRequestsRules) {
   m.keys.pop_back();
   m.tags.pop_back();
   EXPECT_FALSE(Encoded(m).empty());
+  // The byte that is a GetRequest's device_ok is reserved in a fetch (its
+  // bytes travel through the agent's host arena, never over CUDA IPC).
+  std::string b = SampleBytes<FetchRequest>();
+  b.at(kBody + 5) = 1;
+  ExpectInvalid<FetchRequest>(b, "reserved bytes");
 }
 
 TEST(StoreFrames, OneTagPerEntryAndReservesRules) {

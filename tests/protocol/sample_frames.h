@@ -143,6 +143,7 @@ void Fill(GetRequest* m) {
   m->keys = {Ref(7), Ref(8)};
   m->has_min_version = true;
   m->min_version = {5, 77};
+  m->device_ok = true;
 }
 void Fill(FetchRequest* m) {
   m->keys = {Ref(7), Ref(8), Ref(9)};
