@@ -114,16 +114,7 @@ void ShardStoreImpl::FinishMoveLocked(const Demotion& d, bool copied) {
     }
     return;
   }
-  const uint32_t readers = e.pins - 1;
-  e.pins = 0;
-  --pinned_entries_;
-  if (readers > 0) {
-    retired_[{d.page.tier, d.page.offset}] += readers;  // freed with their last pin
-  } else {
-    ReleasePageLocked(d.page);
-  }
-  tier_stored_bytes_[d.page.tier] -= e.size;
-  --tier_blocks_[d.page.tier];
+  LeavePageLocked(e, d.page);
   ++tier_demotions_[d.page.tier];
   tier_demoted_bytes_[d.page.tier] += e.size;
   e.tier = d.dest.tier;

@@ -226,16 +226,7 @@ void ShardStoreImpl::FinishDemotionsLocked(const std::vector<Demotion>& demotion
       }
       continue;
     }
-    const uint32_t readers = e.pins - 1;
-    e.pins = 0;
-    --pinned_entries_;
-    if (readers > 0) {
-      retired_[{d.page.tier, d.page.offset}] += readers;  // freed with their last pin
-    } else {
-      ReleasePageLocked(d.page);
-    }
-    tier_stored_bytes_[d.page.tier] -= e.size;
-    --tier_blocks_[d.page.tier];
+    LeavePageLocked(e, d.page);
     e.tier = kDiskTier;
     e.offset = d.slot.offset;
     e.disk_gen = d.slot.segment_gen;
@@ -408,6 +399,19 @@ void ShardStoreImpl::AdoptRecovered(const DiskRecovery& recovery) {
     ++disk_entries_;
     ++disk_recovered_;
   }
+}
+
+void ShardStoreImpl::LeavePageLocked(Entry& e, const PageRef& page) {
+  const uint32_t readers = e.pins - 1;
+  e.pins = 0;
+  --pinned_entries_;
+  if (readers > 0) {
+    retired_[{page.tier, page.offset}] += readers;  // freed with their last pin
+  } else {
+    ReleasePageLocked(page);
+  }
+  tier_stored_bytes_[page.tier] -= e.size;
+  --tier_blocks_[page.tier];
 }
 
 }  // namespace kvf::internal

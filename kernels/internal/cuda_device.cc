@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/device.h"
 
@@ -47,6 +48,22 @@ DeviceInventory Probe() {
 
 }  // namespace
 
+#if KVF_WITH_CUDA
+namespace {
+// Makes `device` current for this thread; FAILED_PRECONDITION if there is none.
+absl::Status UseDevice(int device) {
+  if (device < 0 || device >= Devices().count) {
+    return absl::FailedPreconditionError(absl::StrCat("no CUDA device ", device, " (",
+                                                      Devices().count, " present)"));
+  }
+  if (cudaError_t err = cudaSetDevice(device); err != cudaSuccess) {
+    return CudaError(err, "cudaSetDevice", absl::StrCat("device ", device));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+#endif
+
 bool CudaCompiledIn() { return KVF_WITH_CUDA != 0; }
 
 const DeviceInventory& Devices() {
@@ -71,13 +88,7 @@ bool IsDeviceMemory(const void* ptr) {
 
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes, int device) {
 #if KVF_WITH_CUDA
-  if (device < 0 || device >= Devices().count) {
-    return absl::FailedPreconditionError(absl::StrCat("no CUDA device ", device, " (",
-                                                      Devices().count, " present)"));
-  }
-  if (cudaError_t err = cudaSetDevice(device); err != cudaSuccess) {
-    return CudaError(err, "cudaSetDevice", absl::StrCat("device ", device));
-  }
+  KVF_RETURN_IF_ERROR(UseDevice(device));
   DeviceBuffer buffer;
   if (cudaError_t err = cudaMalloc(&buffer.data_, bytes); err != cudaSuccess) {
     return CudaError(err, "cudaMalloc", absl::StrCat(bytes, " bytes on device ", device));
@@ -259,13 +270,7 @@ absl::StatusOr<IpcMapping> IpcMapping::Open(std::string_view handle, int device)
                                                    " bytes, not ", handle.size()));
   }
 #if KVF_WITH_CUDA
-  if (device < 0 || device >= Devices().count) {
-    return absl::FailedPreconditionError(absl::StrCat("no CUDA device ", device, " (",
-                                                      Devices().count, " present)"));
-  }
-  if (cudaError_t err = cudaSetDevice(device); err != cudaSuccess) {
-    return CudaError(err, "cudaSetDevice", absl::StrCat("device ", device));
-  }
+  KVF_RETURN_IF_ERROR(UseDevice(device));
   cudaIpcMemHandle_t h;
   std::memcpy(&h, handle.data(), sizeof(h));
   IpcMapping m;

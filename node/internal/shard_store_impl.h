@@ -225,6 +225,9 @@ class ShardStoreImpl final : public ShardStore {
   void ReleasePageLocked(const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     tiers_[page.tier].allocator.Free(page.offset);
   }
+  // A demoted block leaves `page` (its demotion pin ends): readers that still
+  // pin the page keep it until their last pin; the tier's counts drop.
+  void LeavePageLocked(Entry& e, const PageRef& page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops one pin on `page`, taken when it held `entry`. If the entry has
   // since moved to another page (overwritten while pinned), the old page was
   // retired and is freed with its last pin.
