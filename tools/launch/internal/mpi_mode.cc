@@ -176,6 +176,17 @@ int Run(const LaunchFlags& flags, int rank, int ranks) {
     }
     MPI_Bcast(&active, 1, MPI_INT, 0, MPI_COMM_WORLD);
     rc = active ? 0 : 1;
+    if (!active) {
+      // The logs go with the cluster's directory at stop: show why here.
+      if (rank == 0) {
+        std::fprintf(stderr, "%s: ---- coordinator.err (tail)\n%s\n", tag.c_str(),
+                     cluster->TailLog(cluster->dir() + "/coordinator").c_str());
+      }
+      const AgentProcess& a = cluster->agents().back();
+      std::fprintf(stderr, "%s: ---- %s.err (node %llu, tail)\n%s\n", tag.c_str(),
+                   a.log_prefix.c_str(), static_cast<unsigned long long>(a.node),
+                   cluster->TailLog(a.log_prefix).c_str());
+    }
   } else {
     rc = 1;
   }
