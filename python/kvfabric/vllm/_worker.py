@@ -19,10 +19,14 @@ get_block_ids_with_load_errors / shutdown, so nothing is lost if vLLM skips a
 wait.
 
 KV caches may be host tensors or CUDA tensors (all on one device). For CUDA
-ones the loads and saves run on the torch CUDA stream current when they are
-started (torch.cuda.current_stream()): a save reads the pages after the
-forward queued on that stream wrote them; a load's layer is in the pages,
-for any stream, once its wait returns.
+ones a save runs on the torch CUDA stream current when it starts
+(torch.cuda.current_stream()), so it reads the pages after the forward queued
+there wrote them. Loads run on a stream of their own, made to wait for the
+work already on the current stream (the pages they fill are free by then):
+were they on the compute stream, the forward's kernels would queue behind
+every layer's scatter and nothing would pipeline. A load's layer is in the
+pages, for any stream, once its wait returns (the wait ends when the
+scatter's work on the device has).
 
 Failures never put wrong bytes in vLLM's pages: a block that cannot be loaded
 (not found, evicted or removed since the lookup, its owners unreachable, a
@@ -135,6 +139,7 @@ class WorkerSide:
         # Layer name -> index in the registered layer order.
         self._layer_index: dict[str, int] = {}
         self._cuda_device = None  # the torch.device of CUDA KV caches, else None
+        self._load_stream = None  # torch.cuda.Stream of the loads (CUDA caches)
         self._failed_pages: set[int] = set()
         self._failed_requests: set[str] = set()
         self.stats: Counter = Counter()  # loaded, load_failed, saved, save_failed, ...
@@ -167,11 +172,26 @@ class WorkerSide:
     def _stream(self) -> int:
         return current_stream_of(self._cuda_device)
 
+    def _load_stream_handle(self) -> int:
+        """The loads' own CUDA stream (made once), ordered after the work on
+        the current stream; 0 for host caches or a torch without CUDA."""
+        if self._cuda_device is None:
+            return 0
+        try:
+            import torch
+            if self._load_stream is None:
+                self._load_stream = torch.cuda.Stream(self._cuda_device)
+            self._load_stream.wait_stream(torch.cuda.current_stream(self._cuda_device))
+            return int(self._load_stream.cuda_stream)
+        except Exception as e:  # noqa: BLE001 - fall back to the current stream
+            logger.debug("kvfabric: no load stream on %s (%s)", self._cuda_device, e)
+            return self._stream()
+
     # ---- loads ------------------------------------------------------------
     def start_loads(self, meta: KvfabricConnectorMetadata) -> None:
         self.finish_loads()  # a previous step's, should its waits have been skipped
         self._failed_requests = set()
-        stream = self._stream()
+        stream = self._load_stream_handle()
         for r in meta.loads():
             if self._paged is None:
                 self._fail(r, r.load.page_ids, self.layout_error)
