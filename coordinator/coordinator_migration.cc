@@ -158,6 +158,7 @@ void CoordinatorService::ApplyProgressLocked(
     if (it == tasks_.end()) continue;  // finished or cancelled already: reports are idempotent
     if (!p.error().empty()) {
       it->second.status.delivered = false;  // sent again on the next heartbeat
+      if (it->second.in_flight) it->second.failed_in_flight = true;
       it->second.status.last_error = p.error();
       KVF_LOG(WARNING) << "coordinator: node " << reporter << " failed task " << p.task_id()
                        << ": " << p.error();
@@ -258,7 +259,7 @@ void CoordinatorService::DeliverPendingTasks(NodeId only) {
       auto it = tasks_.find(tid);
       if (it == tasks_.end()) continue;
       it->second.in_flight = false;
-      it->second.status.delivered = s.ok();
+      it->second.status.delivered = s.ok() && !std::exchange(it->second.failed_in_flight, false);
       if (!s.ok()) it->second.status.last_error = std::string(s.message());
     }
   }

@@ -177,6 +177,10 @@ class CoordinatorService {
     TaskStatus status;
     absl::InlinedVector<NodeId, 2> causes;  // nodes whose change planned it
     bool in_flight = false;
+    // The source reported a failure while its AssignMigration was still in
+    // flight (it runs tasks as they arrive): the call's success must not
+    // mark the task delivered, or it would never be sent again.
+    bool failed_in_flight = false;
   };
   enum class Plan { kNone, kMigrate };
 

@@ -44,6 +44,11 @@
 namespace kvf {
 namespace {
 
+// Tries of one migration report (backing off 0.2, 0.4, 0.8 s) before it is
+// dropped: enough for a coordinator busy for a moment, short enough that an
+// agent stopping while its coordinator is gone is not held up.
+constexpr int kMigrationReportAttempts = 4;
+
 absl::Status SplitHostPort(const std::string& hp, std::string* host, int* port) {
   const size_t colon = hp.rfind(':');
   if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), port) || *port < 0 ||
@@ -396,9 +401,18 @@ absl::Status AgentImpl::Init() {
   migrator_ = std::make_unique<Migrator>(
       store_.get(), data_plane_.get(), replicator_.get(), peers_.get(),
       [this](std::vector<proto::TaskProgress> progress) {
-        if (absl::Status s = link_->ReportMigration(node_id(), progress); !s.ok()) {
-          KVF_LOG(WARNING) << "agent: migration report failed (the coordinator resends): " << s;
+        // The coordinator only resends a task it did not hear failed: a lost
+        // "done" would leave its destination joining (or its source
+        // draining) for good. Reports are idempotent, so retry a while.
+        absl::Status s;
+        for (int attempt = 0; attempt < kMigrationReportAttempts; ++attempt) {
+          if (attempt > 0) absl::SleepFor(absl::Milliseconds(100 << std::min(attempt, 5)));
+          s = link_->ReportMigration(node_id(), progress);
+          if (s.ok() || absl::IsFailedPrecondition(s) || absl::IsNotFound(s)) break;
+          KVF_LOG(WARNING) << "agent: migration report failed (attempt " << attempt + 1
+                           << "): " << s;
         }
+        if (!s.ok()) KVF_LOG(WARNING) << "agent: migration report dropped: " << s;
       });
 
   // AgentControl.

@@ -397,6 +397,38 @@ TEST_F(CoordinatorServiceTest, FailedDeliveryIsRetriedOnTheNextHeartbeat) {
   EXPECT_EQ(StateOf(b), NodeState::kJoining);
 }
 
+// An agent runs a task as it arrives, and may report it failed before its
+// AssignMigration call has returned: the call's success must not mark the
+// task delivered, or it is never sent again and its destination stays
+// joining for good.
+TEST_F(CoordinatorServiceTest, AFailureReportedWhileTheAssignIsInFlightIsSentAgain) {
+  NodeId a = MustJoin(1);
+  agents_.OnAssign([&](const proto::AssignMigrationRequest& req) {
+    proto::ReportMigrationRequest r;
+    r.set_node_id(a);
+    for (const auto& t : req.tasks()) {
+      auto* p = r.add_tasks();
+      p->set_task_id(t.task_id());
+      p->set_error("destination not ready");
+    }
+    EXPECT_TRUE(svc_->ReportMigration(r).ok());
+  });
+  NodeId b = MustJoin(2);  // delivers; the agent reports failure in flight
+  agents_.OnAssign(nullptr);
+  ASSERT_FALSE(svc_->OutstandingTasks().empty());
+  for (const TaskStatus& t : svc_->OutstandingTasks()) {
+    EXPECT_FALSE(t.delivered) << "task " << t.id;
+    EXPECT_THAT(t.last_error, HasSubstr("not ready"));
+  }
+  const size_t sent = agents_.Take(Addr(1)).size();
+  ASSERT_TRUE(Beat(a).ok());  // sends them again
+  EXPECT_EQ(agents_.Take(Addr(1)).size(), sent);
+  for (const TaskStatus& t : svc_->OutstandingTasks()) EXPECT_TRUE(t.delivered);
+  ASSERT_TRUE(Beat(a).ok());
+  EXPECT_TRUE(agents_.Take(Addr(1)).empty()) << "a delivered task was sent twice";
+  EXPECT_EQ(StateOf(b), NodeState::kJoining);
+}
+
 TEST_F(CoordinatorServiceTest, TasksGoToEverySourceAtOnce) {
   NodeId ids[3];
   ThreeActive(ids);

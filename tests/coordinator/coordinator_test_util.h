@@ -3,6 +3,7 @@
 #ifndef KVF_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
 #define KVF_TESTS_COORDINATOR_COORDINATOR_TEST_UTIL_H_
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -29,7 +30,20 @@ class FakeAgents final : public AgentClient {
     }
     if (unreachable_.count(address)) return absl::UnavailableError("connection refused");
     for (const auto& t : request.tasks()) tasks_[address].push_back(t);
+    if (on_assign_) {
+      // As a real agent may: run the tasks and report before the call returns.
+      auto hook = on_assign_;
+      mu_.Unlock();
+      hook(request);
+      mu_.Lock();
+    }
     return absl::OkStatus();
+  }
+  // Runs `hook` inside every successful AssignMigration, before it returns
+  // (null: none).
+  void OnAssign(std::function<void(const proto::AssignMigrationRequest&)> hook) {
+    absl::MutexLock lock(&mu_);
+    on_assign_ = std::move(hook);
   }
   absl::Status ApplyEvictionCutoff(const std::string&, const proto::EvictionCutoffRequest&) override {
     return absl::OkStatus();
@@ -66,6 +80,7 @@ class FakeAgents final : public AgentClient {
   mutable absl::Mutex mu_;
   std::map<std::string, std::vector<proto::MigrationTask>> tasks_;
   std::set<std::string> unreachable_;
+  std::function<void(const proto::AssignMigrationRequest&)> on_assign_;
   int calls_ = 0;
   int need_together_ = 0;
   int inside_ = 0;
